@@ -1,0 +1,67 @@
+"""Ranking metrics over val/test rows (SPEC §4): Precision, Recall, NDCG and Hit at each K, batched tensor code.
+
+Each row ranks its candidates (1,000 negatives + P positives) by score. A positive's rank counts every valid
+candidate scored strictly higher, every negative scored equal (ties go against the positives, so a constant
+scorer gets zero hits) and every positive scored equal that comes before it. Then, per row,
+    Precision@K = hits / K,  Recall@K = hits / P,  Hit@K = [hits > 0],
+    NDCG@K = sum_{positives ranked < K} 1 / log2(rank + 2)  /  sum_{i < min(P, K)} 1 / log2(i + 2),
+averaged over rows (sums accumulated over batches, divided once).
+"""
+import torch
+
+METRICS = ('precision', 'recall', 'ndcg', 'hit')
+
+
+def positive_ranks(scores, pos_mask, valid):
+    """0-based rank of every positive of every row, ties against positives. [R, C] -> ([R, Pmax], mask [R, Pmax])."""
+    p_max = int(pos_mask.sum(1).max())
+    # columns of the positives, first p_max of each row (stable: positives keep their column order)
+    pos_col = torch.sort(pos_mask.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :p_max]
+    is_pos = torch.gather(pos_mask, 1, pos_col)                      # [R, Pm]
+    s_pos = torch.gather(scores, 1, pos_col).unsqueeze(-1)           # [R, Pm, 1]
+    s = scores.unsqueeze(1)                                          # [R, 1, C]
+    col = torch.arange(scores.size(1), device=scores.device)
+    ahead = (s > s_pos) | ((s == s_pos) & ~pos_mask.unsqueeze(1))   # higher, or a tied negative
+    ahead |= (s == s_pos) & pos_mask.unsqueeze(1) & (col < pos_col.unsqueeze(-1))  # tied positive before it
+    ahead &= valid.unsqueeze(1)
+    return ahead.sum(-1), is_pos
+
+
+def metric_sums(scores, pos_mask, valid, ks):
+    """Per-K sums over the rows of one batch: {k: {metric: float}} (divide by the number of rows once)."""
+    ranks, is_pos = positive_ranks(scores, pos_mask, valid)
+    num_pos = pos_mask.sum(1)
+    gain = torch.where(is_pos, 1.0 / torch.log2(ranks.float() + 2.0), torch.zeros((), device=scores.device))
+    k_max = max(ks)
+    idcg_table = torch.cumsum(1.0 / torch.log2(torch.arange(k_max, device=scores.device, dtype=torch.float) + 2), 0)
+    out = {}
+    for k in ks:
+        in_top = is_pos & (ranks < k)
+        hits = in_top.sum(1).float()
+        dcg = (gain * in_top).sum(1)
+        idcg = idcg_table[torch.clamp(num_pos, max=k) - 1]
+        out[k] = {'precision': (hits / k).sum().item(), 'recall': (hits / num_pos).sum().item(),
+                  'ndcg': (dcg / idcg).sum().item(), 'hit': (hits > 0).float().sum().item()}
+    return out
+
+
+@torch.no_grad()
+def evaluate(model, split, ks=(5, 10), batch_size=512, enc=None):
+    """Mean metrics of ``model`` over an EvalSplit (already on the model's device): {f'{metric}@{k}': value}.
+
+    Propagates once (``model.encode()``), then scores the rows in batches.
+    """
+    was_training = model.training
+    model.eval()
+    if enc is None:
+        enc = model.encode()
+    totals = {k: dict.fromkeys(METRICS, 0.0) for k in ks}
+    for s in range(0, len(split), batch_size):
+        sl = slice(s, s + batch_size)
+        scores = model.score(enc, split.users[sl], split.videos[sl], split.candidates[sl]).float()
+        scores = torch.nan_to_num(scores, nan=float('-inf'))  # a NaN score must not win a comparison
+        for k, sums in metric_sums(scores, split.pos_mask[sl], split.valid[sl], ks).items():
+            for m, v in sums.items():
+                totals[k][m] += v
+    model.train(was_training)
+    return {f'{m}@{k}': totals[k][m] / len(split) for k in ks for m in METRICS}

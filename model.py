@@ -1,0 +1,277 @@
+"""GCN-PHR (Wei et al., ACM MM 2019) as the paper's Figure 2 draws it, the authors' released variant, two ablations.
+
+Every model here has the same two-step interface, shared with baselines.py:
+    enc = model.encode()                                # propagate once: a dict of node tables
+    scores = model.score(enc, users, videos, hashtags)  # [B] users, [B] videos, [B, C] hashtags -> [B, C]
+so training scores (pos, neg) pairs and evaluation scores 1,000+ candidates per row from one propagation.
+All ids are local: users [0, U), hashtags [0, H), videos [0, V).
+
+Notation (SPEC §2): a training triple (u, v, h) = "u tagged v with h"; V(u, h) = videos u tagged with h;
+p_v = LeakyReLU(W_t f_v + b) the video vector from its 2276-d features.
+"""
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch_geometric.nn import GATConv, MessagePassing, SAGEConv
+from torch_geometric.utils import scatter, softmax
+
+AGGR = {'mean': 'mean', 'max': 'max', 'add': 'sum'}
+MODEL_NAMES = ('GCN_PHR', 'Net', 'var1', 'no_att')
+SCORING_MODES = ('cat', 'fully_con')
+
+
+class GraphIndex(NamedTuple):
+    """Training-graph index tensors (data_load.Graph): triples sorted by (user, hashtag) pair."""
+    triple_video: torch.Tensor  # [N] video of each triple
+    triple_pair: torch.Tensor   # [N] its (user, hashtag) pair, non-decreasing
+    pair_user: torch.Tensor     # [P]
+    pair_hashtag: torch.Tensor  # [P]
+
+
+class VideoProjection(nn.Module):
+    """p_v = LeakyReLU(W_t f_v + b): the only place the 2276-d features enter (videos receive no messages)."""
+
+    def __init__(self, dim_feat, dim):
+        super().__init__()
+        self.lin = nn.Linear(dim_feat, dim)
+
+    def forward(self, features):
+        return F.leaky_relu(self.lin(features))
+
+
+class Scorer(nn.Module):
+    """Figure 2, right: score = <FC1([x_u; p_v]), FC2([x_u; x_h])>.
+
+    ``cat``: each FC is an MLP (Linear, LeakyReLU, Linear); ``fully_con``: each is one Linear + LeakyReLU.
+    The first Linear on [x_u; x_h] is split as W_u x_u + W_h x_h, so the hashtag part is computed once per
+    hashtag (``prepare``) and not once per candidate.
+    """
+
+    def __init__(self, dim, mode='cat'):
+        super().__init__()
+        if mode not in SCORING_MODES:
+            raise ValueError(f'unknown scoring_mode {mode!r}; choose from {SCORING_MODES}')
+        self.mode = mode
+        self.video_in = nn.Linear(2 * dim, dim)
+        self.hashtag_user = nn.Linear(dim, dim)
+        self.hashtag_tag = nn.Linear(dim, dim, bias=False)
+        if mode == 'cat':
+            self.video_out = nn.Linear(dim, dim)
+            self.hashtag_out = nn.Linear(dim, dim)
+
+    def prepare(self, hashtag):
+        """Hashtag-side part of the first layer, for all hashtags at once: [H, d]."""
+        return self.hashtag_tag(hashtag)
+
+    def forward(self, x_user, x_video, hashtag_part):
+        # x_user [B, d], x_video [B, d], hashtag_part [B, C, d] (rows of ``prepare``) -> [B, C]
+        uv = F.leaky_relu(self.video_in(torch.cat([x_user, x_video], -1)))
+        uh = F.leaky_relu(hashtag_part + self.hashtag_user(x_user).unsqueeze(1))
+        if self.mode == 'cat':
+            uv = self.video_out(uv)
+            uh = self.hashtag_out(uh)
+        return (uh * uv.unsqueeze(1)).sum(-1)
+
+
+class GroupAttention(MessagePassing):
+    r"""Attention-weighted sum of the videos behind each (user, hashtag) pair, conditioned on one side of the pair.
+
+    .. math::
+        s_p = \sum_{t \in p} \alpha_t p_{v_t}, \quad
+        \alpha_t = \mathrm{softmax}_{t \in p}\big(a^\top \mathrm{LeakyReLU}(W_v p_{v_t} + W_c c_p)\big)
+
+    with c_p the condition of pair p (its hashtag for the user side, its user for the hashtag side).
+    Edges run video (source j) -> pair (target i), one per training triple; the softmax is over each pair's group.
+    """
+
+    def __init__(self, dim):
+        super().__init__(aggr='add', node_dim=0)
+        self.lin_video = nn.Linear(dim, dim, bias=False)
+        self.lin_cond = nn.Linear(dim, dim)
+        self.att = nn.Linear(dim, 1, bias=False)
+
+    def forward(self, x_video, cond, edge_index):
+        # x_video [V, d], cond [P, d], edge_index [2, N] (video, pair) -> [P, d]
+        return self.propagate(edge_index, x=(x_video, cond), key=(self.lin_video(x_video), self.lin_cond(cond)),
+                              size=(x_video.size(0), cond.size(0)))
+
+    def message(self, x_j, key_j, key_i, index, ptr, size_i):
+        e = self.att(F.leaky_relu(key_j + key_i, 0.2)).squeeze(-1)   # [N]
+        alpha = softmax(e, index, ptr, size_i)                          # over each pair's videos
+        return alpha.unsqueeze(-1) * x_j
+
+
+class AggregationNet(nn.Module):
+    """One layer of Figure 2's aggregation net, for users and hashtags at once.
+
+    user u:    m_u = AGG_{h in H(u)} x_h + AGG_{h in H(u)} s_{(u,h)},  s = GroupAttention conditioned on h
+    hashtag h: m_h = AGG_{u in U(h)} x_u + AGG_{u in U(h)} s'_{(u,h)}, s' = GroupAttention conditioned on u
+    x' = LeakyReLU(W m + W_self x). AGG = ``aggr`` (mean | max | add). ``attention=False`` (ablation ``no_att``)
+    replaces the attention by the plain mean of each group. The self term keeps the node's own id embedding,
+    which the figure leaves implicit (the authors' released GAT layers add self-loops for the same reason).
+    """
+
+    def __init__(self, dim, aggr='mean', attention=True):
+        super().__init__()
+        self.aggr = AGGR[aggr]
+        self.attention = attention
+        if attention:
+            self.att_user = GroupAttention(dim)
+            self.att_hashtag = GroupAttention(dim)
+        self.lin_user = nn.Linear(dim, dim)
+        self.self_user = nn.Linear(dim, dim, bias=False)
+        self.lin_hashtag = nn.Linear(dim, dim)
+        self.self_hashtag = nn.Linear(dim, dim, bias=False)
+
+    def forward(self, x_user, x_hashtag, x_video, g):
+        tags_of_pairs = x_hashtag[g.pair_hashtag]   # [P, d]
+        users_of_pairs = x_user[g.pair_user]        # [P, d]
+        if self.attention:
+            edge_index = torch.stack([g.triple_video, g.triple_pair])
+            s_user = self.att_user(x_video, tags_of_pairs, edge_index)
+            s_hashtag = self.att_hashtag(x_video, users_of_pairs, edge_index)
+        else:
+            s_user = s_hashtag = scatter(x_video[g.triple_video], g.triple_pair, 0, len(g.pair_user), reduce='mean')
+        U, H = x_user.size(0), x_hashtag.size(0)
+        m_user = (scatter(tags_of_pairs, g.pair_user, 0, U, reduce=self.aggr)
+                  + scatter(s_user, g.pair_user, 0, U, reduce=self.aggr))
+        m_hashtag = (scatter(users_of_pairs, g.pair_hashtag, 0, H, reduce=self.aggr)
+                     + scatter(s_hashtag, g.pair_hashtag, 0, H, reduce=self.aggr))
+        return (F.leaky_relu(self.lin_user(m_user) + self.self_user(x_user)),
+                F.leaky_relu(self.lin_hashtag(m_hashtag) + self.self_hashtag(x_hashtag)))
+
+
+class GraphModel(nn.Module):
+    """What the graph models share: id embeddings, the video projection, the scorer, graph buffers."""
+
+    def __init__(self, data, dim=64, scoring_mode='cat'):
+        super().__init__()
+        self.num_user, self.num_hashtag, self.num_video = data.num_user, data.num_hashtag, data.num_video
+        self.dim = dim
+        # features and graph are data, not weights: buffers that move with .to(device) but stay out of checkpoints
+        self.register_buffer('features', data.features, persistent=False)
+        for name in ('triple_video', 'triple_pair', 'pair_user', 'pair_hashtag'):
+            self.register_buffer(f'g_{name}', getattr(data.graph, name), persistent=False)
+        self.user_emb = nn.Embedding(self.num_user, dim)
+        self.hashtag_emb = nn.Embedding(self.num_hashtag, dim)
+        nn.init.normal_(self.user_emb.weight, std=0.1)
+        nn.init.normal_(self.hashtag_emb.weight, std=0.1)
+        self.project = VideoProjection(data.features.size(1), dim)
+        self.scorer = Scorer(dim, scoring_mode)
+        # videos that appear in the training graph: the only ones propagation needs
+        self.register_buffer('graph_videos', torch.unique(data.graph.triple_video), persistent=False)
+
+    @property
+    def g(self):
+        """The training graph on the model's device (buffers)."""
+        return GraphIndex(self.g_triple_video, self.g_triple_pair, self.g_pair_user, self.g_pair_hashtag)
+
+    def project_graph_videos(self):
+        """p_v for the training graph's videos, scattered into a [V, d] table (zeros elsewhere)."""
+        x = self.features.new_zeros(self.num_video, self.dim)
+        return x.index_copy(0, self.graph_videos, self.project(self.features[self.graph_videos]))
+
+    def propagate(self, x_user, x_hashtag, x_video):
+        raise NotImplementedError
+
+    def encode(self):
+        x_user, x_hashtag = self.propagate(self.user_emb.weight, self.hashtag_emb.weight,
+                                           self.project_graph_videos())
+        return {'user': x_user, 'hashtag': x_hashtag, 'hashtag_part': self.scorer.prepare(x_hashtag)}
+
+    def score(self, enc, users, videos, hashtags):
+        x_video = self.project(self.features[videos])   # p_v of the batch's videos (val/test videos included)
+        return self.scorer(enc['user'][users], x_video, enc['hashtag_part'][hashtags])
+
+    def forward(self, users, videos, hashtags):
+        return self.score(self.encode(), users, videos, hashtags)
+
+
+class GCNPHR(GraphModel):
+    """The paper's model (Figure 2): ``num_layers`` AggregationNet layers; ``attention=False`` = ablation no_att."""
+
+    def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat', attention=True):
+        super().__init__(data, dim, scoring_mode)
+        self.layers = nn.ModuleList(AggregationNet(dim, aggr, attention) for _ in range(num_layers))
+
+    def propagate(self, x_user, x_hashtag, x_video):
+        g = self.g
+        for layer in self.layers:
+            x_user, x_hashtag = layer(x_user, x_hashtag, x_video, g)
+        return x_user, x_hashtag
+
+
+class HomogeneousNet(GraphModel):
+    """Ablation ``var1`` (named in the authors' script, never published): one untyped edge set.
+
+    Users, hashtags and videos are nodes of one graph whose edges are u-v, h-v and u-h from the training
+    triples, both directions, no types; each layer is x' = LeakyReLU(SAGE_aggr(x)) over it. No attention.
+    """
+
+    def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat'):
+        super().__init__(data, dim, scoring_mode)
+        U, H = self.num_user, self.num_hashtag
+        g = data.graph
+        pairs = torch.cat([
+            torch.stack([g.triple_user, U + H + g.triple_video]),
+            torch.stack([U + g.triple_hashtag, U + H + g.triple_video]),
+            torch.stack([g.pair_user, U + g.pair_hashtag])], 1)
+        edges = torch.unique(torch.cat([pairs, pairs.flip(0)], 1), dim=1)
+        self.register_buffer('edge_index', edges, persistent=False)
+        self.convs = nn.ModuleList(SAGEConv(dim, dim, aggr=AGGR[aggr]) for _ in range(num_layers))
+
+    def propagate(self, x_user, x_hashtag, x_video):
+        U, H = self.num_user, self.num_hashtag
+        x = torch.cat([x_user, x_hashtag, x_video])
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x, self.edge_index))
+        return x[:U], x[U:U + H]
+
+
+class ReleasedNet(GraphModel):
+    """The authors' released ``model.py`` architecture (``Net``), with the SPEC §3 defects fixed.
+
+    Per block: GAT over video -> user and video -> hashtag edges (plus self-loops), then a GraphSAGE layer over
+    user <-> hashtag edges, LeakyReLU after each; ``num_layers`` blocks (their last commit used 2). Node vectors
+    start L2-normalised as in their code. Fixed: id embeddings are trained parameters, ``--aggr_mode`` reaches the
+    SAGE aggregation (it never reached any in their code), ``--scoring_mode`` is honoured.
+    """
+
+    def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat'):
+        super().__init__(data, dim, scoring_mode)
+        U, H = self.num_user, self.num_hashtag
+        g = data.graph
+        vid = U + H + g.triple_video
+        v_to_uh = torch.unique(torch.cat([torch.stack([vid, g.triple_user]),
+                                          torch.stack([vid, U + g.triple_hashtag])], 1), dim=1)
+        uh = torch.stack([g.pair_user, U + g.pair_hashtag])
+        self.register_buffer('v_uh_edge_index', v_to_uh, persistent=False)
+        self.register_buffer('uh_edge_index', torch.cat([uh, uh.flip(0)], 1), persistent=False)
+        self.gats = nn.ModuleList(GATConv(dim, dim, heads=1, add_self_loops=True) for _ in range(num_layers))
+        self.sages = nn.ModuleList(SAGEConv(dim, dim, aggr=AGGR[aggr]) for _ in range(num_layers))
+
+    def propagate(self, x_user, x_hashtag, x_video):
+        U, H = self.num_user, self.num_hashtag
+        x = F.normalize(torch.cat([x_user, x_hashtag, x_video]))
+        for gat, sage in zip(self.gats, self.sages):
+            x = F.leaky_relu(gat(x, self.v_uh_edge_index))
+            x = F.leaky_relu(sage(x, self.uh_edge_index))
+        return x[:U], x[U:U + H]
+
+
+def build_model(name, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat'):
+    """GCN-PHR and its variants by ``--model_name``; baselines live in baselines.py."""
+    if aggr not in AGGR:
+        raise ValueError(f'unknown aggr_mode {aggr!r}; choose from {tuple(AGGR)}')
+    kw = dict(dim=dim, num_layers=num_layers, aggr=aggr, scoring_mode=scoring_mode)
+    if name == 'GCN_PHR':
+        return GCNPHR(data, **kw)
+    if name == 'no_att':
+        return GCNPHR(data, attention=False, **kw)
+    if name == 'var1':
+        return HomogeneousNet(data, **kw)
+    if name == 'Net':
+        return ReleasedNet(data, **kw)
+    raise ValueError(f'unknown model_name {name!r}; choose from {MODEL_NAMES}')

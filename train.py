@@ -1,0 +1,278 @@
+"""Train and evaluate GCN-PHR (or a variant / baseline) on one dataset folder.
+
+    python train.py                                  # GCN-PHR on Data/demo (generated on first use), CPU or GPU
+    python train.py --data_path Data/yfcc100m --l_r=0.001 --weight_decay=0.1 --batch_size=1024 --dim_latent=64 \
+        --num_workers=30 --aggr_mode='mean' --scoring_mode='cat'      # the authors' README command
+    python train.py --model_name UTM --num_epoch 20  # a baseline through the same loop
+    python train.py --PATH_weight_load runs/GCN_PHR/last.pt          # resume (model, optimiser, epoch)
+
+One log line per epoch: training loss, validation and test P/R/NDCG@10, seconds. The checkpoint kept is the
+epoch of best validation Recall@10 (never test); the test numbers reported at the end are that epoch's.
+Per-epoch metrics also go to <save_dir>/<run>/metrics.jsonl.
+"""
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+import baselines
+from data_load import DataError, load_dataset
+from evaluation import evaluate
+from model import AGGR, MODEL_NAMES, SCORING_MODES, build_model
+
+DEMO_PATH = os.path.join('Data', 'demo')
+ALL_MODELS = MODEL_NAMES + baselines.BASELINE_NAMES + baselines.FLOOR_NAMES
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # ---- the authors' flags (their README command runs verbatim)
+    p.add_argument('--model_name', default='GCN_PHR', choices=ALL_MODELS,
+                   help='GCN_PHR (paper, Fig. 2) | Net (authors\' released code, fixed) | var1 (homogeneous graph) | '
+                        'no_att (no attention) | UTM ConTagNet CSMN USHM (baselines) | popularity user_popularity')
+    p.add_argument('--data_path', default=DEMO_PATH, help='dataset folder in the authors\' layout (Data/README.md)')
+    p.add_argument('--PATH_weight_load', default=None, help='checkpoint to resume from (model, optimiser, epoch)')
+    p.add_argument('--PATH_weight_save', default=None,
+                   help='where to keep the best-validation checkpoint (default <save_dir>/<run>/best.pt)')
+    p.add_argument('--l_r', type=float, default=1e-3, help='Adam learning rate')
+    p.add_argument('--weight_decay', type=float, default=1e-5,
+                   help="Adam weight decay (the authors' 0.1 stops learning with trained embeddings: README)")
+    p.add_argument('--batch_size', type=int, default=1024, help='training triples per step')
+    p.add_argument('--dim_latent', type=int, default=64, help='size of every node vector')
+    p.add_argument('--num_epoch', type=int, default=30, help='maximum number of epochs')
+    p.add_argument('--num_workers', type=int, default=0,
+                   help='DataLoader processes that draw the negatives (capped at the CPU count)')
+    p.add_argument('--aggr_mode', default='mean', choices=tuple(AGGR), help='aggregation of neighbour messages')
+    p.add_argument('--scoring_mode', default='cat', choices=SCORING_MODES,
+                   help='cat: [user; x] through an MLP | fully_con: one fully connected layer')
+    p.add_argument('--no-cuda', dest='no_cuda', action='store_true', help='never use a GPU (same as --device cpu)')
+    # ---- ours
+    p.add_argument('--device', default='auto', help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
+    p.add_argument('--seed', type=int, default=2019, help='seeds random, numpy, torch and the DataLoader')
+    p.add_argument('--topk', default='5,10', help='comma-separated K of the metrics; 10 is used for selection')
+    p.add_argument('--num_layers', type=int, default=2, help='stacked aggregation layers (graph models)')
+    p.add_argument('--patience', type=int, default=10, help='stop after this many epochs without a better val R@10')
+    p.add_argument('--eval_batch', type=int, default=512, help='val/test rows scored at once')
+    p.add_argument('--num_neg', type=int, default=None, help='negatives per val/test row (default: inferred)')
+    p.add_argument('--allow_pickle', action='store_true',
+                   help="read the authors' pickled .npy files (runs code stored in them: trusted files only)")
+    p.add_argument('--save_dir', default='runs', help='folder of run outputs (metrics, checkpoints)')
+    p.add_argument('--run_name', default=None, help='subfolder of save_dir (default: model_name)')
+    p.add_argument('--no_progress', action='store_true', help='no tqdm bars')
+    return p
+
+
+def resolve_device(args):
+    if args.no_cuda or args.device == 'cpu':
+        return torch.device('cpu')
+    if args.device == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        raise SystemExit(f"error: --device {args.device!r} is not a device; use auto, cpu, cuda or cuda:N")
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit(f'error: --device {args.device} asked for, but this PyTorch sees no CUDA device')
+    return device
+
+
+def parse_topk(text):
+    try:
+        ks = sorted({int(k) for k in text.split(',')})
+    except ValueError:
+        raise SystemExit(f'error: --topk {text!r}: expected comma-separated positive integers, e.g. 5,10')
+    if not ks or ks[0] < 1:
+        raise SystemExit(f'error: --topk {text!r}: expected comma-separated positive integers, e.g. 5,10')
+    return ks
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class TripleSampler(Dataset):
+    """Training triples (u, v, h+) with one fresh negative h- per epoch: a training hashtag not on video v.
+
+    ``__getitems__`` draws a whole batch at once (vectorised rejection sampling against the sorted
+    (video, hashtag) keys of every video's hashtags), so DataLoader workers sample batches, not rows.
+    """
+
+    def __init__(self, data):
+        self.train = data.train
+        H = data.num_hashtag
+        vid = torch.repeat_interleave(torch.arange(data.num_video), data.vh_ptr[1:] - data.vh_ptr[:-1])
+        self.video_keys = torch.sort(vid * H + data.vh_idx).values
+        self.pool = data.train_hashtags
+        self.H = H
+        if len(self.pool) < 2:
+            raise DataError(f'{data.path}: fewer than two distinct training hashtags; nothing to rank')
+
+    def __len__(self):
+        return len(self.train)
+
+    def on_video(self, videos, hashtags):
+        keys = videos * self.H + hashtags
+        pos = torch.searchsorted(self.video_keys, keys).clamp(max=len(self.video_keys) - 1)
+        return self.video_keys[pos] == keys
+
+    def __getitems__(self, index):
+        rows = self.train[torch.as_tensor(index)]
+        neg = self.pool[torch.randint(len(self.pool), (len(rows),))]
+        bad = self.on_video(rows[:, 1], neg)
+        for _ in range(100):
+            if not bad.any():
+                break
+            neg[bad] = self.pool[torch.randint(len(self.pool), (int(bad.sum()),))]
+            bad = self.on_video(rows[:, 1], neg)
+        if bad.any():
+            raise DataError('could not draw a negative for some videos: they carry every training hashtag')
+        return torch.cat([rows, neg.unsqueeze(1)], 1)   # [B, 4]: user, video, pos, neg
+
+    def __getitem__(self, i):
+        return self.__getitems__([i])[0]
+
+
+def _as_batch(batch):
+    return batch   # __getitems__ already returns the batch tensor
+
+
+def bpr_loss(pos, neg):
+    """The authors' loss: sum over the batch of -log2(sigmoid(s+ - s-))."""
+    return torch.nn.functional.softplus(neg - pos).sum() / math.log(2.0)
+
+
+def build(name, data, args):
+    if name in MODEL_NAMES:
+        return build_model(name, data, dim=args.dim_latent, num_layers=args.num_layers, aggr=args.aggr_mode,
+                           scoring_mode=args.scoring_mode)
+    return baselines.build_baseline(name, data, dim=args.dim_latent)
+
+
+def save_checkpoint(path, model, optimizer, epoch, best, config):
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    tmp = path + '.tmp'
+    torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict() if optimizer else None,
+                'epoch': epoch, 'best': best, 'config': config}, tmp)
+    os.replace(tmp, path)
+
+
+def fmt(m, k):
+    return f"P@{k} {m[f'precision@{k}']:.4f} R@{k} {m[f'recall@{k}']:.4f} N@{k} {m[f'ndcg@{k}']:.4f}"
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    ks = parse_topk(args.topk)
+    k_sel = 10 if 10 in ks else ks[-1]
+    device = resolve_device(args)
+    for flag in ('l_r', 'batch_size', 'dim_latent', 'num_epoch', 'num_layers', 'eval_batch'):
+        if getattr(args, flag) <= 0:
+            raise SystemExit(f'error: --{flag} must be positive, got {getattr(args, flag)}')
+    if args.weight_decay < 0 or args.num_workers < 0 or args.patience < 0:
+        raise SystemExit('error: --weight_decay, --num_workers and --patience cannot be negative')
+    seed_everything(args.seed)
+    config = {k: v for k, v in vars(args).items()}
+    run_dir = os.path.join(args.save_dir, args.run_name or args.model_name)
+    best_path = args.PATH_weight_save or os.path.join(run_dir, 'best.pt')
+
+    if args.data_path == DEMO_PATH and not os.path.exists(os.path.join(DEMO_PATH, 'test.npy')):
+        import generate
+        print(f'{DEMO_PATH} not found: generating the demo dataset (seconds, once)')
+        generate.main(['--preset', 'demo'])
+    try:
+        data = load_dataset(args.data_path, allow_pickle=args.allow_pickle, num_neg=args.num_neg)
+        model = build(args.model_name, data, args).to(device)
+        sampler = TripleSampler(data)
+    except DataError as e:
+        raise SystemExit(f'error: {e}')
+    val, test = data.val.to(device), data.test.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f'model: {args.model_name} ({n_params:,} parameters) on {device}; '
+          f'aggr_mode={args.aggr_mode} scoring_mode={args.scoring_mode} num_layers={args.num_layers}')
+
+    if n_params == 0:   # the popularity floors: nothing to train, evaluated once
+        m_val, m_test = evaluate(model, val, ks, args.eval_batch), evaluate(model, test, ks, args.eval_batch)
+        print(f'{args.model_name} | val {fmt(m_val, k_sel)} | test {fmt(m_test, k_sel)}')
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
+            f.write(json.dumps({'epoch': 0, 'loss': None, 'val': m_val, 'test': m_test, 'seconds': 0.0}) + '\n')
+        return {'best_epoch': 0, 'val': m_val, 'test': m_test}
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.l_r, weight_decay=args.weight_decay)
+    start_epoch, best = 0, {'epoch': -1, 'val': None, 'test': None}
+    if args.PATH_weight_load:
+        if not os.path.exists(args.PATH_weight_load):
+            raise SystemExit(f'error: {args.PATH_weight_load}: no such checkpoint')
+        ckpt = torch.load(args.PATH_weight_load, map_location=device, weights_only=True)
+        try:
+            model.load_state_dict(ckpt['model'])
+        except RuntimeError as e:
+            raise SystemExit(f'error: {args.PATH_weight_load} does not fit this model/dataset: '
+                             f'{str(e).splitlines()[0]} (its config: {ckpt.get("config")})')
+        if ckpt.get('optimizer'):
+            optimizer.load_state_dict(ckpt['optimizer'])
+        start_epoch, best = ckpt['epoch'] + 1, ckpt['best']
+        print(f'resumed from {args.PATH_weight_load} at epoch {start_epoch}')
+
+    workers = min(args.num_workers, os.cpu_count() or 1)
+    if workers != args.num_workers:
+        print(f'num_workers {args.num_workers} > {os.cpu_count()} CPUs here: using {workers}')
+    gen = torch.Generator().manual_seed(args.seed)
+    loader = DataLoader(sampler, batch_size=args.batch_size, shuffle=True, generator=gen, num_workers=workers,
+                        collate_fn=_as_batch, persistent_workers=workers > 0)
+    os.makedirs(run_dir, exist_ok=True)
+    metrics_file = open(os.path.join(run_dir, 'metrics.jsonl'), 'a' if start_epoch else 'w')
+    since_best = 0
+    for epoch in range(start_epoch, args.num_epoch):
+        t0 = time.perf_counter()
+        model.train()
+        total, count = 0.0, 0
+        for batch in tqdm(loader, desc=f'epoch {epoch}', leave=False, disable=args.no_progress):
+            batch = batch.to(device, non_blocking=True)
+            scores = model(batch[:, 0], batch[:, 1], batch[:, 2:4])   # [B, 2]: pos, neg
+            loss = bpr_loss(scores[:, 0], scores[:, 1])
+            if not torch.isfinite(loss):
+                raise SystemExit(f'error: loss became {loss.item()} at epoch {epoch}; try a smaller --l_r '
+                                 f'(now {args.l_r}) or check the features for extreme values')
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+            count += len(batch)
+        m_val = evaluate(model, val, ks, args.eval_batch)
+        m_test = evaluate(model, test, ks, args.eval_batch)
+        secs = time.perf_counter() - t0
+        improved = best['val'] is None or m_val[f'recall@{k_sel}'] > best['val'][f'recall@{k_sel}']
+        print(f'epoch {epoch:3d} | loss {total / count:.4f} | val {fmt(m_val, k_sel)} | test {fmt(m_test, k_sel)} '
+              f'| {secs:.1f}s{" *" if improved else ""}', flush=True)
+        metrics_file.write(json.dumps({'epoch': epoch, 'loss': total / count, 'val': m_val, 'test': m_test,
+                                       'seconds': secs}) + '\n')
+        metrics_file.flush()
+        if improved:
+            best, since_best = {'epoch': epoch, 'val': m_val, 'test': m_test}, 0
+            save_checkpoint(best_path, model, optimizer, epoch, best, config)
+        else:
+            since_best += 1
+        save_checkpoint(os.path.join(run_dir, 'last.pt'), model, optimizer, epoch, best, config)
+        if since_best >= args.patience > 0:
+            print(f'no better validation R@{k_sel} for {args.patience} epochs: stopping')
+            break
+    metrics_file.close()
+    if best['val'] is not None:
+        print(f"best epoch {best['epoch']} (by val R@{k_sel}) | val {fmt(best['val'], k_sel)} | "
+              f"test {fmt(best['test'], k_sel)} | checkpoint {best_path}")
+    return best
+
+
+if __name__ == '__main__':
+    main()
