@@ -156,7 +156,8 @@ def read_padded(fname, allow_pickle, what):
     arr = _int_array(arr, fname, what)
     if arr.ndim != 2:
         raise DataError(f'{fname}: wrong shape {arr.shape}; expected one row per {what.split()[0]}')
-    return arr
+    used = (arr != PAD).any(0)
+    return arr[:, :int(np.flatnonzero(used)[-1]) + 1] if used.any() else arr   # drop all-padding columns
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -262,7 +263,7 @@ def _load_features(path, num_video):
     return torch.from_numpy(out), dims
 
 
-def _eval_split(fname, rows, U, H, V, vh_ptr, num_neg):
+def _eval_split(fname, rows, U, H, V, vh_ptr, vh_idx, num_neg):
     """Validate val/test rows [user, video, negatives..., positives..., -1 pads] and build EvalSplit."""
     if rows.shape[1] < 3:
         raise DataError(f'{fname}: rows of {rows.shape[1]} ids; expected [user, video, negatives..., positives...]')
@@ -295,6 +296,17 @@ def _eval_split(fname, rows, U, H, V, vh_ptr, num_neg):
         h = srt[r, 1:][dup[r]][0]
         raise DataError(f'{fname}: row {r} lists hashtag {h} twice (duplicate candidate, or a positive among the '
                         f'negatives)')
+    # a negative must not be one of the video's own hashtags (catches rows short of negatives, too)
+    video = rows[:, 1] - U - H
+    own = np.repeat(np.arange(V), np.diff(vh_ptr)) * H + vh_idx
+    neg_keys = video[:, None] * H + (cand[:, :num_neg] - U)
+    clash = np.isin(neg_keys, own)
+    if clash.any():
+        r = int(np.flatnonzero(clash.any(1))[0])
+        h = cand[r, :num_neg][clash[r]][0]
+        raise DataError(f'{fname}: row {r}: hashtag {h} is among the first {num_neg} (negative) candidates but is '
+                        f'one of the video\'s own hashtags (video_hashtag.npy): the row has fewer negatives than '
+                        f'expected, or a positive among them')
     pos = np.zeros_like(valid)
     pos[:, num_neg:] = valid[:, num_neg:]
     return EvalSplit(users=torch.from_numpy(rows[:, 0].copy()),
@@ -350,7 +362,7 @@ def load_dataset(path, allow_pickle=False, num_neg=None, verbose=True):
     for name in ('val', 'test'):
         fname = os.path.join(path, f'{name}.npy')
         rows = read_padded(fname, allow_pickle, 'rows of ids')
-        splits[name] = _eval_split(fname, rows, U, H, V, vh_ptr, num_neg)
+        splits[name] = _eval_split(fname, rows, U, H, V, vh_ptr, vh_idx, num_neg)
         num_neg = splits[name].num_neg
     data = PHRData(path=path, num_user=U, num_hashtag=H, num_video=V, features=features, feature_dims=dims,
                    train=torch.from_numpy(train), graph=build_graph(train, U, H, V),

@@ -54,7 +54,8 @@ def build_parser():
                    help="probability that a user writes their own habitual synonym of a concept")
     g.add_argument('--zipf', type=float, default=1.0, help='exponent of the long tail of concept popularity')
     g.add_argument('--topics_per_user', type=int, default=3, help='each user posts about this many topics')
-    g.add_argument('--tags_per_video', type=float, default=4.0, help='mean hashtags per video')
+    g.add_argument('--tags_per_video', type=float, default=5.0,
+                   help='mean tag draws per video (repeats merge, so the mean kept is lower)')
     g.add_argument('--noise_tags', type=float, default=0.1, help='probability that a tag is off-topic')
     g.add_argument('--user_sigma', type=float, default=1.0, help='log-normal spread of videos per user')
     g.add_argument('--min_videos', type=int, default=6, help='minimum videos per user')
