@@ -59,7 +59,8 @@ class Scorer(nn.Module):
         self.hashtag_tag = nn.Linear(dim, dim, bias=False)
         if mode == 'cat':
             self.video_out = nn.Linear(dim, dim)
-            self.hashtag_out = nn.Linear(dim, dim)
+            # no bias: b . uv is the same for every hashtag of a row, so a pairwise loss can never train it
+            self.hashtag_out = nn.Linear(dim, dim, bias=False)
 
     def prepare(self, hashtag):
         """Hashtag-side part of the first layer, for all hashtags at once: [H, d]."""

@@ -1,0 +1,73 @@
+import math
+
+import pytest
+import torch
+
+from evaluation import metric_sums, positive_ranks
+
+
+def naive(scores, pos_mask, valid, k):
+    """Per-row loop: sort valid candidates by (score desc, negatives before positives, column)."""
+    out = {'precision': 0.0, 'recall': 0.0, 'ndcg': 0.0, 'hit': 0.0}
+    for r in range(scores.size(0)):
+        cols = [c for c in range(scores.size(1)) if valid[r, c]]
+        ranked = sorted(cols, key=lambda c: (-scores[r, c].item(), bool(pos_mask[r, c]), c))
+        rel = [bool(pos_mask[r, c]) for c in ranked[:k]]
+        P = int(pos_mask[r].sum())
+        hits = sum(rel)
+        dcg = sum(1 / math.log2(i + 2) for i, x in enumerate(rel) if x)
+        idcg = sum(1 / math.log2(i + 2) for i in range(min(P, k)))
+        out['precision'] += hits / k
+        out['recall'] += hits / P
+        out['ndcg'] += dcg / idcg
+        out['hit'] += float(hits > 0)
+    return out
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_matches_naive_loop_with_ties_and_padding(seed):
+    g = torch.Generator().manual_seed(seed)
+    R, C = 40, 30
+    scores = torch.randint(0, 6, (R, C), generator=g).float()      # many ties
+    valid = torch.ones(R, C, dtype=torch.bool)
+    n_valid = torch.randint(15, C + 1, (R,), generator=g)
+    valid &= torch.arange(C) < n_valid.unsqueeze(1)
+    pos_mask = (torch.rand(R, C, generator=g) < 0.2) & valid
+    pos_mask[:, 0] = True                                             # at least one positive per row
+    for k in (1, 5, 10):
+        fast = metric_sums(scores, pos_mask, valid, [k])[k]
+        slow = naive(scores, pos_mask, valid, k)
+        for m in fast:
+            assert fast[m] == pytest.approx(slow[m], abs=1e-5), (k, m)
+
+
+def test_hand_computed_row():
+    # 6 candidates; positives at columns 1 and 4; order by score: c2 (0.9), c1 (0.8, pos), c0, c4 (pos), c3, c5
+    scores = torch.tensor([[0.5, 0.8, 0.9, 0.1, 0.3, 0.0]])
+    pos = torch.tensor([[False, True, False, False, True, False]])
+    valid = torch.ones_like(pos)
+    ranks, is_pos = positive_ranks(scores, pos, valid)
+    assert ranks.tolist() == [[1, 3]] and is_pos.all()
+    m = metric_sums(scores, pos, valid, [2, 5])
+    assert m[2]['precision'] == pytest.approx(0.5) and m[2]['recall'] == pytest.approx(0.5)
+    assert m[2]['ndcg'] == pytest.approx((1 / math.log2(3)) / (1 + 1 / math.log2(3)))
+    assert m[5]['recall'] == pytest.approx(1.0) and m[5]['hit'] == 1.0
+    assert m[5]['ndcg'] == pytest.approx((1 / math.log2(3) + 1 / math.log2(5)) / (1 + 1 / math.log2(3)))
+
+
+def test_constant_scorer_gets_zero_hits():
+    R, C = 8, 1005
+    scores = torch.zeros(R, C)
+    pos = torch.zeros(R, C, dtype=torch.bool)
+    pos[:, 1000:] = True
+    m = metric_sums(scores, pos, torch.ones_like(pos), [5, 10])
+    assert all(v == 0.0 for k in m for v in m[k].values())
+
+
+def test_ndcg_never_exceeds_one():
+    g = torch.Generator().manual_seed(3)
+    scores = torch.rand(50, 40, generator=g)
+    pos = torch.rand(50, 40, generator=g) < 0.5
+    pos[:, 0] = True
+    m = metric_sums(scores, pos, torch.ones_like(pos), [10])[10]
+    assert 0 < m['ndcg'] / 50 <= 1.0

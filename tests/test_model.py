@@ -1,0 +1,136 @@
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model import AGGR, MODEL_NAMES, SCORING_MODES, AggregationNet, GraphIndex, build_model
+from train import TripleSampler, bpr_loss
+
+
+def train_steps(model, data, steps=25, lr=0.01, seed=0):
+    torch.manual_seed(seed)
+    sampler = TripleSampler(data)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    batch = sampler.__getitems__(list(range(len(sampler))))   # one fixed full batch
+    losses = []
+    for _ in range(steps):
+        s = model(batch[:, 0], batch[:, 1], batch[:, 2:4])
+        loss = bpr_loss(s[:, 0], s[:, 1]) / len(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def eval_scores(model, data):
+    model.eval()
+    with torch.no_grad():
+        return model.score(model.encode(), data.val.users, data.val.videos, data.val.candidates)
+
+
+CONFIGS = [('GCN_PHR', a, s) for a, s in itertools.product(AGGR, SCORING_MODES)] + \
+          [(m, 'mean', 'cat') for m in MODEL_NAMES if m != 'GCN_PHR']
+
+
+@pytest.fixture(scope='module')
+def trained(tiny_data):
+    out = {}
+    for name, aggr, scoring in CONFIGS:
+        torch.manual_seed(0)
+        model = build_model(name, tiny_data, dim=16, num_layers=2, aggr=aggr, scoring_mode=scoring)
+        losses = train_steps(model, tiny_data)
+        out[(name, aggr, scoring)] = (losses, eval_scores(model, tiny_data))
+    return out
+
+
+@pytest.mark.parametrize('config', CONFIGS, ids=['-'.join(c) for c in CONFIGS])
+def test_loss_falls(trained, config):
+    losses, scores = trained[config]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert torch.isfinite(scores).all()
+
+
+def test_configurations_differ(trained):
+    outs = list(trained.items())
+    for (c1, (_, s1)), (c2, (_, s2)) in itertools.combinations(outs, 2):
+        assert not torch.allclose(s1, s2, atol=1e-4), (c1, c2)
+
+
+@pytest.mark.parametrize('name', MODEL_NAMES)
+def test_every_learnable_is_a_parameter_and_moves(tiny_data, name):
+    torch.manual_seed(0)
+    model = build_model(name, tiny_data, dim=32)
+    params = dict(model.named_parameters())
+    # every floating tensor the model holds is either a parameter or a non-persistent data buffer
+    assert set(model.state_dict()) == set(params), set(model.state_dict()) ^ set(params)
+    assert 'user_emb.weight' in params and 'hashtag_emb.weight' in params
+    before = {k: v.detach().clone() for k, v in params.items()}
+    train_steps(model, tiny_data, steps=1, lr=0.01)
+    for k, v in params.items():
+        assert not torch.equal(before[k], v.detach()), f'{k} did not change after one step'
+
+
+def reference_layer(layer, x_user, x_hashtag, x_video, data):
+    """Straightforward per-user / per-hashtag loops over the training triples (the figure, read literally)."""
+    g = data.graph
+    triples = list(zip(g.triple_user.tolist(), g.triple_video.tolist(), g.triple_hashtag.tolist()))
+    groups = {}
+    for u, v, h in triples:
+        groups.setdefault((u, h), []).append(v)
+    red = {'mean': lambda t: t.mean(0), 'sum': lambda t: t.sum(0), 'max': lambda t: t.max(0).values}[layer.aggr]
+
+    def attend(att, videos, cond):
+        xv = x_video[videos]
+        if not layer.attention:
+            return xv.mean(0)
+        e = att.att(F.leaky_relu(att.lin_video(xv) + att.lin_cond(cond), 0.2)).squeeze(-1)
+        return (torch.softmax(e, 0).unsqueeze(-1) * xv).sum(0)
+
+    new_u, new_h = [], []
+    for u in range(data.num_user):
+        hs = sorted(h for (uu, h) in groups if uu == u)
+        if hs:
+            tag_msg = red(torch.stack([x_hashtag[h] for h in hs]))
+            vid_msg = red(torch.stack([attend(layer.att_user if layer.attention else None, groups[(u, h)],
+                                              x_hashtag[h]) for h in hs]))
+            m = tag_msg + vid_msg
+        else:
+            m = torch.zeros_like(x_user[u])
+        new_u.append(F.leaky_relu(layer.lin_user(m) + layer.self_user(x_user[u])))
+    for h in range(data.num_hashtag):
+        us = sorted(u for (u, hh) in groups if hh == h)
+        if us:
+            m = red(torch.stack([x_user[u] for u in us])) + red(torch.stack([
+                attend(layer.att_hashtag if layer.attention else None, groups[(u, h)], x_user[u]) for u in us]))
+        else:
+            m = torch.zeros_like(x_hashtag[h])
+        new_h.append(F.leaky_relu(layer.lin_hashtag(m) + layer.self_hashtag(x_hashtag[h])))
+    return torch.stack(new_u), torch.stack(new_h)
+
+
+@pytest.mark.parametrize('aggr', list(AGGR))
+@pytest.mark.parametrize('attention', [True, False])
+def test_aggregation_layer_matches_reference_loop(tiny_data, aggr, attention):
+    torch.manual_seed(1)
+    d = 8
+    layer = AggregationNet(d, aggr, attention)
+    x_user = torch.randn(tiny_data.num_user, d)
+    x_hashtag = torch.randn(tiny_data.num_hashtag, d)
+    x_video = torch.randn(tiny_data.num_video, d)
+    g = tiny_data.graph
+    fast = layer(x_user, x_hashtag, x_video, GraphIndex(g.triple_video, g.triple_pair, g.pair_user, g.pair_hashtag))
+    with torch.no_grad():
+        ref = reference_layer(layer, x_user, x_hashtag, x_video, tiny_data)
+    assert torch.allclose(fast[0], ref[0], atol=1e-5)
+    assert torch.allclose(fast[1], ref[1], atol=1e-5)
+
+
+def test_unknown_options_are_refused(tiny_data):
+    with pytest.raises(ValueError, match='aggr_mode'):
+        build_model('GCN_PHR', tiny_data, aggr='median')
+    with pytest.raises(ValueError, match='scoring_mode'):
+        build_model('GCN_PHR', tiny_data, scoring_mode='dot')
+    with pytest.raises(ValueError, match='model_name'):
+        build_model('GCN', tiny_data)
