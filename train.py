@@ -42,12 +42,12 @@ def build_parser():
     p.add_argument('--PATH_weight_load', default=None, help='checkpoint to resume from (model, optimiser, epoch)')
     p.add_argument('--PATH_weight_save', default=None,
                    help='where to keep the best-validation checkpoint (default <save_dir>/<run>/best.pt)')
-    p.add_argument('--l_r', type=float, default=1e-3, help='Adam learning rate')
+    p.add_argument('--l_r', type=float, default=5e-3, help='Adam learning rate (the authors used 0.001)')
     p.add_argument('--weight_decay', type=float, default=1e-5,
                    help="Adam weight decay (the authors' 0.1 stops learning with trained embeddings: README)")
-    p.add_argument('--batch_size', type=int, default=1024, help='training triples per step')
+    p.add_argument('--batch_size', type=int, default=256, help='training triples per step (the authors used 1024)')
     p.add_argument('--dim_latent', type=int, default=64, help='size of every node vector')
-    p.add_argument('--num_epoch', type=int, default=30, help='maximum number of epochs')
+    p.add_argument('--num_epoch', type=int, default=25, help='maximum number of epochs')
     p.add_argument('--num_workers', type=int, default=0,
                    help='DataLoader processes that draw the negatives (capped at the CPU count)')
     p.add_argument('--aggr_mode', default='mean', choices=tuple(AGGR), help='aggregation of neighbour messages')
@@ -64,6 +64,9 @@ def build_parser():
     p.add_argument('--num_neg', type=int, default=None, help='negatives per val/test row (default: inferred)')
     p.add_argument('--allow_pickle', action='store_true',
                    help="read the authors' pickled .npy files (runs code stored in them: trusted files only)")
+    p.add_argument('--loss', default='bpr', choices=('bpr', 'softmax', 'bce'),
+                   help="bpr (the authors', every model) | softmax or bce over all hashtags: the baselines' "
+                        "native losses (USHM/CSMN/UTM softmax, ConTagNet multi-label BCE)")
     p.add_argument('--save_dir', default='runs', help='folder of run outputs (metrics, checkpoints)')
     p.add_argument('--run_name', default=None, help='subfolder of save_dir (default: model_name)')
     p.add_argument('--no_progress', action='store_true', help='no tqdm bars')
@@ -112,6 +115,7 @@ class TripleSampler(Dataset):
         H = data.num_hashtag
         vid = torch.repeat_interleave(torch.arange(data.num_video), data.vh_ptr[1:] - data.vh_ptr[:-1])
         self.video_keys = torch.sort(vid * H + data.vh_idx).values
+        self.vh_ptr, self.vh_idx = data.vh_ptr, data.vh_idx
         self.pool = data.train_hashtags
         self.H = H
         if len(self.pool) < 2:
@@ -124,6 +128,13 @@ class TripleSampler(Dataset):
         keys = videos * self.H + hashtags
         pos = torch.searchsorted(self.video_keys, keys).clamp(max=len(self.video_keys) - 1)
         return self.video_keys[pos] == keys
+
+    def video_hashtags(self, videos):
+        """(position in ``videos``, hashtag) for every hashtag of every given video."""
+        lens = self.vh_ptr[videos + 1] - self.vh_ptr[videos]
+        row = torch.repeat_interleave(torch.arange(len(videos)), lens)
+        offset = torch.repeat_interleave(self.vh_ptr[videos] - (torch.cumsum(lens, 0) - lens), lens)
+        return row, self.vh_idx[offset + torch.arange(int(lens.sum()))]
 
     def __getitems__(self, index):
         rows = self.train[torch.as_tensor(index)]
@@ -149,6 +160,18 @@ def _as_batch(batch):
 def bpr_loss(pos, neg):
     """The authors' loss: sum over the batch of -log2(sigmoid(s+ - s-))."""
     return torch.nn.functional.softplus(neg - pos).sum() / math.log(2.0)
+
+
+def full_loss(kind, model, batch, sampler):
+    """The baselines' native losses over all hashtags: softmax cross-entropy on the positive, or multi-label BCE
+    against every hashtag of the video."""
+    logits = model.score_all(model.encode(), batch[:, 0], batch[:, 1])          # [B, H]
+    if kind == 'softmax':
+        return torch.nn.functional.cross_entropy(logits, batch[:, 2], reduction='sum')
+    target = torch.zeros_like(logits)
+    row, tags = sampler.video_hashtags(batch[:, 1].cpu())
+    target[row.to(logits.device), tags.to(logits.device)] = 1.0
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction='sum') / logits.size(1)
 
 
 def build(name, data, args):
@@ -196,6 +219,9 @@ def main(argv=None):
     except DataError as e:
         raise SystemExit(f'error: {e}')
     val, test = data.val.to(device), data.test.to(device)
+    if args.loss != 'bpr' and not hasattr(model, 'score_all'):
+        raise SystemExit(f'error: --loss {args.loss} scores every hashtag per row and is offered for the baselines '
+                         f'(UTM ConTagNet CSMN USHM); {args.model_name} trains with --loss bpr')
     n_params = sum(p.numel() for p in model.parameters())
     print(f'model: {args.model_name} ({n_params:,} parameters) on {device}; '
           f'aggr_mode={args.aggr_mode} scoring_mode={args.scoring_mode} num_layers={args.num_layers}')
@@ -239,8 +265,11 @@ def main(argv=None):
         total, count = 0.0, 0
         for batch in tqdm(loader, desc=f'epoch {epoch}', leave=False, disable=args.no_progress):
             batch = batch.to(device, non_blocking=True)
-            scores = model(batch[:, 0], batch[:, 1], batch[:, 2:4])   # [B, 2]: pos, neg
-            loss = bpr_loss(scores[:, 0], scores[:, 1])
+            if args.loss == 'bpr':
+                scores = model(batch[:, 0], batch[:, 1], batch[:, 2:4])   # [B, 2]: pos, neg
+                loss = bpr_loss(scores[:, 0], scores[:, 1])
+            else:
+                loss = full_loss(args.loss, model, batch, sampler)
             if not torch.isfinite(loss):
                 raise SystemExit(f'error: loss became {loss.item()} at epoch {epoch}; try a smaller --l_r '
                                  f'(now {args.l_r}) or check the features for extreme values')

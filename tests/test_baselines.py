@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from baselines import BASELINE_NAMES, build_baseline, user_history
+from evaluation import evaluate
+from test_model import train_steps
+
+
+@pytest.mark.parametrize('name', BASELINE_NAMES)
+def test_baseline_learns_the_planted_structure(tiny_data, name):
+    torch.manual_seed(0)
+    model = build_baseline(name, tiny_data, dim=16)
+    losses = train_steps(model, tiny_data, steps=40, lr=0.01)
+    assert losses[-1] < 0.7 * losses[0], losses
+    m = evaluate(model, tiny_data.val, ks=(10,))
+    # a constant scorer gets 0 (ties go against positives); chance is about 10 / 53 = 0.19 here
+    assert m['recall@10'] > 0.3, m
+    assert set(model.state_dict()) == {k for k, _ in model.named_parameters()}
+
+
+def test_floors_beat_chance_and_user_floor_is_personal(tiny_data):
+    pop = evaluate(build_baseline('popularity', tiny_data), tiny_data.val, ks=(10,))
+    own = evaluate(build_baseline('user_popularity', tiny_data), tiny_data.val, ks=(10,))
+    assert own['recall@10'] > pop['recall@10'] > 0.19
+
+
+def test_native_losses_run(tiny_dir, tmp_path):
+    import train
+    for loss, model in (('softmax', 'USHM'), ('bce', 'ConTagNet')):
+        best = train.main(['--data_path', tiny_dir, '--model_name', model, '--loss', loss, '--num_epoch', '2',
+                           '--save_dir', str(tmp_path), '--no_progress', '--l_r', '0.01'])
+        assert best['val']['recall@10'] > 0
+
+
+def test_user_history_is_top_training_hashtags(tiny_data):
+    hist = user_history(tiny_data, 5)
+    g = tiny_data.graph
+    H = tiny_data.num_hashtag
+    for u in range(tiny_data.num_user):
+        counts = {h: c for uu, h, c in zip(g.pair_user.tolist(), g.pair_hashtag.tolist(), g.pair_count.tolist())
+                  if uu == u}
+        got = [h for h in hist[u].tolist() if h != H]
+        assert len(got) == min(5, len(counts))
+        # the history holds hashtags with the highest counts (ties in any order)
+        assert min(counts[h] for h in got) >= sorted(counts.values(), reverse=True)[len(got) - 1]
