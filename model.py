@@ -23,11 +23,34 @@ SCORING_MODES = ('cat', 'fully_con')
 
 
 class GraphIndex(NamedTuple):
-    """Training-graph index tensors (data_load.Graph): triples sorted by (user, hashtag) pair."""
-    triple_video: torch.Tensor  # [N] video of each triple
-    triple_pair: torch.Tensor   # [N] its (user, hashtag) pair, non-decreasing
-    pair_user: torch.Tensor     # [P]
+    """Index tensors of the training graph for AggregationNet (built once by ``make_graph_index``).
+
+    A pair p = (u, h) whose group V(u, h) holds one video needs no attention (a softmax over one element is 1):
+    its video sum is that video's vector. Attention runs only over the triples of groups of two or more.
+    """
+    pair_user: torch.Tensor     # [P] distinct (user, hashtag) pairs
     pair_hashtag: torch.Tensor  # [P]
+    single_pair: torch.Tensor   # [P1] pairs with exactly one video
+    single_video: torch.Tensor  # [P1] that video
+    multi_pair: torch.Tensor    # [Pm] pairs with two or more videos
+    multi_edge: torch.Tensor    # [2, Nm] (video, index into multi_pair), grouped by pair
+    triple_video: torch.Tensor  # [N] video of every triple (the ``no_att`` mean pooling)
+    triple_pair: torch.Tensor   # [N] its pair
+
+
+def make_graph_index(graph, video_index=None):
+    """GraphIndex from a data_load.Graph; ``video_index`` [V] renumbers videos (e.g. into the graph's own videos)."""
+    video = graph.triple_video if video_index is None else video_index[graph.triple_video]
+    count = graph.pair_count
+    single_triple = count[graph.triple_pair] == 1
+    multi = count > 1
+    compact = torch.cumsum(multi.long(), 0) - 1            # pair id -> index among multi pairs
+    multi_triple = ~single_triple
+    return GraphIndex(graph.pair_user, graph.pair_hashtag,
+                      graph.triple_pair[single_triple], video[single_triple],
+                      torch.nonzero(multi).squeeze(1),
+                      torch.stack([video[multi_triple], compact[graph.triple_pair[multi_triple]]]),
+                      video, graph.triple_pair)
 
 
 class VideoProjection(nn.Module):
@@ -127,14 +150,19 @@ class AggregationNet(nn.Module):
         self.self_hashtag = nn.Linear(dim, dim, bias=False)
 
     def forward(self, x_user, x_hashtag, x_video, g):
+        P = len(g.pair_user)
         tags_of_pairs = x_hashtag[g.pair_hashtag]   # [P, d]
         users_of_pairs = x_user[g.pair_user]        # [P, d]
         if self.attention:
-            edge_index = torch.stack([g.triple_video, g.triple_pair])
-            s_user = self.att_user(x_video, tags_of_pairs, edge_index)
-            s_hashtag = self.att_hashtag(x_video, users_of_pairs, edge_index)
+            # groups of one video: the sum is that video; larger groups: attention conditioned on the other side
+            single = x_video[g.single_video]
+            base = x_video.new_zeros(P, x_video.size(1)).index_copy(0, g.single_pair, single)
+            s_user = base.index_copy(0, g.multi_pair,
+                                     self.att_user(x_video, tags_of_pairs[g.multi_pair], g.multi_edge))
+            s_hashtag = base.index_copy(0, g.multi_pair,
+                                        self.att_hashtag(x_video, users_of_pairs[g.multi_pair], g.multi_edge))
         else:
-            s_user = s_hashtag = scatter(x_video[g.triple_video], g.triple_pair, 0, len(g.pair_user), reduce='mean')
+            s_user = s_hashtag = scatter(x_video[g.triple_video], g.triple_pair, 0, P, reduce='mean')
         U, H = x_user.size(0), x_hashtag.size(0)
         m_user = (scatter(tags_of_pairs, g.pair_user, 0, U, reduce=self.aggr)
                   + scatter(s_user, g.pair_user, 0, U, reduce=self.aggr))
@@ -153,33 +181,31 @@ class GraphModel(nn.Module):
         self.dim = dim
         # features and graph are data, not weights: buffers that move with .to(device) but stay out of checkpoints
         self.register_buffer('features', data.features, persistent=False)
-        for name in ('triple_video', 'triple_pair', 'pair_user', 'pair_hashtag'):
-            self.register_buffer(f'g_{name}', getattr(data.graph, name), persistent=False)
+        # propagation only needs the videos of the training graph: their features, contiguous, gathered once
+        graph_videos = torch.unique(data.graph.triple_video)
+        self.register_buffer('graph_features', data.features[graph_videos], persistent=False)
+        renumber = torch.full((self.num_video,), -1, dtype=torch.long)
+        renumber[graph_videos] = torch.arange(len(graph_videos))
+        for name, t in make_graph_index(data.graph, renumber)._asdict().items():
+            self.register_buffer(f'g_{name}', t, persistent=False)
         self.user_emb = nn.Embedding(self.num_user, dim)
         self.hashtag_emb = nn.Embedding(self.num_hashtag, dim)
         nn.init.normal_(self.user_emb.weight, std=0.1)
         nn.init.normal_(self.hashtag_emb.weight, std=0.1)
         self.project = VideoProjection(data.features.size(1), dim)
         self.scorer = Scorer(dim, scoring_mode)
-        # videos that appear in the training graph: the only ones propagation needs
-        self.register_buffer('graph_videos', torch.unique(data.graph.triple_video), persistent=False)
 
     @property
     def g(self):
-        """The training graph on the model's device (buffers)."""
-        return GraphIndex(self.g_triple_video, self.g_triple_pair, self.g_pair_user, self.g_pair_hashtag)
-
-    def project_graph_videos(self):
-        """p_v for the training graph's videos, scattered into a [V, d] table (zeros elsewhere)."""
-        x = self.features.new_zeros(self.num_video, self.dim)
-        return x.index_copy(0, self.graph_videos, self.project(self.features[self.graph_videos]))
+        """The training graph on the model's device (buffers); videos numbered among the graph's own videos."""
+        return GraphIndex(*(getattr(self, f'g_{name}') for name in GraphIndex._fields))
 
     def propagate(self, x_user, x_hashtag, x_video):
         raise NotImplementedError
 
     def encode(self):
         x_user, x_hashtag = self.propagate(self.user_emb.weight, self.hashtag_emb.weight,
-                                           self.project_graph_videos())
+                                           self.project(self.graph_features))   # [Vg, d]
         return {'user': x_user, 'hashtag': x_hashtag, 'hashtag_part': self.scorer.prepare(x_hashtag)}
 
     def score(self, enc, users, videos, hashtags):
@@ -216,8 +242,8 @@ class HomogeneousNet(GraphModel):
         U, H = self.num_user, self.num_hashtag
         g = data.graph
         pairs = torch.cat([
-            torch.stack([g.triple_user, U + H + g.triple_video]),
-            torch.stack([U + g.triple_hashtag, U + H + g.triple_video]),
+            torch.stack([g.triple_user, U + H + self.g_triple_video]),
+            torch.stack([U + g.triple_hashtag, U + H + self.g_triple_video]),
             torch.stack([g.pair_user, U + g.pair_hashtag])], 1)
         edges = torch.unique(torch.cat([pairs, pairs.flip(0)], 1), dim=1)
         self.register_buffer('edge_index', edges, persistent=False)
@@ -244,7 +270,7 @@ class ReleasedNet(GraphModel):
         super().__init__(data, dim, scoring_mode)
         U, H = self.num_user, self.num_hashtag
         g = data.graph
-        vid = U + H + g.triple_video
+        vid = U + H + self.g_triple_video   # videos numbered among the graph's own
         v_to_uh = torch.unique(torch.cat([torch.stack([vid, g.triple_user]),
                                           torch.stack([vid, U + g.triple_hashtag])], 1), dim=1)
         uh = torch.stack([g.pair_user, U + g.pair_hashtag])

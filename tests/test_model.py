@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import AGGR, MODEL_NAMES, SCORING_MODES, AggregationNet, GraphIndex, build_model
+from model import AGGR, MODEL_NAMES, SCORING_MODES, AggregationNet, build_model, make_graph_index
 from train import TripleSampler, bpr_loss
 
 
@@ -119,8 +119,7 @@ def test_aggregation_layer_matches_reference_loop(tiny_data, aggr, attention):
     x_user = torch.randn(tiny_data.num_user, d)
     x_hashtag = torch.randn(tiny_data.num_hashtag, d)
     x_video = torch.randn(tiny_data.num_video, d)
-    g = tiny_data.graph
-    fast = layer(x_user, x_hashtag, x_video, GraphIndex(g.triple_video, g.triple_pair, g.pair_user, g.pair_hashtag))
+    fast = layer(x_user, x_hashtag, x_video, make_graph_index(tiny_data.graph))
     with torch.no_grad():
         ref = reference_layer(layer, x_user, x_hashtag, x_video, tiny_data)
     assert torch.allclose(fast[0], ref[0], atol=1e-5)
