@@ -92,11 +92,12 @@ class Scorer(nn.Module):
     def forward(self, x_user, x_video, hashtag_part):
         # x_user [B, d], x_video [B, d], hashtag_part [B, C, d] (rows of ``prepare``) -> [B, C]
         uv = F.leaky_relu(self.video_in(torch.cat([x_user, x_video], -1)))
-        uh = F.leaky_relu(hashtag_part + self.hashtag_user(x_user).unsqueeze(1))
+        uh = F.leaky_relu(hashtag_part + self.hashtag_user(x_user).unsqueeze(1))   # [B, C, d]
         if self.mode == 'cat':
-            uv = self.video_out(uv)
-            uh = self.hashtag_out(uh)
-        return (uh * uv.unsqueeze(1)).sum(-1)
+            # <W_h uh, W_v uv + b> = <uh, W_h^T (W_v uv + b)>: the last hashtag layer folds into the video side,
+            # so no [B, C, d] x [d, d] product is needed (same value; hashtag_out has no bias)
+            uv = self.video_out(uv) @ self.hashtag_out.weight
+        return (uh @ uv.unsqueeze(-1)).squeeze(-1)
 
 
 class GroupAttention(MessagePassing):

@@ -133,3 +133,21 @@ def test_unknown_options_are_refused(tiny_data):
         build_model('GCN_PHR', tiny_data, scoring_mode='dot')
     with pytest.raises(ValueError, match='model_name'):
         build_model('GCN', tiny_data)
+
+
+@pytest.mark.parametrize('mode', SCORING_MODES)
+def test_scorer_matches_plain_two_towers(mode):
+    """Fast scorer (split first layer, folded last layer) == FC1([u; v]) . FC2([u; h]) computed literally."""
+    from model import Scorer
+    torch.manual_seed(0)
+    d, B, C = 8, 5, 7
+    sc = Scorer(d, mode)
+    u, v, h = torch.randn(B, d), torch.randn(B, d), torch.randn(B, C, d)
+    fast = sc(u, v, sc.prepare(h))
+    uv = F.leaky_relu(sc.video_in(torch.cat([u, v], -1)))
+    w_h = torch.cat([sc.hashtag_user.weight, sc.hashtag_tag.weight], 1)             # Linear on [u; h]
+    uh = F.leaky_relu(torch.cat([u.unsqueeze(1).expand(B, C, d), h], -1) @ w_h.T + sc.hashtag_user.bias)
+    if mode == 'cat':
+        uv, uh = sc.video_out(uv), sc.hashtag_out(uh)
+    ref = (uh * uv.unsqueeze(1)).sum(-1)
+    assert torch.allclose(fast, ref, atol=1e-5)
