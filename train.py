@@ -43,8 +43,8 @@ def build_parser():
     p.add_argument('--PATH_weight_save', default=None,
                    help='where to keep the best-validation checkpoint (default <save_dir>/<run>/best.pt)')
     p.add_argument('--l_r', type=float, default=5e-3, help='Adam learning rate (the authors used 0.001)')
-    p.add_argument('--weight_decay', type=float, default=1e-5,
-                   help="Adam weight decay (the authors' 0.1 stops learning with trained embeddings: README)")
+    p.add_argument('--weight_decay', type=float, default=0.1,
+                   help="Adam weight decay, the authors' value (against a loss summed over the batch)")
     p.add_argument('--batch_size', type=int, default=256, help='training triples per step (the authors used 1024)')
     p.add_argument('--dim_latent', type=int, default=64, help='size of every node vector')
     p.add_argument('--num_epoch', type=int, default=25, help='maximum number of epochs')

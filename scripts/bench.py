@@ -1,0 +1,145 @@
+"""Training-step and evaluation speed of the graph models at full scale, next to the projection-matmul floor.
+
+    python scripts/bench.py                                   # Data/yfcc100m (generated if absent), CPU or CUDA
+    python scripts/bench.py --device cuda --models GCN_PHR Net --aggr_modes mean max add
+    python scripts/bench.py --data_path Data/instagram --steps 5
+
+Per model / aggr_mode: seconds per training step (forward + backward + Adam) at ``--batch_size``, the forward
+time of its three parts (video projection, propagation, scoring of the batch), seconds per epoch (step x steps
+per epoch), evaluation seconds for the whole test split and rows per second, and peak memory (process peak RSS
+on CPU, torch.cuda.max_memory_allocated on CUDA). The floor is the unavoidable part: the projection of the
+training graph's video features, [Vg, F] @ [F, d], forward and backward, timed alone on the same device.
+Timings are medians over ``--steps`` after one warm-up step, measured with time.perf_counter (CUDA synchronised).
+"""
+import argparse
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+from data_load import load_dataset  # noqa: E402
+from evaluation import evaluate  # noqa: E402
+from model import AGGR, MODEL_NAMES, build_model  # noqa: E402
+from train import TripleSampler, bpr_loss  # noqa: E402
+
+
+def sync(device):
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, device, repeat):
+    fn()   # warm-up
+    sync(device)
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def peak_memory_gb(device):
+    if device.type == 'cuda':
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # KiB on Linux
+
+
+def describe(device):
+    if device.type == 'cuda':
+        return f'{torch.cuda.get_device_name(device)} (CUDA), torch {torch.__version__}'
+    cpu = platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return f'CPU {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}'
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--data_path', default=os.path.join('Data', 'yfcc100m'))
+    p.add_argument('--models', nargs='+', default=['GCN_PHR'], choices=MODEL_NAMES)
+    p.add_argument('--aggr_modes', nargs='+', default=['mean'], choices=tuple(AGGR))
+    p.add_argument('--device', default='auto')
+    p.add_argument('--batch_size', type=int, default=1024)
+    p.add_argument('--dim_latent', type=int, default=64)
+    p.add_argument('--steps', type=int, default=3, help='timed repetitions (after one warm-up)')
+    p.add_argument('--eval_batch', type=int, default=1024)
+    args = p.parse_args(argv)
+    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
+    if not os.path.exists(os.path.join(args.data_path, 'test.npy')):
+        import generate
+        preset = os.path.basename(os.path.normpath(args.data_path))
+        generate.main(['--preset', preset, '--out', args.data_path])
+    data = load_dataset(args.data_path)
+    test = data.test.to(device)
+    sampler = TripleSampler(data)
+    torch.manual_seed(0)
+    batch = sampler.__getitems__(torch.randperm(len(sampler))[:args.batch_size].tolist()).to(device)
+    steps_per_epoch = math.ceil(len(sampler) / args.batch_size)
+
+    rows = []
+    floor = None
+    for name in args.models:
+        for aggr in args.aggr_modes:
+            if device.type == 'cuda':
+                torch.cuda.reset_peak_memory_stats(device)
+            torch.manual_seed(0)
+            model = build_model(name, data, dim=args.dim_latent, aggr=aggr).to(device)
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+            if floor is None:
+                x = model.graph_features
+                w = torch.randn(x.size(1), args.dim_latent, device=device, requires_grad=True)
+                floor = timed(lambda: (x @ w).sum().backward(), device, args.steps)
+
+            def step():
+                s = model(batch[:, 0], batch[:, 1], batch[:, 2:4])
+                loss = bpr_loss(s[:, 0], s[:, 1])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            t_step = timed(step, device, args.steps)
+            with torch.no_grad():
+                t_proj = timed(lambda: model.project(model.graph_features), device, args.steps)
+                x_video = model.project(model.graph_features)
+                t_prop = timed(lambda: model.propagate(model.user_emb.weight, model.hashtag_emb.weight, x_video),
+                               device, args.steps)
+                enc = model.encode()
+                t_score = timed(lambda: model.score(enc, batch[:, 0], batch[:, 1], batch[:, 2:4]), device, args.steps)
+            t_eval = timed(lambda: evaluate(model, test, batch_size=args.eval_batch), device, 1)
+            rows.append((name, aggr, t_step, t_proj, t_prop, t_score, t_step * steps_per_epoch, t_eval,
+                         len(test) / t_eval, peak_memory_gb(device)))
+            del model, opt
+
+    print(f'\ndevice: {describe(device)}; data {args.data_path}: {data.num_video:,} videos '
+          f'({len(data.graph.pair_count):,} user-hashtag pairs, {len(data.train):,} triples), batch {args.batch_size}, '
+          f'dim {args.dim_latent}, {steps_per_epoch} steps per epoch, {len(test):,} test rows')
+    print(f'floor: projection matmul alone [{model_rows(data)} x {data.features.size(1)}] @ '
+          f'[{data.features.size(1)} x {args.dim_latent}], fwd+bwd: {floor:.3f} s\n')
+    head = ('model', 'aggr', 'step s', 'x floor', 'proj fwd', 'prop fwd', 'score fwd', 'epoch s', 'eval s',
+            'rows/s', 'peak GB')
+    print('| ' + ' | '.join(head) + ' |')
+    print('|' + '---|' * len(head))
+    for name, aggr, ts, tp, tg, tc, te, tv, rps, mem in rows:
+        print(f'| {name} | {aggr} | {ts:.3f} | {ts / floor:.1f} | {tp:.3f} | {tg:.3f} | {tc:.4f} | {te:.0f} | '
+              f'{tv:.2f} | {rps:,.0f} | {mem:.2f} |')
+
+
+def model_rows(data):
+    return len(torch.unique(data.graph.triple_video))
+
+
+if __name__ == '__main__':
+    main()
