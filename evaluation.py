@@ -46,11 +46,15 @@ def metric_sums(scores, pos_mask, valid, ks):
 
 
 @torch.no_grad()
-def evaluate(model, split, ks=(5, 10), batch_size=512, enc=None):
+def evaluate(model, split, ks=(5, 10), batch_size=None, enc=None):
     """Mean metrics of ``model`` over an EvalSplit (already on the model's device): {f'{metric}@{k}': value}.
 
-    Propagates once (``model.encode()``), then scores the rows in batches.
+    Propagates once (``model.encode()``), then scores the rows in batches. Default batch: 64 rows on CPU, where
+    the [rows, candidates, d] scoring tensors then stay in cache (3x faster than 1,024 measured on 2 cores),
+    2,048 on a GPU.
     """
+    if batch_size is None:
+        batch_size = 2048 if split.users.is_cuda else 64
     was_training = model.training
     model.eval()
     if enc is None:

@@ -60,7 +60,8 @@ def build_parser():
     p.add_argument('--topk', default='5,10', help='comma-separated K of the metrics; 10 is used for selection')
     p.add_argument('--num_layers', type=int, default=2, help='stacked aggregation layers (graph models)')
     p.add_argument('--patience', type=int, default=10, help='stop after this many epochs without a better val R@10')
-    p.add_argument('--eval_batch', type=int, default=512, help='val/test rows scored at once')
+    p.add_argument('--eval_batch', type=int, default=None, help='val/test rows scored at once (default 64 on CPU, '
+                                                               '2048 on GPU)')
     p.add_argument('--num_neg', type=int, default=None, help='negatives per val/test row (default: inferred)')
     p.add_argument('--allow_pickle', action='store_true',
                    help="read the authors' pickled .npy files (runs code stored in them: trusted files only)")
@@ -199,7 +200,7 @@ def main(argv=None):
     k_sel = 10 if 10 in ks else ks[-1]
     device = resolve_device(args)
     for flag in ('l_r', 'batch_size', 'dim_latent', 'num_epoch', 'num_layers', 'eval_batch'):
-        if getattr(args, flag) <= 0:
+        if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise SystemExit(f'error: --{flag} must be positive, got {getattr(args, flag)}')
     if args.weight_decay < 0 or args.num_workers < 0 or args.patience < 0:
         raise SystemExit('error: --weight_decay, --num_workers and --patience cannot be negative')
