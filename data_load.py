@@ -13,7 +13,7 @@ and exits, so a user never sees a traceback from inside torch for bad data.
 import argparse
 import os
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -163,6 +163,12 @@ def read_padded(fname, allow_pickle, what):
 # ----------------------------------------------------------------------------------------------------------------
 # the loaded dataset
 
+def _tensors_to(obj, device):
+    """A copy of a dataclass with every tensor field moved to ``device``."""
+    return replace(obj, **{f.name: getattr(obj, f.name).to(device) for f in fields(obj)
+                           if isinstance(getattr(obj, f.name), torch.Tensor)})
+
+
 @dataclass
 class EvalSplit:
     """Val or test rows, ready for batched scoring. Hashtag ids are local ([0, H))."""
@@ -177,8 +183,7 @@ class EvalSplit:
         return len(self.users)
 
     def to(self, device):
-        return EvalSplit(*(getattr(self, f.name).to(device) if isinstance(getattr(self, f.name), torch.Tensor)
-                           else getattr(self, f.name) for f in fields(self)))
+        return _tensors_to(self, device)
 
 
 @dataclass
@@ -196,8 +201,7 @@ class Graph:
     pair_count: torch.Tensor      # [P] |V(u, h)|: training videos u tagged with h
 
     def to(self, device):
-        return Graph(*(getattr(self, f.name).to(device) if isinstance(getattr(self, f.name), torch.Tensor)
-                       else getattr(self, f.name) for f in fields(self)))
+        return _tensors_to(self, device)
 
 
 @dataclass
