@@ -48,6 +48,12 @@ def save_npy_atomic(fname, arr):
     os.replace(tmp, fname)
 
 
+def csr_rows(ptr):
+    """The row of every entry of a CSR matrix with row pointer ``ptr`` (numpy int64)."""
+    ptr = np.asarray(ptr)
+    return np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+
+
 def csr_gather(ptr, values, rows):
     """For CSR (ptr, values) and row ids ``rows``: (position in ``rows`` per entry, the entries), vectorised."""
     rows = np.asarray(rows)
@@ -229,7 +235,7 @@ class PHRData:
         used_by = torch.bincount(self.graph.pair_hashtag, minlength=self.num_hashtag)
         # share of hashtags whose every use (train, val, test) comes from one user
         V = self.num_video
-        vid = torch.repeat_interleave(torch.arange(V), (self.vh_ptr[1:] - self.vh_ptr[:-1]))
+        vid = torch.from_numpy(csr_rows(self.vh_ptr.numpy()))
         owner = torch.full((V,), -1, dtype=torch.long)
         owner[self.graph.triple_video] = self.graph.triple_user
         owner[self.val.videos] = self.val.users
@@ -302,7 +308,7 @@ def _eval_split(fname, rows, U, H, V, vh_ptr, vh_idx, num_neg):
                         f'negatives)')
     # a negative must not be one of the video's own hashtags (catches rows short of negatives, too)
     video = rows[:, 1] - U - H
-    own = np.repeat(np.arange(V), np.diff(vh_ptr)) * H + vh_idx
+    own = csr_rows(vh_ptr) * H + vh_idx
     neg_keys = video[:, None] * H + (cand[:, :num_neg] - U)
     clash = np.isin(neg_keys, own)
     if clash.any():

@@ -20,7 +20,7 @@ import sys
 
 import numpy as np
 
-from data_load import DataError, count_lines, csr_gather, csr_pad, save_npy_atomic
+from data_load import DataError, count_lines, csr_gather, csr_pad, csr_rows, save_npy_atomic
 
 TRAIN_RATIO = 0.8
 RAW_FILE = 'video_info.txt'
@@ -132,7 +132,7 @@ def partition(path, seed=2019, num_neg=1000, legacy=False, verbose=True):
     rng = np.random.default_rng(seed)
     code = split_videos(users, U, rng)
 
-    vid_of_tag = np.repeat(np.arange(V), np.diff(ptr))
+    vid_of_tag = csr_rows(ptr)
     is_train = code[vid_of_tag] == 0
     train = np.stack([users[vid_of_tag[is_train]], vid_of_tag[is_train] + U + H, tags[is_train]], 1)
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 import baselines
-from data_load import DataError, load_dataset
+from data_load import DataError, csr_gather, csr_rows, load_dataset
 from evaluation import evaluate
 from model import AGGR, MODEL_NAMES, SCORING_MODES, build_model
 
@@ -114,7 +114,7 @@ class TripleSampler(Dataset):
     def __init__(self, data):
         self.train = data.train
         H = data.num_hashtag
-        vid = torch.repeat_interleave(torch.arange(data.num_video), data.vh_ptr[1:] - data.vh_ptr[:-1])
+        vid = torch.from_numpy(csr_rows(data.vh_ptr.numpy()))
         self.video_keys = torch.sort(vid * H + data.vh_idx).values
         self.vh_ptr, self.vh_idx = data.vh_ptr, data.vh_idx
         self.pool = data.train_hashtags
@@ -132,10 +132,8 @@ class TripleSampler(Dataset):
 
     def video_hashtags(self, videos):
         """(position in ``videos``, hashtag) for every hashtag of every given video."""
-        lens = self.vh_ptr[videos + 1] - self.vh_ptr[videos]
-        row = torch.repeat_interleave(torch.arange(len(videos)), lens)
-        offset = torch.repeat_interleave(self.vh_ptr[videos] - (torch.cumsum(lens, 0) - lens), lens)
-        return row, self.vh_idx[offset + torch.arange(int(lens.sum()))]
+        row, tags = csr_gather(self.vh_ptr.numpy(), self.vh_idx.numpy(), videos.numpy())
+        return torch.from_numpy(row), torch.from_numpy(tags)
 
     def __getitems__(self, index):
         rows = self.train[torch.as_tensor(index)]
