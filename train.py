@@ -7,7 +7,7 @@
     python train.py --PATH_weight_load runs/GCN_PHR/last.pt          # resume (model, optimiser, epoch)
 
 One log line per epoch: training loss, validation and test P/R/NDCG@10, seconds. The checkpoint kept is the
-epoch of best validation Recall@10 (never test); the test numbers reported at the end are that epoch's.
+epoch of best validation Recall@10, ties broken by validation NDCG@10 (never test); the test numbers reported at the end are that epoch's.
 Per-epoch metrics also go to <save_dir>/<run>/metrics.jsonl.
 """
 import argparse
@@ -280,7 +280,9 @@ def main(argv=None):
         m_val = evaluate(model, val, ks, args.eval_batch)
         m_test = evaluate(model, test, ks, args.eval_batch)
         secs = time.perf_counter() - t0
-        improved = best['val'] is None or m_val[f'recall@{k_sel}'] > best['val'][f'recall@{k_sel}']
+        # selection on validation only: R@K, exact ties (common on small val splits) broken by NDCG@K
+        key = lambda m: (m[f'recall@{k_sel}'], m[f'ndcg@{k_sel}'])
+        improved = best['val'] is None or key(m_val) > key(best['val'])
         print(f'epoch {epoch:3d} | loss {total / count:.4f} | val {fmt(m_val, k_sel)} | test {fmt(m_test, k_sel)} '
               f'| {secs:.1f}s{" *" if improved else ""}', flush=True)
         metrics_file.write(json.dumps({'epoch': epoch, 'loss': total / count, 'val': m_val, 'test': m_test,
@@ -297,7 +299,7 @@ def main(argv=None):
             break
     metrics_file.close()
     if best['val'] is not None:
-        print(f"best epoch {best['epoch']} (by val R@{k_sel}) | val {fmt(best['val'], k_sel)} | "
+        print(f"best epoch {best['epoch']} (by val R@{k_sel}, then N@{k_sel}) | val {fmt(best['val'], k_sel)} | "
               f"test {fmt(best['test'], k_sel)} | checkpoint {best_path}")
     return best
 

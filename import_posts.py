@@ -1,0 +1,436 @@
+"""Import a dump of social-media posts into a dataset folder (the authors' layout), then partition it.
+
+    python import_posts.py posts.jsonl --out Data/mine                      # JSON lines
+    python import_posts.py posts.csv --out Data/mine --visual vis.npz       # CSV, with per-post visual features
+    python import_posts.py crawl/ --format twitter --out Data/tweets        # Twitter API v1.1 JSON responses
+
+Input formats (``--format``, default ``auto``: ``.csv`` files are CSV, JSON that holds tweets is ``twitter``,
+other JSON is ``jsonl``):
+  * ``jsonl``: one JSON object per line (a JSON array of objects is read too) with ``author`` (or ``user``),
+    ``post_id`` (or ``id``), ``text`` and ``hashtags`` (a list, or a string of tags separated by spaces/commas;
+    ``#`` optional). Without ``hashtags`` the ``#tags`` in the text are used.
+  * ``csv``: a header row with the same column names.
+  * ``twitter``: Twitter API v1.1 responses, ``.json``/``.json.gz``/``.jsonl`` files or folders of them: a tweet,
+    a list of tweets (timelines), ``{"statuses": [...]}`` (search), user objects with their embedded ``status``,
+    streaming dumps (one tweet per line) and recorded HTTP cassettes (``{"http_interactions": [...]}``, whose
+    response bodies are JSON strings). Only original posts are kept: a retweet is replaced by the tweet it
+    retweets, a quote tweet is kept and the quoted tweet is taken as a post of its own author; every post once
+    (by ``id_str``). Author = ``screen_name``; text = ``full_text`` (or ``extended_tweet``), hashtags =
+    ``entities.hashtags``.
+
+Output (``--out``): ``user_list.txt`` (author names), ``hashtag_list.txt``, ``video_list.txt`` (post ids),
+``video_info.txt`` (partition input), the three feature files, ``posts.jsonl`` (the kept posts, read by
+``recommend.py``), ``text_model.npz`` (the fitted text vectoriser, so a new post's text gets the same features),
+then ``partition.py``'s files. Features:
+  * text (``FeatureText_normal.npy``): TF-IDF (scikit-learn) of the text with hashtags and URLs removed, so the
+    label is not in the input, reduced to ``--text_dim`` (100) dims with truncated SVD, rows L2-normalised
+    (a post with no words left is an all-zero row);
+  * visual / acoustic: ``--visual FILE.npz`` / ``--audio FILE.npz`` with arrays ``ids`` (post ids) and
+    ``features`` [n, d]; posts without a vector get zeros. A modality not given is an all-zero block of the
+    authors' width (2048 / 128; ``--missing_dim`` to change).
+Filters, applied together until nothing changes: ``--min_posts`` per author, ``--min_uses`` per hashtag (posts
+left without a hashtag are dropped). Hashtags are case-folded unless ``--no-casefold``.
+"""
+import argparse
+import csv
+import gzip
+import json
+import os
+import re
+import sys
+from collections import Counter
+
+import numpy as np
+
+from data_load import FEATURE_FILES, DataError, load_npy, save_npy_atomic
+from partition import RAW_FILE, partition
+
+AUTHOR_DIMS = (2048, 128, 100)   # visual, acoustic, textual: the authors' widths (FEATURE_FILES order)
+TEXT_MODEL = 'text_model.npz'
+POSTS_FILE = 'posts.jsonl'
+HASHTAG_RE = re.compile(r'[#\uff03](\w+)')
+URL_RE = re.compile(r'https?://\S+')
+MENTION_RE = re.compile(r'@\w+')
+# the vectoriser's settings, stored with the fitted model so a new post is vectorised the same way
+TEXT_PARAMS = dict(lowercase=True, strip_accents='unicode', token_pattern=r'(?u)\b\w\w+\b', sublinear_tf=True,
+                   smooth_idf=True)
+
+
+# ----------------------------------------------------------------------------------------------- reading posts
+
+def _open(fname):
+    return gzip.open(fname, 'rt', encoding='utf-8') if fname.endswith('.gz') else open(fname, encoding='utf-8')
+
+
+def _json_documents(fname):
+    """The JSON values of a file: one document, or one per line (JSON lines)."""
+    with _open(fname) as f:
+        text = f.read()
+    try:
+        return [json.loads(text)]
+    except json.JSONDecodeError:
+        pass
+    docs = []
+    for i, line in enumerate(text.splitlines()):
+        if line.strip():
+            try:
+                docs.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f'{fname}: line {i + 1} is not JSON ({e.msg}); expected one JSON document or '
+                                f'JSON lines') from None
+    return docs
+
+
+def _files(inputs, exts):
+    out = []
+    for p in inputs:
+        if os.path.isdir(p):
+            for root, _, names in sorted(os.walk(p)):
+                out += [os.path.join(root, n) for n in sorted(names) if n.endswith(exts)]
+        elif os.path.exists(p):
+            out.append(p)
+        else:
+            raise DataError(f'{p}: no such file or folder')
+    if not out:
+        raise DataError(f'{", ".join(inputs)}: no input file (looked for {", ".join(exts)})')
+    return out
+
+
+def split_tags(value):
+    """A hashtag field: a list, or a string separated by spaces/commas/semicolons/pipes; '#' optional."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else re.split(r'[\s,;|]+', str(value))
+    return [str(t).lstrip('#\uff03') for t in items if str(t).lstrip('#\uff03')]
+
+
+def _generic(rec, where):
+    if not isinstance(rec, dict):
+        raise DataError(f'{where}: expected an object with author, post_id, text, hashtags; got {type(rec).__name__}')
+    author = rec.get('author', rec.get('user'))
+    post = rec.get('post_id', rec.get('id'))
+    text = rec.get('text') or ''
+    if author in (None, '') or post in (None, ''):
+        raise DataError(f'{where}: a record needs "author" (or "user") and "post_id" (or "id"); got keys '
+                        f'{sorted(rec)[:8]}')
+    tags = split_tags(rec.get('hashtags'))
+    if tags is None:
+        tags = HASHTAG_RE.findall(text)
+    return {'post_id': str(post), 'author': str(author), 'text': str(text), 'hashtags': tags}
+
+
+def read_generic(fname, fmt):
+    if fmt == 'csv':
+        with open(fname, newline='', encoding='utf-8') as f:
+            reader = csv.DictReader(f)
+            return [_generic(r, f'{fname}: line {i + 2}') for i, r in enumerate(reader)]
+    records = [rec for doc in _json_documents(fname) for rec in (doc if isinstance(doc, list) else [doc])]
+    return [_generic(rec, f'{fname}: record {i + 1}') for i, rec in enumerate(records)]
+
+
+def _is_tweet(x):
+    return isinstance(x, dict) and 'id_str' in x and ('full_text' in x or 'text' in x) and 'entities' in x \
+        and 'screen_name' not in x
+
+
+def _tweet_post(t, author):
+    ext = t.get('extended_tweet') or {}
+    text = ext.get('full_text') or t.get('full_text') or t.get('text') or ''
+    entities = ext.get('entities') or t.get('entities') or {}
+    tags = [h['text'] for h in entities.get('hashtags', []) if h.get('text')]
+    return {'post_id': t['id_str'], 'author': author, 'text': text, 'hashtags': tags}
+
+
+def collect_tweets(doc, out, stats, author=None):
+    """Walk any Twitter v1.1 JSON value and append the original tweets in it to ``out``."""
+    if isinstance(doc, list):
+        for x in doc:
+            collect_tweets(x, out, stats, author)
+        return
+    if not isinstance(doc, dict):
+        return
+    if 'http_interactions' in doc:   # a recorded HTTP cassette: response bodies are JSON strings
+        for it in doc['http_interactions']:
+            body = (it.get('response') or {}).get('body') or {}
+            try:
+                inner = json.loads(body.get('string') or '')
+            except (json.JSONDecodeError, TypeError):
+                stats['bodies not JSON'] += 1
+                continue
+            collect_tweets(inner, out, stats)
+        return
+    if _is_tweet(doc):
+        user = doc.get('user') or {}
+        name = user.get('screen_name') or user.get('id_str') or author
+        if 'retweeted_status' in doc:
+            stats['retweets skipped'] += 1
+        elif name is None:
+            stats['tweets without author'] += 1
+        else:
+            out.append(_tweet_post(doc, name))
+        for key in ('retweeted_status', 'quoted_status'):
+            if isinstance(doc.get(key), dict):
+                collect_tweets(doc[key], out, stats)
+        return
+    if 'screen_name' in doc:         # a user object: its embedded latest tweet has no "user" of its own
+        if isinstance(doc.get('status'), dict):
+            collect_tweets(doc['status'], out, stats, author=doc['screen_name'])
+        return
+    for v in doc.values():
+        if isinstance(v, (list, dict)):
+            collect_tweets(v, out, stats, author)
+
+
+def _looks_like_twitter(doc):
+    if isinstance(doc, list):
+        doc = doc[0] if doc else {}
+    return isinstance(doc, dict) and ('http_interactions' in doc or 'statuses' in doc or 'screen_name' in doc
+                                      or _is_tweet(doc))
+
+
+def read_posts(inputs, fmt='auto'):
+    """All posts of the inputs, as dicts (post_id, author, text, hashtags), and a Counter of what was skipped."""
+    stats = Counter()
+    posts = []
+    for fname in _files(inputs, ('.json', '.json.gz', '.jsonl', '.jsonl.gz', '.csv')):
+        kind = fmt
+        if kind == 'auto' and fname.endswith('.csv'):
+            kind = 'csv'
+        if kind == 'csv':
+            posts += read_generic(fname, 'csv')
+            continue
+        if kind in ('auto', 'twitter'):
+            docs = _json_documents(fname)
+            if kind == 'twitter' or (docs and _looks_like_twitter(docs[0])):
+                collect_tweets(docs, posts, stats)
+                continue
+        posts += read_generic(fname, 'jsonl')
+    return posts, stats
+
+
+# ------------------------------------------------------------------------------------------------- filtering
+
+def clean_posts(posts, casefold=True, min_posts=2, min_uses=1):
+    """Deduplicate posts by id, normalise hashtags, then apply the filters until nothing changes."""
+    seen, out, dup = set(), [], 0
+    for p in posts:
+        if p['post_id'] in seen:
+            dup += 1
+            continue
+        seen.add(p['post_id'])
+        tags = [t.casefold() if casefold else t for t in p['hashtags']]
+        out.append(dict(p, hashtags=list(dict.fromkeys(tags))))   # one post naming a tag twice: one use
+    report = {'posts read': len(posts), 'duplicates dropped': dup,
+              'posts without hashtag dropped': sum(not p['hashtags'] for p in out)}
+    out = [p for p in out if p['hashtags']]
+    while True:
+        uses = Counter(t for p in out for t in p['hashtags'])
+        kept = []
+        for p in out:
+            tags = [t for t in p['hashtags'] if uses[t] >= min_uses]
+            if tags:
+                kept.append(dict(p, hashtags=tags))
+        per_author = Counter(p['author'] for p in kept)
+        kept = [p for p in kept if per_author[p['author']] >= min_posts]
+        if len(kept) == len(out) and sum(len(p['hashtags']) for p in kept) == sum(len(p['hashtags']) for p in out):
+            break
+        out = kept
+    report['posts kept'] = len(out)
+    return out, report
+
+
+# ---------------------------------------------------------------------------------------------- text features
+
+def strip_text(text):
+    """The text a model may read: hashtags (the labels), URLs and @mentions removed."""
+    return MENTION_RE.sub(' ', URL_RE.sub(' ', HASHTAG_RE.sub(' ', text)))
+
+
+def fit_text_model(texts, dim=100, seed=2019):
+    """Fit TF-IDF + truncated SVD on ``texts``; returns the arrays ``text_features`` needs (saved as npz)."""
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    vec = TfidfVectorizer(**TEXT_PARAMS)
+    try:
+        tfidf = vec.fit_transform(texts)
+    except ValueError:   # no word anywhere (e.g. every text was only hashtags)
+        return {'vocabulary': np.array([], dtype=str), 'idf': np.zeros(0), 'components': np.zeros((0, 0)),
+                'dim': np.array(dim)}
+    k = min(dim, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
+    if k >= 1:
+        svd = TruncatedSVD(n_components=k, random_state=seed).fit(tfidf)
+        components = svd.components_
+    else:
+        components = np.zeros((0, tfidf.shape[1]))
+    vocab = np.empty(len(vec.vocabulary_), dtype=object)
+    for term, j in vec.vocabulary_.items():
+        vocab[j] = term
+    return {'vocabulary': vocab.astype(str), 'idf': vec.idf_, 'components': components, 'dim': np.array(dim)}
+
+
+def text_features(texts, model):
+    """[n, dim] float32 text features of raw texts with a fitted model (hashtags/URLs stripped here)."""
+    dim = int(model['dim'])
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    comps = model['components']
+    if len(model['vocabulary']) == 0 or comps.shape[0] == 0:
+        return out
+    from sklearn.feature_extraction.text import CountVectorizer
+    params = {k: v for k, v in TEXT_PARAMS.items() if k not in ('sublinear_tf', 'smooth_idf')}
+    counts = CountVectorizer(vocabulary={t: i for i, t in enumerate(model['vocabulary'])}, **params) \
+        .transform([strip_text(t) for t in texts]).astype(np.float64)
+    if TEXT_PARAMS['sublinear_tf']:
+        counts.data = 1.0 + np.log(counts.data)
+    tfidf = counts.multiply(model['idf'][None, :]).tocsr()
+    tfidf = tfidf.multiply(1.0 / np.maximum(np.sqrt(tfidf.multiply(tfidf).sum(1)), 1e-12)).tocsr()
+    z = np.asarray(tfidf @ comps.T)
+    z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)   # zero rows stay zero, never NaN
+    out[:, :z.shape[1]] = z
+    return out
+
+
+def save_text_model(path, model):
+    np.savez(path, **model)
+
+
+def load_text_model(path):
+    if not os.path.exists(path):
+        raise DataError(f'{path}: missing file; the text of a new post can only be vectorised for a dataset '
+                        f'made by import_posts.py')
+    with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+# ------------------------------------------------------------------------------------------ media features
+
+def read_feature_file(fname, post_ids, what):
+    """[len(post_ids), d] from an npz with ``ids`` and ``features``; posts it lacks get zeros."""
+    if not os.path.exists(fname):
+        raise DataError(f'{fname}: no such feature file (--{what})')
+    try:
+        z = np.load(fname, allow_pickle=False)
+    except ValueError as e:
+        raise DataError(f'{fname}: not a plain npz archive ({e})') from None
+    if 'ids' not in z.files or 'features' not in z.files:
+        raise DataError(f'{fname}: expected arrays "ids" and "features" in the npz; found {z.files}')
+    ids, feats = z['ids'].astype(str), z['features']
+    if feats.ndim != 2 or len(feats) != len(ids):
+        raise DataError(f'{fname}: "features" has shape {feats.shape}; expected [{len(ids)} ids, dim]')
+    if feats.dtype.kind not in 'fiu':
+        raise DataError(f'{fname}: "features" has dtype {feats.dtype}; expected numbers')
+    if not np.isfinite(feats).all():
+        r = int(np.flatnonzero(~np.isfinite(feats).all(1))[0])
+        raise DataError(f'{fname}: NaN or inf in the features of post {str(ids[r])!r} (row {r})')
+    row = {p: i for i, p in enumerate(ids)}
+    idx = np.array([row.get(p, -1) for p in post_ids])
+    out = np.zeros((len(post_ids), feats.shape[1]), dtype=np.float32)
+    out[idx >= 0] = feats[idx[idx >= 0]]
+    return out, int((idx < 0).sum())
+
+
+# ------------------------------------------------------------------------------------------------------ main
+
+def import_posts(inputs, out, fmt='auto', visual=None, audio=None, min_posts=2, min_uses=1, casefold=True,
+                 text_dim=100, missing_dim=None, num_neg=1000, seed=2019, verbose=True):
+    say = print if verbose else (lambda *a, **k: None)
+    raw, skipped = read_posts(inputs, fmt)
+    posts, report = clean_posts(raw, casefold, min_posts, min_uses)
+    if skipped:
+        report.update(skipped)
+    if not posts:
+        raise DataError(f'{", ".join(inputs)}: no post left after the filters (--min_posts {min_posts}, '
+                        f'--min_uses {min_uses}); {report}')
+    users = sorted({p['author'] for p in posts})
+    tags = sorted({t for p in posts for t in p['hashtags']})
+    for name, kind in ((users, 'author'), (tags, 'hashtag')):
+        bad = [n for n in name if not n.strip() or '\n' in n or '\r' in n]
+        if bad:
+            raise DataError(f'an {kind} name cannot be written one per line: {bad[0]!r}')
+    U, H = len(users), len(tags)
+    uid = {u: i for i, u in enumerate(users)}
+    hid = {t: U + i for i, t in enumerate(tags)}
+    post_ids = [p['post_id'] for p in posts]
+    if any(not p.strip() or '\n' in p for p in post_ids):
+        raise DataError('a post id is empty or holds a line break')
+
+    os.makedirs(out, exist_ok=True)
+    for fname, names in (('user_list.txt', users), ('hashtag_list.txt', tags), ('video_list.txt', post_ids)):
+        with open(os.path.join(out, fname), 'w', encoding='utf-8') as f:
+            f.write(''.join(n + '\n' for n in names))
+    with open(os.path.join(out, RAW_FILE), 'w') as f:
+        f.write(''.join(f"{uid[p['author']]};{':'.join(str(hid[t]) for t in p['hashtags'])}\n" for p in posts))
+    with open(os.path.join(out, POSTS_FILE), 'w', encoding='utf-8') as f:
+        f.write(''.join(json.dumps(p, ensure_ascii=False) + '\n' for p in posts))
+
+    texts = [p['text'] for p in posts]
+    model = fit_text_model([strip_text(t) for t in texts], text_dim, seed)
+    save_text_model(os.path.join(out, TEXT_MODEL), model)
+    blocks = {}
+    for what, src, fname, width in (('visual', visual, FEATURE_FILES[0], AUTHOR_DIMS[0]),
+                                    ('audio', audio, FEATURE_FILES[1], AUTHOR_DIMS[1])):
+        if src:
+            arr, missing = read_feature_file(src, post_ids, what)
+            say(f'import: {what} features from {src} ({arr.shape[1]} dims); {missing} posts without one get zeros')
+        else:
+            arr = np.zeros((len(posts), missing_dim or width), dtype=np.float32)
+            say(f'import: no {what} features given: all-zero block of {arr.shape[1]} dims')
+        blocks[fname] = arr
+    blocks[FEATURE_FILES[2]] = text_features(texts, model)
+    n_words = len(model['vocabulary'])
+    empty = int((~blocks[FEATURE_FILES[2]].any(1)).sum())
+    say(f'import: text features: TF-IDF over {n_words:,} words -> {model["components"].shape[0]} SVD dims '
+        f'(padded to {text_dim}); {empty} posts have no word left once hashtags/URLs are removed (zero rows)')
+    for fname, arr in blocks.items():
+        save_npy_atomic(os.path.join(out, fname), arr)
+    for name in ('train.npy', 'val.npy', 'test.npy', 'video_hashtag.npy'):   # stale outputs of an earlier run
+        if os.path.exists(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+    say('import: ' + ', '.join(f'{k} {v:,}' for k, v in report.items()) +
+        f'; {U:,} authors, {H:,} hashtags, {len(posts):,} posts')
+    if H < 2:
+        raise DataError(f'{out}: only {H} hashtag after the filters; nothing to rank')
+    stats = partition(out, seed=seed, num_neg=num_neg, verbose=verbose)
+    if stats['val_rows'] == 0 or stats['test_rows'] == 0:
+        raise DataError(f'{out}: the split left {stats["val_rows"]} val and {stats["test_rows"]} test posts; the '
+                        f'authors\' 80/10/10 per-author split needs authors with at least 6 posts for a val post '
+                        f'(raise the data, or lower --min_uses)')
+    return dict(report, authors=U, **stats)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('inputs', nargs='+', help='files or folders of posts')
+    p.add_argument('--out', required=True, help='dataset folder to write (e.g. Data/mine)')
+    p.add_argument('--format', default='auto', choices=('auto', 'jsonl', 'csv', 'twitter'))
+    p.add_argument('--visual', default=None, help='npz with "ids" and "features": per-post visual vectors')
+    p.add_argument('--audio', default=None, help='npz with "ids" and "features": per-post acoustic vectors')
+    p.add_argument('--min_posts', type=int, default=2,
+                   help='keep authors with at least this many posts (2 = each has a training post)')
+    p.add_argument('--min_uses', type=int, default=1, help='keep hashtags used at least this many times')
+    p.add_argument('--casefold', action=argparse.BooleanOptionalAction, default=True,
+                   help='#RStats and #rstats are one hashtag (default on)')
+    p.add_argument('--text_dim', type=int, default=100, help='textual feature dims (TF-IDF -> truncated SVD)')
+    p.add_argument('--missing_dim', type=int, default=None,
+                   help='width of the zero block of a missing modality (default: the authors\' 2048 / 128)')
+    p.add_argument('--num_neg', type=int, default=1000, help='negatives per val/test row (lowered if too few '
+                                                              'hashtags, with a message)')
+    p.add_argument('--seed', type=int, default=2019, help='split, negatives and SVD')
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    for flag in ('min_posts', 'min_uses', 'text_dim', 'num_neg'):
+        if getattr(args, flag) < 1:
+            raise SystemExit(f'error: --{flag} must be at least 1, got {getattr(args, flag)}')
+    if args.missing_dim is not None and args.missing_dim < 1:
+        raise SystemExit(f'error: --missing_dim must be at least 1, got {args.missing_dim}')
+    try:
+        return import_posts(args.inputs, args.out, args.format, args.visual, args.audio, args.min_posts,
+                            args.min_uses, args.casefold, args.text_dim, args.missing_dim, args.num_neg, args.seed)
+    except DataError as e:
+        raise SystemExit(f'error: {e}')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,154 @@
+"""Top-K hashtags for one author and one post, from a trained checkpoint.
+
+    python recommend.py --checkpoint runs/GCN_PHR/best.pt --data_path Data/demo --author user_17 --video video_123
+    python recommend.py --checkpoint runs/rtweet/GCN_PHR/best.pt --data_path Data/rtweet --author rstatstweet \\
+        --text "New package release for tidy data frames"                # a new post, by its text
+    python recommend.py ... --author X --features post.npy               # a new post, by its feature vector
+
+The post is a video of the dataset (``--video``, a name from video_list.txt: its true hashtags are marked with *),
+or a new post: ``--text`` (vectorised with the dataset's ``text_model.npz``, written by import_posts.py; the
+visual and acoustic blocks are zeros) or ``--features`` (a .npy vector of the dataset's full feature width).
+The model, its sizes and flags come from the checkpoint's config. An author not in user_list.txt gets the
+global popularity ranking, said so in the output (``--strict``: an error instead).
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import torch
+
+from data_load import DataError, load_dataset, load_npy
+from train import build, resolve_device
+from baselines import hashtag_popularity
+
+
+def load_model(checkpoint, data, device):
+    if not os.path.exists(checkpoint):
+        raise DataError(f'{checkpoint}: no such checkpoint')
+    ckpt = torch.load(checkpoint, map_location=device, weights_only=True)
+    config = ckpt.get('config') or {}
+    if 'model_name' not in config:
+        raise DataError(f'{checkpoint}: no config in the checkpoint (not written by train.py)')
+    model = build(config['model_name'], data, argparse.Namespace(**config)).to(device)
+    try:
+        model.load_state_dict(ckpt['model'])
+    except RuntimeError as e:
+        raise DataError(f'{checkpoint} does not fit {data.path}: {str(e).splitlines()[0]} (trained on '
+                        f'{config.get("data_path")})') from None
+    model.eval()
+    return model, config
+
+
+def post_features(args, data):
+    """The feature row of a new post: [1, F]."""
+    F = data.features.size(1)
+    if args.features:
+        vec = load_npy(args.features).astype(np.float32).reshape(-1)
+        if vec.shape[0] != F:
+            raise DataError(f'{args.features}: {vec.shape[0]} values; this dataset\'s posts have {F} '
+                            f'({"+".join(map(str, data.feature_dims))})')
+        if not np.isfinite(vec).all():
+            raise DataError(f'{args.features}: NaN or inf in the feature vector')
+        return torch.from_numpy(vec).unsqueeze(0)
+    from import_posts import TEXT_MODEL, load_text_model, text_features
+    model = load_text_model(os.path.join(data.path, TEXT_MODEL))
+    text = text_features([args.text], model)
+    if text.shape[1] != data.feature_dims[-1]:
+        raise DataError(f'{data.path}: text model gives {text.shape[1]} dims, the text block has '
+                        f'{data.feature_dims[-1]}')
+    row = torch.zeros(1, F)
+    row[0, F - text.shape[1]:] = torch.from_numpy(text[0])
+    if not row.any():
+        print('note: no word of this text is in the dataset\'s vocabulary: the post\'s features are all zero')
+    return row
+
+
+@torch.no_grad()
+def recommend(model, data, user, video=None, features=None, k=10):
+    """(hashtag ids [k], scores [k]) for a user id and a dataset video id or a new feature row [1, F]."""
+    device = next(iter(model.buffers())).device
+    if features is not None:   # a new post: scored as one extra video row appended to the feature table
+        model.features = torch.cat([model.features, features.to(device)])
+        video = data.num_video
+    enc = model.encode()
+    hashtags = torch.arange(data.num_hashtag, device=device).unsqueeze(0)
+    scores = model.score(enc, torch.tensor([user], device=device), torch.tensor([video], device=device), hashtags)[0]
+    if features is not None:
+        model.features = model.features[:-1]
+    top = torch.topk(scores, min(k, data.num_hashtag))
+    return top.indices.cpu(), top.values.cpu()
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--checkpoint', required=True, help='best.pt / last.pt written by train.py')
+    p.add_argument('--data_path', required=True, help='the dataset folder the checkpoint was trained on')
+    p.add_argument('--author', required=True, help='a name from user_list.txt')
+    post = p.add_mutually_exclusive_group(required=True)
+    post.add_argument('--video', help='a post of the dataset, by its name in video_list.txt')
+    post.add_argument('--text', help='a new post\'s text (datasets made by import_posts.py)')
+    post.add_argument('--features', help='a new post\'s feature vector, .npy of the full feature width')
+    p.add_argument('--topk', type=int, default=10, help='how many hashtags to print')
+    p.add_argument('--strict', action='store_true', help='an unknown author is an error, not a popularity fallback')
+    p.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda', 'cuda:N'")
+    p.add_argument('--allow_pickle', action='store_true', help="read the authors' pickled .npy files")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.topk < 1:
+        raise SystemExit(f'error: --topk must be positive, got {args.topk}')
+    args.no_cuda = False
+    device = resolve_device(args)
+    try:
+        data = load_dataset(args.data_path, allow_pickle=args.allow_pickle, verbose=False)
+        users = {n: i for i, n in enumerate(data.user_names)}
+        video, true = None, set()
+        if args.video is not None:
+            videos = {n: i for i, n in enumerate(data.video_names)}
+            if args.video not in videos:
+                raise DataError(f'{os.path.join(args.data_path, "video_list.txt")}: no video named {args.video!r}')
+            video = videos[args.video]
+            true = set(data.vh_idx[data.vh_ptr[video]:data.vh_ptr[video + 1]].tolist())
+        if args.author not in users:
+            if args.strict:
+                raise DataError(f'{os.path.join(args.data_path, "user_list.txt")}: no author named {args.author!r}')
+            print(f'unknown author {args.author!r} (not in user_list.txt): falling back to global hashtag '
+                  f'popularity in training; the post is not used')
+            pop = hashtag_popularity(data)
+            top = torch.topk(pop, min(args.topk, data.num_hashtag))
+            ids, scores, how = top.indices, top.values, 'training uses'
+        else:
+            model, config = load_model(args.checkpoint, data, device)
+            feats = None if args.video is not None else post_features(args, data)
+            ids, scores = recommend(model, data, users[args.author], video, feats, args.topk)
+            how = f'{config["model_name"]} score'
+    except DataError as e:
+        raise SystemExit(f'error: {e}')
+    what = f'video {args.video}' if args.video is not None else ('new post (text)' if args.text else
+                                                                   'new post (features)')
+    print(f'top-{len(ids)} hashtags for author {args.author}, {what}:')
+    for rank, (h, s) in enumerate(zip(ids.tolist(), scores.tolist()), 1):
+        mark = ' *' if h in true else ''
+        print(f'{rank:3d}. {data.hashtag_names[h]:<30s} {how} {s:9.4f}{mark}')
+    if args.video is not None:
+        names = sorted(data.hashtag_names[h] for h in true)
+        hits = len(true & set(ids.tolist()))
+        print(f'true hashtags of {args.video}: {" ".join(names)} ({hits} of {len(true)} in the top {len(ids)}; '
+              f'* marks them)')
+        posts = os.path.join(args.data_path, 'posts.jsonl')
+        if os.path.exists(posts):
+            with open(posts, encoding='utf-8') as f:
+                for line in f:
+                    rec = json.loads(line)
+                    if rec['post_id'] == args.video:
+                        print(f'text: {rec["text"]!r}')
+                        break
+    return ids, scores
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,204 @@
+"""import_posts.py on hand-written records in the Twitter v1.1 shapes (tests/fixtures/twitter) and in JSON lines /
+CSV; recommend.py on the imported data."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import import_posts
+import recommend
+import train
+from data_load import DataError, FEATURE_FILES, load_dataset
+
+FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'twitter')
+
+
+@pytest.fixture(scope='module')
+def tweets_dir(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp('tweets') / 'data')
+    import_posts.main([FIXTURES, '--out', out, '--format', 'twitter', '--seed', '3'])
+    return out
+
+
+def test_twitter_originals_dedup_casefold():
+    posts, skipped = import_posts.read_posts([FIXTURES])   # auto-detects the Twitter shapes
+    assert skipped['retweets skipped'] == 1 and skipped['bodies not JSON'] == 1
+    kept, report = import_posts.clean_posts(posts, casefold=True, min_posts=2, min_uses=1)
+    assert report['posts read'] == 27 and report['duplicates dropped'] == 4
+    assert report['posts without hashtag dropped'] == 1 and len(kept) == 22
+    by_author = {}
+    for p in kept:
+        by_author.setdefault(p['author'], []).append(p['post_id'])
+    assert {a: len(v) for a, v in by_author.items()} == {'ana_stats': 7, 'bo_cooks': 8, 'cy_runs': 7}
+    assert '400' not in {p['post_id'] for p in kept}            # the retweet itself
+    assert {'100', '300', '401'} <= {p['post_id'] for p in kept}  # retweeted original, quoted original, quote
+    tags = {t for p in kept for t in p['hashtags']}
+    assert 'rstats' in tags and 'RStats' not in tags and len(tags) == 13
+    # the user object's embedded status is attributed to that user
+    assert [p['author'] for p in kept if p['post_id'] == '306'] == ['cy_runs']
+    kept_case, _ = import_posts.clean_posts(posts, casefold=False, min_posts=2, min_uses=1)
+    assert len({t for p in kept_case for t in p['hashtags']}) == 16
+
+
+def test_filters_reach_a_fixpoint():
+    posts = [{'post_id': str(i), 'author': a, 'text': '', 'hashtags': t} for i, (a, t) in enumerate([
+        ('a', ['x']), ('a', ['y']), ('a', ['x', 'z']), ('b', ['y']), ('b', ['w']), ('c', ['x'])])]
+    kept, _ = import_posts.clean_posts(posts, min_posts=2, min_uses=2)
+    # w (1 use) goes, then b has one post left and goes, then y has one use left and goes, then a has 2 posts
+    assert sorted((p['author'], tuple(p['hashtags'])) for p in kept) == [('a', ('x',)), ('a', ('x',))]
+
+
+def test_imported_folder_loads_with_zero_blocks(tweets_dir, capsys):
+    data = load_dataset(tweets_dir, verbose=False)
+    assert (data.num_user, data.num_hashtag, data.num_video) == (3, 13, 22)
+    assert data.feature_dims == (2048, 128, 100)
+    assert len(data.val) == 3 and len(data.test) == 3 and data.val.num_neg == 11   # adapted from 1,000
+    assert torch.isfinite(data.features).all()
+    assert not data.features[:, :2176].any()                 # missing modalities: zero blocks
+    names = data.video_names
+    assert not data.features[names.index('306'), 2176:].any()  # only hashtags in its text: a zero row
+    assert torch.allclose(data.features[names.index('100'), 2176:].norm(), torch.tensor(1.0), atol=1e-5)
+
+
+def test_num_neg_adaptation_is_said(tmp_path, capsys):
+    import_posts.main([FIXTURES, '--out', str(tmp_path / 'd'), '--seed', '3'])
+    out = capsys.readouterr().out
+    assert 'only 13 hashtags' in out and '--num_neg lowered from 1000 to 11' in out
+
+
+def test_label_never_in_text_features():
+    texts = ['New #RStats package https://t.co/x', 'new package for #python', 'python package release']
+    assert import_posts.strip_text(texts[0]).split() == ['New', 'package']
+    model = import_posts.fit_text_model([import_posts.strip_text(t) for t in texts], dim=100)
+    assert 'rstats' not in set(model['vocabulary']) and 'python' in set(model['vocabulary'])
+    assert 'https' not in set(model['vocabulary'])
+
+
+def test_text_features_match_sklearn():
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    rng = np.random.default_rng(0)
+    words = [f'w{i}' for i in range(40)]
+    texts = [' '.join(rng.choice(words, 8)) for _ in range(30)]
+    model = import_posts.fit_text_model(texts, dim=10, seed=1)
+    ours = import_posts.text_features(texts, model)
+    tfidf = TfidfVectorizer(**import_posts.TEXT_PARAMS).fit_transform(texts)
+    ref = TruncatedSVD(n_components=10, random_state=1).fit_transform(tfidf)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    assert ours.shape == (30, 10)
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+    # a text with no known word, and an empty corpus: zero rows, never NaN
+    assert not import_posts.text_features(['zzz qqq'], model).any()
+    empty = import_posts.fit_text_model(['', '#only #tags'], dim=100)
+    assert np.array_equal(import_posts.text_features(['a b'], empty), np.zeros((1, 100), np.float32))
+
+
+def _generic_posts(n_auth=3, n_posts=7):
+    topics = {0: ['rstats', 'stats'], 1: ['bread', 'baking'], 2: ['running', 'marathon']}
+    posts = []
+    for a in range(n_auth):
+        for k in range(n_posts):
+            posts.append({'author': f'user{a}', 'post_id': f'p{a}_{k}', 'text': f'post {k} about topic{a} word{k}',
+                          'hashtags': topics[a][:1 + k % 2]})
+    return posts
+
+
+def test_jsonl_and_csv_with_visual_features(tmp_path):
+    posts = _generic_posts()
+    jl = tmp_path / 'posts.jsonl'
+    jl.write_text(''.join(json.dumps(p) + '\n' for p in posts))
+    with open(tmp_path / 'posts.csv', 'w', newline='') as f:
+        w = csv.DictWriter(f, ['author', 'post_id', 'text', 'hashtags'])
+        w.writeheader()
+        for p in posts:
+            w.writerow(dict(p, hashtags=' '.join('#' + t for t in p['hashtags'])))
+    vis = np.arange(20 * 4, dtype=np.float32).reshape(20, 4) + 1
+    ids = np.array([p['post_id'] for p in posts[:20]])          # one post has no visual vector
+    np.savez(tmp_path / 'vis.npz', ids=ids, features=vis)
+    a = import_posts.main([str(jl), '--out', str(tmp_path / 'a'), '--visual', str(tmp_path / 'vis.npz'),
+                           '--missing_dim', '2'])
+    b = import_posts.main([str(tmp_path / 'posts.csv'), '--out', str(tmp_path / 'b'), '--visual',
+                           str(tmp_path / 'vis.npz'), '--missing_dim', '2'])
+    assert a == b and a['posts kept'] == 21 and a['hashtags'] == 6
+    da, db = load_dataset(str(tmp_path / 'a'), verbose=False), load_dataset(str(tmp_path / 'b'), verbose=False)
+    assert torch.equal(da.features, db.features) and torch.equal(da.train, db.train)
+    assert da.feature_dims == (4, 2, 100)
+    row = da.video_names.index('p1_3')
+    assert da.features[row, :4].tolist() == vis[ids.tolist().index('p1_3')].tolist()
+    assert not da.features[da.video_names.index('p2_6'), :4].any()
+
+
+def test_bad_inputs(tmp_path):
+    posts = _generic_posts()
+    jl = tmp_path / 'posts.jsonl'
+    jl.write_text(''.join(json.dumps(p) + '\n' for p in posts))
+    vis = np.ones((21, 3), np.float32)
+    vis[4, 1] = np.nan
+    np.savez(tmp_path / 'nan.npz', ids=np.array([p['post_id'] for p in posts]), features=vis)
+    with pytest.raises(SystemExit, match=r'nan.npz: NaN or inf in the features of post .p0_4.'):
+        import_posts.main([str(jl), '--out', str(tmp_path / 'x'), '--visual', str(tmp_path / 'nan.npz')])
+    with pytest.raises(SystemExit, match='missing.jsonl: no such file'):
+        import_posts.main([str(tmp_path / 'missing.jsonl'), '--out', str(tmp_path / 'x')])
+    (tmp_path / 'bad.jsonl').write_text('{"author": "a", "text": "no id"}\n')
+    with pytest.raises(SystemExit, match=r'bad.jsonl: record 1: a record needs "author".*"post_id"'):
+        import_posts.main([str(tmp_path / 'bad.jsonl'), '--out', str(tmp_path / 'x')])
+    (tmp_path / 'broken.jsonl').write_text('{"author": "a"}\n{not json\n')
+    with pytest.raises(SystemExit, match=r'broken.jsonl: line 2 is not JSON'):
+        import_posts.main([str(tmp_path / 'broken.jsonl'), '--out', str(tmp_path / 'x')])
+    with pytest.raises(SystemExit, match='no post left after the filters'):
+        import_posts.main([str(jl), '--out', str(tmp_path / 'x'), '--min_posts', '50'])
+
+
+def _train_one(data_dir, tmp_path, model_name):
+    return train.main(['--data_path', data_dir, '--model_name', model_name, '--num_epoch', '2', '--batch_size', '16',
+                       '--dim_latent', '8', '--save_dir', str(tmp_path), '--no_progress', '--seed', '0'])
+
+
+@pytest.mark.parametrize('model_name', ['GCN_PHR', 'Net', 'USHM'])
+def test_models_train_on_zero_blocks(tweets_dir, tmp_path, model_name):
+    best = _train_one(tweets_dir, tmp_path, model_name)
+    assert all(np.isfinite(v) for v in best['test'].values())
+
+
+def test_recommend(tweets_dir, tmp_path, capsys):
+    _train_one(tweets_dir, tmp_path, 'GCN_PHR')
+    ckpt = str(tmp_path / 'GCN_PHR' / 'best.pt')
+    data = load_dataset(tweets_dir, verbose=False)
+    video = data.video_names[int(data.test.videos[0])]
+    author = data.user_names[int(data.test.users[0])]
+    capsys.readouterr()
+    ids, scores = recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', author,
+                                  '--video', video, '--topk', '5'])
+    out = capsys.readouterr().out
+    assert len(ids) == 5 and torch.all(scores[:-1] >= scores[1:])
+    assert f'top-5 hashtags for author {author}, video {video}' in out and f'true hashtags of {video}' in out
+    # the printed scores are the model's: the same as scoring that row through the evaluation path
+    model, _ = recommend.load_model(ckpt, data, torch.device('cpu'))
+    with torch.no_grad():
+        full = model.score(model.encode(), data.test.users[:1], data.test.videos[:1],
+                           torch.arange(data.num_hashtag).unsqueeze(0))[0]
+    assert torch.allclose(torch.topk(full, 5).values, scores, atol=1e-5)
+    # a new post by its text, and by its feature vector (the same vector: the same ranking)
+    ids_t, scores_t = recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
+                                      '--text', 'tidy data frames in R'])
+    row = data.features[data.video_names.index('105')].numpy()
+    np.save(tmp_path / 'post.npy', row)
+    ids_f, scores_f = recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
+                                      '--features', str(tmp_path / 'post.npy')])
+    ids_v, scores_v = recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
+                                      '--video', '105'])
+    assert torch.equal(ids_f, ids_v) and torch.allclose(scores_f, scores_v, atol=1e-5)
+    assert len(ids_t) == 10
+    capsys.readouterr()
+    recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'nobody', '--text', 'x'])
+    assert 'unknown author' in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no author named 'nobody'"):
+        recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'nobody', '--text', 'x',
+                        '--strict'])
+    with pytest.raises(SystemExit, match='post.npy: 5 values'):
+        np.save(tmp_path / 'post.npy', np.zeros(5, np.float32))
+        recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
+                        '--features', str(tmp_path / 'post.npy')])
