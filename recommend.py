@@ -1,7 +1,7 @@
 """Top-K hashtags for one author and one post, from a trained checkpoint.
 
     python recommend.py --checkpoint runs/GCN_PHR/best.pt --data_path Data/demo --author user_00075 --video video_000001
-    python recommend.py --checkpoint runs/rtweet/GCN_PHR/best.pt --data_path Data/rtweet --author tidyversetweets \\
+    python recommend.py --checkpoint runs/rtweet/GCN_PHR_seed0/best.pt --data_path Data/rtweet --author tidyversetweets \\
         --text "New package release for tidy data frames"                # a new post, by its text
     python recommend.py ... --author X --features post.npy               # a new post, by its feature vector
 
