@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
+from model import gather_rows
+
 BASELINE_NAMES = ('UTM', 'ConTagNet', 'CSMN', 'USHM')
 FLOOR_NAMES = ('popularity', 'user_popularity')
 
@@ -65,7 +67,7 @@ class FeatureModel(nn.Module):
     def score(self, enc, users, videos, hashtags):
         q = self.query(enc, users, videos)
         e, b = self.hashtag_vectors()
-        return (e[hashtags] * q.unsqueeze(1)).sum(-1) + b[hashtags]
+        return (gather_rows(e, hashtags) @ q.unsqueeze(-1)).squeeze(-1) + b[hashtags]
 
     def score_all(self, enc, users, videos):
         e, b = self.hashtag_vectors()

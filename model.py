@@ -9,7 +9,7 @@ All ids are local: users [0, U), hashtags [0, H), videos [0, V).
 Notation (SPEC §2): a training triple (u, v, h) = "u tagged v with h"; V(u, h) = videos u tagged with h;
 p_v = LeakyReLU(W_t f_v + b) the video vector from its 2276-d features.
 """
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +36,8 @@ class GraphIndex(NamedTuple):
     multi_edge: torch.Tensor    # [2, Nm] (video, index into multi_pair), grouped by pair
     triple_video: torch.Tensor  # [N] video of every triple (the ``no_att`` mean pooling)
     triple_pair: torch.Tensor   # [N] its pair
+    inv_deg_user: torch.Tensor     # [U] 1 / number of pairs of each user (0 for none): the mean's divisor
+    inv_deg_hashtag: torch.Tensor  # [H]
 
 
 def make_graph_index(graph, video_index=None):
@@ -46,11 +48,24 @@ def make_graph_index(graph, video_index=None):
     multi = count > 1
     compact = torch.cumsum(multi.long(), 0) - 1            # pair id -> index among multi pairs
     multi_triple = ~single_triple
+    inv_deg = lambda idx, n: 1.0 / torch.bincount(idx, minlength=n).clamp(min=1).float()
     return GraphIndex(graph.pair_user, graph.pair_hashtag,
                       graph.triple_pair[single_triple], video[single_triple],
                       torch.nonzero(multi).squeeze(1),
                       torch.stack([video[multi_triple], compact[graph.triple_pair[multi_triple]]]),
-                      video, graph.triple_pair)
+                      video, graph.triple_pair,
+                      inv_deg(graph.pair_user, graph.num_user), inv_deg(graph.pair_hashtag, graph.num_hashtag))
+
+
+def rows(x, index):
+    """x[index] for a 1-D index. index_select copies whole rows and its backward is index_add; plain indexing
+    (aten::index / index_put_) measured 2-3x slower both ways on CPU at this project's sizes."""
+    return x.index_select(0, index)
+
+
+def gather_rows(table, index):
+    """table[index] for a 2-D (or any) index: [*index.shape, d], via index_select on the flattened index."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.size(-1))
 
 
 class VideoProjection(nn.Module):
@@ -85,47 +100,113 @@ class Scorer(nn.Module):
             # no bias: b . uv is the same for every hashtag of a row, so a pairwise loss can never train it
             self.hashtag_out = nn.Linear(dim, dim, bias=False)
 
+    EVAL_BLOCK_ELEMENTS = 1 << 19   # ~2 MB of float32 per block of rows: L2/L3-sized on CPU (measured best: 8 rows
+    # of 1,001 candidates x 64 dims on the 2-core test machine, 0.12 s per 1,024 rows vs 0.17 s at 64 rows)
+
+    def _workspace(self, n, like):
+        ws = getattr(self, '_ws', None)
+        if ws is None or ws.numel() < n or ws.dtype != like.dtype or ws.device != like.device:
+            ws = self._ws = torch.empty(n, dtype=like.dtype, device=like.device)
+        return ws
+
     def prepare(self, hashtag):
         """Hashtag-side part of the first layer, for all hashtags at once: [H, d]."""
         return self.hashtag_tag(hashtag)
 
-    def forward(self, x_user, x_video, hashtag_part):
-        # x_user [B, d], x_video [B, d], hashtag_part [B, C, d] (rows of ``prepare``) -> [B, C]
+    def forward(self, x_user, x_video, hashtag_table, hashtags):
+        # x_user [B, d], x_video [B, d], hashtag_table [H, d] (``prepare``), hashtags [B, C] -> scores [B, C]
         uv = F.leaky_relu(self.video_in(torch.cat([x_user, x_video], -1)))
-        uh = F.leaky_relu(hashtag_part + self.hashtag_user(x_user).unsqueeze(1))   # [B, C, d]
         if self.mode == 'cat':
             # <W_h uh, W_v uv + b> = <uh, W_h^T (W_v uv + b)>: the last hashtag layer folds into the video side,
             # so no [B, C, d] x [d, d] product is needed (same value; hashtag_out has no bias)
             uv = self.video_out(uv) @ self.hashtag_out.weight
-        return (uh @ uv.unsqueeze(-1)).squeeze(-1)
+        q = self.hashtag_user(x_user).unsqueeze(1)
+        if torch.is_grad_enabled() and (hashtag_table.requires_grad or q.requires_grad):
+            # [B, C, d] rows by index_select (2-D advanced indexing was 4x slower on CPU), add and LeakyReLU in place
+            uh = F.leaky_relu_(gather_rows(hashtag_table, hashtags).add_(q))
+            return (uh @ uv.unsqueeze(-1)).squeeze(-1)
+        return self._score_no_grad(uv, q, hashtag_table, hashtags)
+
+    def _score_no_grad(self, uv, q, hashtag_table, hashtags):
+        """Evaluation: the same values, computed in blocks of rows whose [rows, C, d] tensor stays in cache, written
+        into one workspace kept between calls (on the 2-core test machine a fresh tensor per block cost 10x the
+        copy itself, in page faults). On a GPU: one block."""
+        B, C = hashtags.shape
+        d = hashtag_table.size(1)
+        block = B if hashtags.is_cuda else max(1, self.EVAL_BLOCK_ELEMENTS // (C * d))
+        out = torch.empty(B, C, dtype=uv.dtype, device=uv.device)
+        ws = self._workspace(min(block, B) * C * d, hashtag_table)
+        for s in range(0, B, block):
+            n = min(block, B - s)
+            uh = ws[:n * C * d].view(n, C, d)
+            torch.index_select(hashtag_table, 0, hashtags[s:s + n].reshape(-1), out=uh.view(-1, d))
+            F.leaky_relu_(uh.add_(q[s:s + n]))
+            torch.bmm(uh, uv[s:s + n].unsqueeze(-1), out=out[s:s + n].unsqueeze(-1))
+        return out
 
 
 class GroupAttention(MessagePassing):
-    r"""Attention-weighted sum of the videos behind each (user, hashtag) pair, conditioned on one side of the pair.
+    r"""Attention-weighted sums of the videos behind each (user, hashtag) pair, two heads at once.
 
     .. math::
-        s_p = \sum_{t \in p} \alpha_t p_{v_t}, \quad
-        \alpha_t = \mathrm{softmax}_{t \in p}\big(a^\top \mathrm{LeakyReLU}(W_v p_{v_t} + W_c c_p)\big)
+        s^k_p = \sum_{t \in p} \alpha^k_t p_{v_t}, \quad
+        \alpha^k_t = \mathrm{softmax}_{t \in p}\big(a_k^\top \mathrm{LeakyReLU}(W^k_v p_{v_t} + W^k_c c^k_p + b^k)\big)
 
-    with c_p the condition of pair p (its hashtag for the user side, its user for the hashtag side).
-    Edges run video (source j) -> pair (target i), one per training triple; the softmax is over each pair's group.
+    Head 0 is the user side (condition c^0_p = the pair's hashtag: "an attention net conditioned on h"), head 1
+    the hashtag side (c^1_p = the pair's user). Each head has its own weights; they run as one pass so the
+    per-triple video vectors are read once. Edges run video -> pair, one per triple of a group of two or more
+    videos, sorted by pair; the softmax is over each pair's group (``torch_geometric.utils.softmax``).
     """
 
     def __init__(self, dim):
         super().__init__(aggr='add', node_dim=0)
-        self.lin_video = nn.Linear(dim, dim, bias=False)
-        self.lin_cond = nn.Linear(dim, dim)
-        self.att = nn.Linear(dim, 1, bias=False)
+        self.dim = dim
+        self.lin_video = nn.Linear(dim, 2 * dim, bias=False)   # [W^0_v; W^1_v]
+        self.lin_cond = nn.ModuleList([nn.Linear(dim, dim), nn.Linear(dim, dim)])
+        self.att = nn.Parameter(torch.empty(2, dim))            # a_0, a_1
+        nn.init.uniform_(self.att, -dim ** -0.5, dim ** -0.5)   # nn.Linear(dim, 1)'s default range
 
-    def forward(self, x_video, cond, edge_index):
-        # x_video [V, d], cond [P, d], edge_index [2, N] (video, pair) -> [P, d]
-        return self.propagate(edge_index, x=(x_video, cond), key=(self.lin_video(x_video), self.lin_cond(cond)),
-                              size=(x_video.size(0), cond.size(0)))
+    def forward(self, x_edge, cond_hashtag, cond_user, edge_index):
+        """x_edge [Nm, d]: the video vector of every edge (gathered once per step, shared by all layers);
+        cond_* [Pm, d]: conditions of the multi-video pairs. Returns [Pm, 2, d] (head 0 user side, 1 hashtag)."""
+        key_e = self.lin_video(x_edge).view(-1, 2, self.dim)
+        key_p = torch.stack([self.lin_cond[0](cond_hashtag), self.lin_cond[1](cond_user)], 1)
+        return self.propagate(edge_index, x_e=x_edge, key_e=key_e, key=key_p, size=(None, cond_user.size(0)))
 
-    def message(self, x_j, key_j, key_i, index, ptr, size_i):
-        e = self.att(F.leaky_relu(key_j + key_i, 0.2)).squeeze(-1)   # [N]
-        alpha = softmax(e, index, ptr, size_i)                          # over each pair's videos
-        return alpha.unsqueeze(-1) * x_j
+    def message(self, x_e, key_e, key_i, index, size_i):
+        # in place where autograd allows: each fresh [Nm, 2, d] tensor costs more in page faults than in arithmetic
+        e = (F.leaky_relu_(key_i.add_(key_e), 0.2) * self.att).sum(-1)   # [Nm, 2]: a_k . h_k
+        alpha = softmax(e, index, num_nodes=size_i)                        # over each pair's videos, per head
+        return alpha.unsqueeze(-1) * x_e.unsqueeze(1)                      # [Nm, 2, d]
+
+    def aggregate(self, inputs, index, dim_size):
+        # the sum over each pair's edges; index_add's backward is a row gather (index_select), several times
+        # faster on CPU than the gather over a broadcast index that the generic scatter-sum needs
+        return inputs.new_zeros((dim_size,) + inputs.shape[1:]).index_add_(0, index, inputs)
+
+
+class VideoContext(NamedTuple):
+    """What every layer needs from the video vectors, computed once per propagation (videos get no messages, so
+    their vectors are the same in every layer)."""
+    x_edge: Optional[torch.Tensor]       # [Nm, d] video of every multi-video triple (attention)
+    s_pair: Optional[torch.Tensor]       # [P, d] video sum of pairs with one video (0 elsewhere), or the no_att mean
+    s_user: Optional[torch.Tensor]       # [U, d] sum over each user's pairs of the layer-independent part (sum/mean)
+    s_hashtag: Optional[torch.Tensor]    # [H, d]
+
+
+def video_context(x_video, g, aggr, attention, num_user, num_hashtag):
+    d = x_video.size(1)
+    if attention:
+        s_pair = x_video.new_zeros(len(g.pair_user), d).index_copy(0, g.single_pair, rows(x_video, g.single_video))
+        x_edge = rows(x_video, g.multi_edge[0])
+    else:   # no_att: every group's plain mean, the same in every layer
+        s_pair = scatter(rows(x_video, g.triple_video), g.triple_pair, 0, len(g.pair_user), reduce='mean')
+        x_edge = None
+    if aggr == 'max':
+        return VideoContext(x_edge, s_pair, None, None)
+    # sum / mean are linear: the single-video (or no_att) part of each user's / hashtag's sum is summed once here
+    return VideoContext(x_edge, None, scatter(s_pair, g.pair_user, 0, num_user, reduce='sum'),
+                        scatter(s_pair, g.pair_hashtag, 0, num_hashtag, reduce='sum'))
 
 
 class AggregationNet(nn.Module):
@@ -136,6 +217,9 @@ class AggregationNet(nn.Module):
     x' = LeakyReLU(W m + W_self x). AGG = ``aggr`` (mean | max | add). ``attention=False`` (ablation ``no_att``)
     replaces the attention by the plain mean of each group. The self term keeps the node's own id embedding,
     which the figure leaves implicit (the authors' released GAT layers add self-loops for the same reason).
+
+    For mean and add, AGG(a) + AGG(b) over the same pairs is computed as one sum (a + b) / deg, with the part that
+    does not change between layers (groups of one video; all groups for no_att) summed once per propagation.
     """
 
     def __init__(self, dim, aggr='mean', attention=True):
@@ -143,32 +227,39 @@ class AggregationNet(nn.Module):
         self.aggr = AGGR[aggr]
         self.attention = attention
         if attention:
-            self.att_user = GroupAttention(dim)
-            self.att_hashtag = GroupAttention(dim)
+            self.att = GroupAttention(dim)
         self.lin_user = nn.Linear(dim, dim)
         self.self_user = nn.Linear(dim, dim, bias=False)
         self.lin_hashtag = nn.Linear(dim, dim)
         self.self_hashtag = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x_user, x_hashtag, x_video, g):
-        P = len(g.pair_user)
-        tags_of_pairs = x_hashtag[g.pair_hashtag]   # [P, d]
-        users_of_pairs = x_user[g.pair_user]        # [P, d]
-        if self.attention:
-            # groups of one video: the sum is that video; larger groups: attention conditioned on the other side
-            single = x_video[g.single_video]
-            base = x_video.new_zeros(P, x_video.size(1)).index_copy(0, g.single_pair, single)
-            s_user = base.index_copy(0, g.multi_pair,
-                                     self.att_user(x_video, tags_of_pairs[g.multi_pair], g.multi_edge))
-            s_hashtag = base.index_copy(0, g.multi_pair,
-                                        self.att_hashtag(x_video, users_of_pairs[g.multi_pair], g.multi_edge))
-        else:
-            s_user = s_hashtag = scatter(x_video[g.triple_video], g.triple_pair, 0, P, reduce='mean')
+    def forward(self, x_user, x_hashtag, x_video, g, ctx=None):
         U, H = x_user.size(0), x_hashtag.size(0)
-        m_user = (scatter(tags_of_pairs, g.pair_user, 0, U, reduce=self.aggr)
-                  + scatter(s_user, g.pair_user, 0, U, reduce=self.aggr))
-        m_hashtag = (scatter(users_of_pairs, g.pair_hashtag, 0, H, reduce=self.aggr)
-                     + scatter(s_hashtag, g.pair_hashtag, 0, H, reduce=self.aggr))
+        if ctx is None:
+            ctx = video_context(x_video, g, self.aggr, self.attention, U, H)
+        tags_of_pairs = rows(x_hashtag, g.pair_hashtag)   # [P, d]
+        users_of_pairs = rows(x_user, g.pair_user)        # [P, d]
+        if self.attention:
+            s_multi = self.att(ctx.x_edge, rows(tags_of_pairs, g.multi_pair), rows(users_of_pairs, g.multi_pair),
+                               g.multi_edge)
+        if self.aggr == 'max':
+            s_user = s_hashtag = ctx.s_pair
+            if self.attention:
+                s_user = ctx.s_pair.index_copy(0, g.multi_pair, s_multi[:, 0])
+                s_hashtag = ctx.s_pair.index_copy(0, g.multi_pair, s_multi[:, 1])
+            m_user = (scatter(tags_of_pairs, g.pair_user, 0, U, reduce='max')
+                      + scatter(s_user, g.pair_user, 0, U, reduce='max'))
+            m_hashtag = (scatter(users_of_pairs, g.pair_hashtag, 0, H, reduce='max')
+                         + scatter(s_hashtag, g.pair_hashtag, 0, H, reduce='max'))
+        else:
+            m_user = scatter(tags_of_pairs, g.pair_user, 0, U, reduce='sum') + ctx.s_user
+            m_hashtag = scatter(users_of_pairs, g.pair_hashtag, 0, H, reduce='sum') + ctx.s_hashtag
+            if self.attention:
+                m_user = m_user.index_add(0, g.pair_user[g.multi_pair], s_multi[:, 0])
+                m_hashtag = m_hashtag.index_add(0, g.pair_hashtag[g.multi_pair], s_multi[:, 1])
+            if self.aggr == 'mean':
+                m_user = m_user * g.inv_deg_user.unsqueeze(1)
+                m_hashtag = m_hashtag * g.inv_deg_hashtag.unsqueeze(1)
         return (F.leaky_relu(self.lin_user(m_user) + self.self_user(x_user)),
                 F.leaky_relu(self.lin_hashtag(m_hashtag) + self.self_hashtag(x_hashtag)))
 
@@ -211,7 +302,7 @@ class GraphModel(nn.Module):
 
     def score(self, enc, users, videos, hashtags):
         x_video = self.project(self.features[videos])   # p_v of the batch's videos (val/test videos included)
-        return self.scorer(enc['user'][users], x_video, enc['hashtag_part'][hashtags])
+        return self.scorer(enc['user'][users], x_video, enc['hashtag_part'], hashtags)
 
     def forward(self, users, videos, hashtags):
         return self.score(self.encode(), users, videos, hashtags)
@@ -226,8 +317,10 @@ class GCNPHR(GraphModel):
 
     def propagate(self, x_user, x_hashtag, x_video):
         g = self.g
+        first = self.layers[0]
+        ctx = video_context(x_video, g, first.aggr, first.attention, x_user.size(0), x_hashtag.size(0))
         for layer in self.layers:
-            x_user, x_hashtag = layer(x_user, x_hashtag, x_video, g)
+            x_user, x_hashtag = layer(x_user, x_hashtag, x_video, g, ctx)
         return x_user, x_hashtag
 
 

@@ -60,7 +60,7 @@ def build_parser():
     p.add_argument('--topk', default='5,10', help='comma-separated K of the metrics; 10 is used for selection')
     p.add_argument('--num_layers', type=int, default=2, help='stacked aggregation layers (graph models)')
     p.add_argument('--patience', type=int, default=10, help='stop after this many epochs without a better val R@10')
-    p.add_argument('--eval_batch', type=int, default=None, help='val/test rows scored at once (default 64 on CPU, '
+    p.add_argument('--eval_batch', type=int, default=None, help='val/test rows scored at once (default 256 on CPU, '
                                                                '2048 on GPU)')
     p.add_argument('--num_neg', type=int, default=None, help='negatives per val/test row (default: inferred)')
     p.add_argument('--allow_pickle', action='store_true',

@@ -75,7 +75,7 @@ def main(argv=None):
     p.add_argument('--batch_size', type=int, default=1024)
     p.add_argument('--dim_latent', type=int, default=64)
     p.add_argument('--steps', type=int, default=3, help='timed repetitions (after one warm-up)')
-    p.add_argument('--eval_batch', type=int, default=None, help='default: 64 on CPU, 2048 on GPU')
+    p.add_argument('--eval_batch', type=int, default=None, help='default: 256 on CPU, 2048 on GPU')
     args = p.parse_args(argv)
     device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
     if not os.path.exists(os.path.join(args.data_path, 'test.npy')):

@@ -81,11 +81,14 @@ def reference_layer(layer, x_user, x_hashtag, x_video, data):
         groups.setdefault((u, h), []).append(v)
     red = {'mean': lambda t: t.mean(0), 'sum': lambda t: t.sum(0), 'max': lambda t: t.max(0).values}[layer.aggr]
 
-    def attend(att, videos, cond):
+    def attend(head, videos, cond):
+        """head 0: the user side, conditioned on the hashtag; head 1: the hashtag side, conditioned on the user."""
         xv = x_video[videos]
         if not layer.attention:
             return xv.mean(0)
-        e = att.att(F.leaky_relu(att.lin_video(xv) + att.lin_cond(cond), 0.2)).squeeze(-1)
+        att, d = layer.att, x_video.size(1)
+        w_video = att.lin_video.weight[head * d:(head + 1) * d]
+        e = F.leaky_relu(xv @ w_video.T + att.lin_cond[head](cond), 0.2) @ att.att[head]
         return (torch.softmax(e, 0).unsqueeze(-1) * xv).sum(0)
 
     new_u, new_h = [], []
@@ -93,7 +96,7 @@ def reference_layer(layer, x_user, x_hashtag, x_video, data):
         hs = sorted(h for (uu, h) in groups if uu == u)
         if hs:
             tag_msg = red(torch.stack([x_hashtag[h] for h in hs]))
-            vid_msg = red(torch.stack([attend(layer.att_user if layer.attention else None, groups[(u, h)],
+            vid_msg = red(torch.stack([attend(0, groups[(u, h)],
                                               x_hashtag[h]) for h in hs]))
             m = tag_msg + vid_msg
         else:
@@ -103,7 +106,7 @@ def reference_layer(layer, x_user, x_hashtag, x_video, data):
         us = sorted(u for (u, hh) in groups if hh == h)
         if us:
             m = red(torch.stack([x_user[u] for u in us])) + red(torch.stack([
-                attend(layer.att_hashtag if layer.attention else None, groups[(u, h)], x_user[u]) for u in us]))
+                attend(1, groups[(u, h)], x_user[u]) for u in us]))
         else:
             m = torch.zeros_like(x_hashtag[h])
         new_h.append(F.leaky_relu(layer.lin_hashtag(m) + layer.self_hashtag(x_hashtag[h])))
@@ -142,8 +145,10 @@ def test_scorer_matches_plain_two_towers(mode):
     torch.manual_seed(0)
     d, B, C = 8, 5, 7
     sc = Scorer(d, mode)
-    u, v, h = torch.randn(B, d), torch.randn(B, d), torch.randn(B, C, d)
-    fast = sc(u, v, sc.prepare(h))
+    u, v, table = torch.randn(B, d), torch.randn(B, d), torch.randn(11, d)
+    idx = torch.randint(11, (B, C))
+    fast = sc(u, v, sc.prepare(table), idx)
+    h = table[idx]
     uv = F.leaky_relu(sc.video_in(torch.cat([u, v], -1)))
     w_h = torch.cat([sc.hashtag_user.weight, sc.hashtag_tag.weight], 1)             # Linear on [u; h]
     uh = F.leaky_relu(torch.cat([u.unsqueeze(1).expand(B, C, d), h], -1) @ w_h.T + sc.hashtag_user.bias)
@@ -151,3 +156,8 @@ def test_scorer_matches_plain_two_towers(mode):
         uv, uh = sc.video_out(uv), sc.hashtag_out(uh)
     ref = (uh * uv.unsqueeze(1)).sum(-1)
     assert torch.allclose(fast, ref, atol=1e-5)
+    # the evaluation path (no grad: blocks of rows in a reused workspace) gives the same scores, for any block size
+    for block_elements in (C * d, 2 * C * d, 10 ** 6):
+        sc.EVAL_BLOCK_ELEMENTS = block_elements
+        with torch.no_grad():
+            assert torch.allclose(sc(u, v, sc.prepare(table), idx), ref, atol=1e-5)
