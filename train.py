@@ -71,6 +71,8 @@ def build_parser():
     p.add_argument('--save_dir', default='runs', help='folder of run outputs (metrics, checkpoints)')
     p.add_argument('--run_name', default=None, help='subfolder of save_dir (default: model_name)')
     p.add_argument('--no_progress', action='store_true', help='no tqdm bars')
+    p.add_argument('--keep_freed_memory', action=argparse.BooleanOptionalAction, default=True,
+                   help='glibc malloc keeps freed memory for reuse (2x faster CPU steps at full scale; see README)')
     return p
 
 
@@ -96,6 +98,28 @@ def parse_topk(text):
     if not ks or ks[0] < 1:
         raise SystemExit(f'error: --topk {text!r}: expected comma-separated positive integers, e.g. 5,10')
     return ks
+
+
+def keep_freed_memory():
+    """Ask glibc's malloc to keep freed memory in the process instead of handing it back to the OS.
+
+    PyTorch's CPU tensors come straight from malloc; by default every block over 32 MB is a fresh mmap and freed
+    heap tops are trimmed, so each large temporary of a training step (the [triples, 2, d] tensors of the attention)
+    is page-faulted in anew. On the 2-core test machine that was half of a GCN-PHR step: 4.6 s -> 2.2 s with
+    this (M_MMAP_MAX = 0, M_TRIM_THRESHOLD = max); the values computed are unchanged. It is the in-process form of
+    the allocator advice in PyTorch's CPU performance guide (jemalloc/tcmalloc via LD_PRELOAD). Linux/glibc only;
+    elsewhere a no-op. Returns whether it applied.
+    """
+    import ctypes
+    import platform
+    if platform.system() != 'Linux' or not os.confstr('CS_GNU_LIBC_VERSION').startswith('glibc'):
+        return False
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+    except OSError:
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
 
 
 def seed_everything(seed):
@@ -203,6 +227,8 @@ def main(argv=None):
     if args.weight_decay < 0 or args.num_workers < 0 or args.patience < 0:
         raise SystemExit('error: --weight_decay, --num_workers and --patience cannot be negative')
     seed_everything(args.seed)
+    if args.keep_freed_memory:
+        keep_freed_memory()
     config = {k: v for k, v in vars(args).items()}
     run_dir = os.path.join(args.save_dir, args.run_name or args.model_name)
     best_path = args.PATH_weight_save or os.path.join(run_dir, 'best.pt')

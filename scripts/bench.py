@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from data_load import load_dataset  # noqa: E402
 from evaluation import evaluate  # noqa: E402
 from model import AGGR, MODEL_NAMES, build_model  # noqa: E402
-from train import TripleSampler, bpr_loss  # noqa: E402
+from train import TripleSampler, bpr_loss, keep_freed_memory  # noqa: E402
 
 
 def sync(device):
@@ -76,7 +76,10 @@ def main(argv=None):
     p.add_argument('--dim_latent', type=int, default=64)
     p.add_argument('--steps', type=int, default=3, help='timed repetitions (after one warm-up)')
     p.add_argument('--eval_batch', type=int, default=None, help='default: 256 on CPU, 2048 on GPU')
+    p.add_argument('--keep_freed_memory', action=argparse.BooleanOptionalAction, default=True,
+                   help="glibc malloc keeps freed memory (train.py's default); --no-keep_freed_memory to compare")
     args = p.parse_args(argv)
+    kept = keep_freed_memory() if args.keep_freed_memory else False
     device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
     if not os.path.exists(os.path.join(args.data_path, 'test.npy')):
         import generate
@@ -123,7 +126,8 @@ def main(argv=None):
                          len(test) / t_eval, peak_memory_gb(device)))
             del model, opt
 
-    print(f'\ndevice: {describe(device)}; data {args.data_path}: {data.num_video:,} videos '
+    print(f'\ndevice: {describe(device)}; malloc keeps freed memory: {"yes" if kept else "no"}')
+    print(f'data {args.data_path}: {data.num_video:,} videos '
           f'({len(data.graph.pair_count):,} user-hashtag pairs, {len(data.train):,} triples), batch {args.batch_size}, '
           f'dim {args.dim_latent}, {steps_per_epoch} steps per epoch, {len(test):,} test rows')
     print(f'floor: projection matmul alone [{model_rows(data)} x {data.features.size(1)}] @ '
