@@ -100,8 +100,9 @@ class Scorer(nn.Module):
             # no bias: b . uv is the same for every hashtag of a row, so a pairwise loss can never train it
             self.hashtag_out = nn.Linear(dim, dim, bias=False)
 
-    EVAL_BLOCK_ELEMENTS = 1 << 19   # ~2 MB of float32 per block of rows: L2/L3-sized on CPU (measured best: 8 rows
-    # of 1,001 candidates x 64 dims on the 2-core test machine, 0.12 s per 1,024 rows vs 0.17 s at 64 rows)
+    EVAL_BLOCK_ELEMENTS = 1 << 20   # 4 MB of float32 per block of rows (16 rows of 1,001 candidates x 64 dims), the
+    # fastest of 0.5-16 MB measured for the full yfcc100m test split on the 2-core test machine (2.6-3.0 s vs 3.6 s
+    # at 16 MB, scoring + metrics); the [rows, C, d] block then stays in the L3 cache
 
     def _workspace(self, n, like):
         ws = getattr(self, '_ws', None)
