@@ -136,7 +136,9 @@ class Scorer(nn.Module):
         d = hashtag_table.size(1)
         block = B if hashtags.is_cuda else max(1, self.EVAL_BLOCK_ELEMENTS // (C * d))
         out = torch.empty(B, C, dtype=uv.dtype, device=uv.device)
-        ws = self._workspace(min(block, B) * C * d, hashtag_table)
+        n_ws = min(block, B) * C * d   # a GPU's caching allocator already reuses memory: no workspace kept there
+        ws = torch.empty(n_ws, dtype=hashtag_table.dtype, device=hashtag_table.device) if hashtags.is_cuda \
+            else self._workspace(n_ws, hashtag_table)
         for s in range(0, B, block):
             n = min(block, B - s)
             uh = ws[:n * C * d].view(n, C, d)

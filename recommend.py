@@ -69,14 +69,17 @@ def post_features(args, data):
 def recommend(model, data, user, video=None, features=None, k=10):
     """(hashtag ids [k], scores [k]) for a user id and a dataset video id or a new feature row [1, F]."""
     device = next(iter(model.buffers())).device
+    table = model.features
     if features is not None:   # a new post: scored as one extra video row appended to the feature table
-        model.features = torch.cat([model.features, features.to(device)])
+        model.features = torch.cat([table, features.to(device)])
         video = data.num_video
-    enc = model.encode()
-    hashtags = torch.arange(data.num_hashtag, device=device).unsqueeze(0)
-    scores = model.score(enc, torch.tensor([user], device=device), torch.tensor([video], device=device), hashtags)[0]
-    if features is not None:
-        model.features = model.features[:-1]
+    try:
+        enc = model.encode()
+        hashtags = torch.arange(data.num_hashtag, device=device).unsqueeze(0)
+        scores = model.score(enc, torch.tensor([user], device=device), torch.tensor([video], device=device),
+                             hashtags)[0]
+    finally:
+        model.features = table
     top = torch.topk(scores, min(k, data.num_hashtag))
     return top.indices.cpu(), top.values.cpu()
 
