@@ -13,18 +13,26 @@ METRICS = ('precision', 'recall', 'ndcg', 'hit')
 
 
 def positive_ranks(scores, pos_mask, valid):
-    """0-based rank of every positive of every row, ties against positives. [R, C] -> ([R, Pmax], mask [R, Pmax])."""
+    """0-based rank of every positive of every row, ties against positives. [R, C] -> ([R, Pm], mask [R, Pm])."""
+    R, C = scores.shape
     p_max = int(pos_mask.sum(1).max())
-    # columns of the positives, first p_max of each row (stable: positives keep their column order)
-    pos_col = torch.sort(pos_mask.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :p_max]
-    is_pos = torch.gather(pos_mask, 1, pos_col)                      # [R, Pm]
+    # column of the j-th positive of each row, positives in column order (a cumulative count, no sort)
+    r, c = pos_mask.nonzero(as_tuple=True)
+    j = (pos_mask.cumsum(1) - 1)[r, c]
+    pos_col = torch.zeros(R, p_max, dtype=torch.long, device=scores.device).index_put_((r, j), c)
+    is_pos = torch.zeros(R, p_max, dtype=torch.bool, device=scores.device).index_put_((r, j), torch.ones_like(c,
+                                                                                                   dtype=torch.bool))
     s_pos = torch.gather(scores, 1, pos_col).unsqueeze(-1)           # [R, Pm, 1]
     s = scores.unsqueeze(1)                                          # [R, 1, C]
-    col = torch.arange(scores.size(1), device=scores.device)
-    ahead = (s > s_pos) | ((s == s_pos) & ~pos_mask.unsqueeze(1))   # higher, or a tied negative
-    ahead |= (s == s_pos) & pos_mask.unsqueeze(1) & (col < pos_col.unsqueeze(-1))  # tied positive before it
-    ahead &= valid.unsqueeze(1)
-    return ahead.sum(-1), is_pos
+    ok = valid.unsqueeze(1)
+    ranks = ((s > s_pos) & ok).sum(-1)                               # valid candidates scored strictly higher
+    ties = ((s == s_pos) & ok).sum(-1)                               # valid candidates scored equal, itself included
+    if bool((ties[is_pos] > 1).any()):
+        # some positive shares its score: a tied negative, or a tied positive in an earlier column, counts as ahead
+        col = torch.arange(C, device=scores.device)
+        ahead_if_tied = ~pos_mask.unsqueeze(1) | (col < pos_col.unsqueeze(-1))
+        ranks = ranks + ((s == s_pos) & ok & ahead_if_tied).sum(-1)
+    return ranks, is_pos
 
 
 def metric_sums(scores, pos_mask, valid, ks):

@@ -25,10 +25,11 @@ def naive(scores, pos_mask, valid, k):
 
 
 @pytest.mark.parametrize('seed', [0, 1, 2])
-def test_matches_naive_loop_with_ties_and_padding(seed):
+@pytest.mark.parametrize('tied', [True, False])
+def test_matches_naive_loop_with_ties_and_padding(seed, tied):
     g = torch.Generator().manual_seed(seed)
     R, C = 40, 30
-    scores = torch.randint(0, 6, (R, C), generator=g).float()      # many ties
+    scores = torch.randint(0, 6, (R, C), generator=g).float() if tied else torch.randn(R, C, generator=g)
     valid = torch.ones(R, C, dtype=torch.bool)
     n_valid = torch.randint(15, C + 1, (R,), generator=g)
     valid &= torch.arange(C) < n_valid.unsqueeze(1)
