@@ -157,7 +157,7 @@ def _train_one(data_dir, tmp_path, model_name):
                        '--dim_latent', '8', '--save_dir', str(tmp_path), '--no_progress', '--seed', '0'])
 
 
-@pytest.mark.parametrize('model_name', ['GCN_PHR', 'Net', 'USHM'])
+@pytest.mark.parametrize('model_name', train.ALL_MODELS)
 def test_models_train_on_zero_blocks(tweets_dir, tmp_path, model_name):
     best = _train_one(tweets_dir, tmp_path, model_name)
     assert all(np.isfinite(v) for v in best['test'].values())
