@@ -37,12 +37,11 @@ import gzip
 import json
 import os
 import re
-import sys
 from collections import Counter
 
 import numpy as np
 
-from data_load import FEATURE_FILES, DataError, load_npy, save_npy_atomic
+from data_load import FEATURE_FILES, DataError, save_npy_atomic
 from partition import RAW_FILE, partition
 
 AUTHOR_DIMS = (2048, 128, 100)   # visual, acoustic, textual: the authors' widths (FEATURE_FILES order)

@@ -14,7 +14,6 @@ global popularity ranking, said so in the output (``--strict``: an error instead
 import argparse
 import json
 import os
-import sys
 
 import numpy as np
 import torch

@@ -11,7 +11,7 @@ import torch
 import import_posts
 import recommend
 import train
-from data_load import DataError, FEATURE_FILES, load_dataset
+from data_load import load_dataset
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'twitter')
 
