@@ -118,12 +118,15 @@ def _generic(rec, where):
     return {'post_id': str(post), 'author': str(author), 'text': str(text), 'hashtags': tags}
 
 
-def read_generic(fname, fmt):
-    if fmt == 'csv':
-        with open(fname, newline='', encoding='utf-8') as f:
-            reader = csv.DictReader(f)
-            return [_generic(r, f'{fname}: line {i + 2}') for i, r in enumerate(reader)]
-    records = [rec for doc in _json_documents(fname) for rec in (doc if isinstance(doc, list) else [doc])]
+def read_csv(fname):
+    with open(fname, newline='', encoding='utf-8') as f:
+        reader = csv.DictReader(f)
+        return [_generic(r, f'{fname}: line {i + 2}') for i, r in enumerate(reader)]
+
+
+def generic_records(docs, fname):
+    """Posts of the JSON documents of one file (objects, or arrays of objects)."""
+    records = [rec for doc in docs for rec in (doc if isinstance(doc, list) else [doc])]
     return [_generic(rec, f'{fname}: record {i + 1}') for i, rec in enumerate(records)]
 
 
@@ -196,14 +199,13 @@ def read_posts(inputs, fmt='auto'):
         if kind == 'auto' and fname.endswith('.csv'):
             kind = 'csv'
         if kind == 'csv':
-            posts += read_generic(fname, 'csv')
+            posts += read_csv(fname)
             continue
-        if kind in ('auto', 'twitter'):
-            docs = _json_documents(fname)
-            if kind == 'twitter' or (docs and _looks_like_twitter(docs[0])):
-                collect_tweets(docs, posts, stats)
-                continue
-        posts += read_generic(fname, 'jsonl')
+        docs = _json_documents(fname)
+        if kind == 'twitter' or (kind == 'auto' and docs and _looks_like_twitter(docs[0])):
+            collect_tweets(docs, posts, stats)
+        else:
+            posts += generic_records(docs, fname)
     return posts, stats
 
 

@@ -141,7 +141,8 @@ def main(argv=None):
         hits = len(true & set(ids.tolist()))
         print(f'true hashtags of {args.video}: {" ".join(names)} ({hits} of {len(true)} in the top {len(ids)}; '
               f'* marks them)')
-        posts = os.path.join(args.data_path, 'posts.jsonl')
+        from import_posts import POSTS_FILE
+        posts = os.path.join(args.data_path, POSTS_FILE)
         if os.path.exists(posts):
             with open(posts, encoding='utf-8') as f:
                 for line in f:

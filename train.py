@@ -7,7 +7,8 @@
     python train.py --PATH_weight_load runs/GCN_PHR/last.pt          # resume (model, optimiser, epoch)
 
 One log line per epoch: training loss, validation and test P/R/NDCG@10, seconds. The checkpoint kept is the
-epoch of best validation Recall@10, ties broken by validation NDCG@10 (never test); the test numbers reported at the end are that epoch's.
+epoch of best validation Recall@10, ties broken by validation NDCG@10 (never test); the test numbers reported
+at the end are that epoch's.
 Per-epoch metrics also go to <save_dir>/<run>/metrics.jsonl.
 """
 import argparse
@@ -211,6 +212,12 @@ def save_checkpoint(path, model, optimizer, epoch, best, config):
     os.replace(tmp, path)
 
 
+def selection_key(metrics, k=10):
+    """What checkpoint selection maximises, on validation metrics only: Recall@K, exact ties (common on small
+    validation splits) broken by NDCG@K."""
+    return metrics[f'recall@{k}'], metrics[f'ndcg@{k}']
+
+
 def fmt(m, k):
     return f"P@{k} {m[f'precision@{k}']:.4f} R@{k} {m[f'recall@{k}']:.4f} N@{k} {m[f'ndcg@{k}']:.4f}"
 
@@ -305,9 +312,7 @@ def main(argv=None):
         m_val = evaluate(model, val, ks, args.eval_batch)
         m_test = evaluate(model, test, ks, args.eval_batch)
         secs = time.perf_counter() - t0
-        # selection on validation only: R@K, exact ties (common on small val splits) broken by NDCG@K
-        key = lambda m: (m[f'recall@{k_sel}'], m[f'ndcg@{k_sel}'])
-        improved = best['val'] is None or key(m_val) > key(best['val'])
+        improved = best['val'] is None or selection_key(m_val, k_sel) > selection_key(best['val'], k_sel)
         print(f'epoch {epoch:3d} | loss {total / count:.4f} | val {fmt(m_val, k_sel)} | test {fmt(m_test, k_sel)} '
               f'| {secs:.1f}s{" *" if improved else ""}', flush=True)
         metrics_file.write(json.dumps({'epoch': epoch, 'loss': total / count, 'val': m_val, 'test': m_test,

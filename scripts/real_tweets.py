@@ -147,7 +147,7 @@ def main(argv=None):
         print(f'{label:<16} ' + ' '.join(f'{c:>9}' for c in cells))
 
     # one held-out tweet (the first test row), scored by the seed with the best validation R@10 (ties: NDCG@10)
-    best = max(range(len(runs)), key=lambda i: (runs[i]['val']['recall@10'], runs[i]['val']['ndcg@10']))
+    best = max(range(len(runs)), key=lambda i: train.selection_key(runs[i]['val']))
     ckpt = os.path.join(args.save_dir, f'GCN_PHR_seed{args.seeds[best]}', 'best.pt')
     i = 0
     user, video = data.user_names[data.test.users[i]], data.video_names[data.test.videos[i]]
