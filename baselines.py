@@ -1,7 +1,8 @@
 """The paper's four baselines (SPEC §5), adapted to (user, 2276-d video features, candidate hashtags), and two
-popularity floors. Same interface as model.py: ``enc = model.encode()``, ``model.score(enc, users, videos,
-hashtags [B, C]) -> [B, C]``; the baselines also have ``score_all(enc, users, videos) -> [B, H]`` for their
-native full-softmax / BCE losses (``train.py --loss``). User history comes from the training triples only.
+popularity floors. Same interface as model.py (``model.Recommender``): ``enc = model.encode()``,
+``model.score(enc, users, videos, hashtags [B, C]) -> [B, C]``; the baselines also have
+``score_all(enc, users, videos) -> [B, H]`` for their native full-softmax / BCE losses (``train.py --loss``).
+User history comes from the training triples only. Each class is registered at the bottom of this file.
 """
 import math
 
@@ -10,10 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
-from model import gather_rows
-
-BASELINE_NAMES = ('UTM', 'ConTagNet', 'CSMN', 'USHM')
-FLOOR_NAMES = ('popularity', 'user_popularity')
+from model import Recommender, gather_rows, register
 
 
 def hashtag_popularity(data):
@@ -45,20 +43,18 @@ def user_history(data, length, tfidf=False):
     return hist
 
 
-class FeatureModel(nn.Module):
+class FeatureModel(Recommender):
     """Base of the baselines: features as a non-persistent buffer, a learned hashtag table and bias."""
+    losses = ('bpr', 'softmax', 'bce')
 
-    def __init__(self, data, dim):
+    def __init__(self, data, dim=64):
         super().__init__()
         self.num_user, self.num_hashtag = data.num_user, data.num_hashtag
         self.register_buffer('features', data.features, persistent=False)
         self.dim_feat = data.features.size(1)
 
-    def encode(self):
-        return {}
-
     def query(self, enc, users, videos):
-        """[B] users, [B] videos -> [B, d] vector scored against hashtag vectors."""
+        """[B] users, [B] video ids or [B, F] feature rows -> [B, d] vector scored against hashtag vectors."""
         raise NotImplementedError
 
     def hashtag_vectors(self):
@@ -72,9 +68,6 @@ class FeatureModel(nn.Module):
     def score_all(self, enc, users, videos):
         e, b = self.hashtag_vectors()
         return self.query(enc, users, videos) @ e.T + b
-
-    def forward(self, users, videos, hashtags):
-        return self.score(self.encode(), users, videos, hashtags)
 
 
 class UTM(FeatureModel):
@@ -104,7 +97,7 @@ class UTM(FeatureModel):
         hist = self.history[users]                                        # [B, L]
         n = (hist < self.num_hashtag).sum(1, keepdim=True).clamp(min=1)
         m = self.user_emb(users) + self.hist_emb(hist).sum(1) / n
-        return self.lin_o(self.lin_x(self.features[videos]) * self.lin_m(m))
+        return self.lin_o(self.lin_x(self.video_features(videos)) * self.lin_m(m))
 
 
 class ConTagNet(FeatureModel):
@@ -127,7 +120,7 @@ class ConTagNet(FeatureModel):
         self.hashtag_bias = nn.Parameter(torch.zeros(data.num_hashtag))
 
     def query(self, enc, users, videos):
-        return torch.cat([self.content(self.features[videos]), self.user_emb(users)], -1)
+        return torch.cat([self.content(self.video_features(videos)), self.user_emb(users)], -1)
 
 
 class CSMN(FeatureModel):
@@ -154,7 +147,7 @@ class CSMN(FeatureModel):
         self.register_buffer('history', user_history(data, history, tfidf=True), persistent=False)
 
     def query(self, enc, users, videos):
-        img = self.lin_img(self.features[videos])                          # [B, d]: image slot and query
+        img = self.lin_img(self.video_features(videos))                          # [B, d]: image slot and query
         hist = self.history[users]                                         # [B, L]
         mem = torch.cat([img.unsqueeze(1), self.mem_emb(hist)], 1)         # [B, 1 + L, d]
         mask = torch.cat([hist.new_ones(len(hist), 1, dtype=torch.bool), hist < self.num_hashtag], 1)
@@ -183,30 +176,27 @@ class USHM(FeatureModel):
         self.hashtag_bias = nn.Parameter(torch.zeros(data.num_hashtag))
 
     def query(self, enc, users, videos):
-        return self.g(self.features[videos]) * self.user_emb(users)
+        return self.g(self.video_features(videos)) * self.user_emb(users)
 
 
-class GlobalPopularity(nn.Module):
+class GlobalPopularity(Recommender):
     """Floor: rank hashtags by how often they were used in training, the same for every user and video."""
+    trainable = False
+    losses = ()
 
-    def __init__(self, data, dim=None):
+    def __init__(self, data):
         super().__init__()
+        self.num_hashtag = data.num_hashtag
         self.register_buffer('popularity', hashtag_popularity(data), persistent=False)
-
-    def encode(self):
-        return {}
 
     def score(self, enc, users, videos, hashtags):
         return self.popularity[hashtags]
-
-    def forward(self, users, videos, hashtags):
-        return self.score(None, users, videos, hashtags)
 
 
 class UserPopularity(GlobalPopularity):
     """Floor: rank by the user's own training uses of each hashtag; ties (and unused ones) by global popularity."""
 
-    def __init__(self, data, dim=None):
+    def __init__(self, data):
         super().__init__(data)
         g = data.graph
         self.H = data.num_hashtag
@@ -221,9 +211,9 @@ class UserPopularity(GlobalPopularity):
         return own + pop / (self.popularity.max() + 1)   # lexicographic: own count first, then global
 
 
-def build_baseline(name, data, dim=64):
-    classes = {'UTM': UTM, 'ConTagNet': ConTagNet, 'CSMN': CSMN, 'USHM': USHM,
-               'popularity': GlobalPopularity, 'user_popularity': UserPopularity}
-    if name not in classes:
-        raise ValueError(f'unknown baseline {name!r}; choose from {tuple(classes)}')
-    return classes[name](data, dim=dim)
+register('UTM', UTM)
+register('ConTagNet', ConTagNet)
+register('CSMN', CSMN)
+register('USHM', USHM)
+register('user_popularity', UserPopularity, "floor: user's own frequency")
+register('popularity', GlobalPopularity, 'floor: global popularity')

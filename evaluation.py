@@ -57,10 +57,9 @@ def metric_sums(scores, pos_mask, valid, ks):
 def evaluate(model, split, ks=(5, 10), batch_size=None, enc=None):
     """Mean metrics of ``model`` over an EvalSplit (already on the model's device): {f'{metric}@{k}': value}.
 
-    Propagates once (``model.encode()``), then scores the rows in batches. Default batch: 256 rows on CPU (the
-    graph models' scorer splits a batch further into cache-sized blocks itself; 256 measured fastest for the
-    metric code on 2 cores: 3.0 s for the full yfcc100m test split vs 3.5 s at 64 and 3.7 s at 1,024), 2,048 on
-    a GPU.
+    Propagates once (``model.encode()``, unless ``enc`` is given), then scores the rows in batches. Default batch:
+    256 rows on CPU (the graph models' scorer splits a batch further into cache-sized blocks itself; larger
+    batches only grow the metric code's temporaries), 2,048 on a GPU.
     """
     if batch_size is None:
         batch_size = 2048 if split.users.is_cuda else 256

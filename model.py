@@ -1,14 +1,25 @@
-"""GCN-PHR (Wei et al., ACM MM 2019) as the paper's Figure 2 draws it, the authors' released variant, two ablations.
+"""GCN-PHR (Wei et al., ACM MM 2019) as the paper's Figure 2 draws it, the authors' released variant, two ablations;
+the model interface and the registry that every model of the suite (baselines.py too) goes through.
 
-Every model here has the same two-step interface, shared with baselines.py:
+Every model has the same two-step interface (``Recommender``):
     enc = model.encode()                                # propagate once: a dict of node tables
-    scores = model.score(enc, users, videos, hashtags)  # [B] users, [B] videos, [B, C] hashtags -> [B, C]
-so training scores (pos, neg) pairs and evaluation scores 1,000+ candidates per row from one propagation.
-All ids are local: users [0, U), hashtags [0, H), videos [0, V).
+    scores = model.score(enc, users, videos, hashtags)  # [B] users, [B] video ids or [B, F] feature rows,
+                                                        # [B, C] hashtags -> [B, C]
+so training scores (pos, neg) pairs and evaluation scores 1,000+ candidates per row from one propagation, and a
+new post (not in the dataset) is scored from its feature row. All ids are local: users [0, U), hashtags [0, H),
+videos [0, V).
+
+A model is one class and one ``register`` line: the registry gives train.py its ``--model_name`` choices, builds
+models from flags or from a checkpoint's ``model_args`` (``load_checkpoint``), and gives the scripts their labels.
 
 Notation (SPEC §2): a training triple (u, v, h) = "u tagged v with h"; V(u, h) = videos u tagged with h;
 p_v = LeakyReLU(W_t f_v + b) the video vector from its 2276-d features.
 """
+import inspect
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
 import torch
@@ -18,9 +29,187 @@ from torch_geometric.nn import GATConv, MessagePassing, SAGEConv
 from torch_geometric.utils import scatter, softmax
 
 AGGR = {'mean': 'mean', 'max': 'max', 'add': 'sum'}
-MODEL_NAMES = ('GCN_PHR', 'Net', 'var1', 'no_att')
 SCORING_MODES = ('cat', 'fully_con')
 
+
+def aggr_name(aggr):
+    """``--aggr_mode`` -> PyG's name of the reduction, or a clear error."""
+    if aggr not in AGGR:
+        raise ValueError(f'unknown aggr_mode {aggr!r}; choose from {tuple(AGGR)}')
+    return AGGR[aggr]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the interface and the registry
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be turned into a model; the message names the file and the problem."""
+
+
+class Recommender(nn.Module):
+    """What every model of the suite is (as RecBole's ``AbstractRecommender``).
+
+    Subclasses define ``encode`` and ``score``; ``forward`` is defined here once. Class attributes say what a model
+    can do: ``trainable`` (False: evaluated as built, e.g. the popularity floors) and ``losses`` (the training
+    losses of train.py it supports: ``bpr`` scores candidate pairs; ``softmax`` / ``bce`` need ``score_all``).
+    Feature tables and graphs are non-persistent buffers (data, not weights): a checkpoint holds only parameters.
+    """
+    trainable = True
+    losses = ('bpr',)
+
+    def encode(self):
+        """Propagate once: a dict of whatever ``score`` needs (node tables), shared by every batch of a pass."""
+        return {}
+
+    def score(self, enc, users, videos, hashtags):
+        """users [B] ids, videos [B] ids or [B, F] feature rows of new posts, hashtags [B, C] ids -> [B, C]."""
+        raise NotImplementedError
+
+    def forward(self, users, videos, hashtags):
+        return self.score(self.encode(), users, videos, hashtags)
+
+    def video_features(self, videos):
+        """[B] video ids -> their rows of the feature table; [B, F] float rows (new posts) pass through."""
+        if videos.is_floating_point():
+            if videos.dim() != 2 or videos.size(1) != self.features.size(1):
+                raise ValueError(f'feature rows of shape {list(videos.shape)}; this model takes [B, '
+                                 f'{self.features.size(1)}]')
+            return videos.to(self.features.dtype)
+        return self.features.index_select(0, videos)
+
+    @torch.no_grad()
+    def recommend(self, users, videos, k=10, enc=None):
+        """Top-k hashtags over all hashtags for each (user, video or feature row): (ids [B, k], scores [B, k])."""
+        enc = self.encode() if enc is None else enc
+        H = self.num_hashtag
+        hashtags = torch.arange(H, device=users.device).expand(len(users), H)
+        top = torch.topk(self.score(enc, users, videos, hashtags), min(k, H), dim=1)
+        return top.indices, top.values
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    cls: type
+    label: str                                  # the name in tables (scripts/reproduce.py)
+    fixed: dict = field(default_factory=dict)   # constructor arguments the name fixes (no_att: attention=False)
+
+    def hparams(self):
+        """Constructor arguments a user can set (those of ``cls`` besides ``data`` and the fixed ones)."""
+        params = inspect.signature(self.cls.__init__).parameters
+        return [n for n in params if n not in ('self', 'data') and n not in self.fixed]
+
+
+MODELS = {}   # model_name -> ModelSpec, filled by ``register`` below and in baselines.py
+
+
+def register(name, cls, label=None, **fixed):
+    """Add a model to the registry: ``--model_name name`` builds ``cls(data, **hparams, **fixed)``."""
+    MODELS[name] = ModelSpec(cls, label or name, fixed)
+    return cls
+
+
+def model_args(name, hparams):
+    """The constructor arguments of model ``name`` taken from a dict of hyperparameters (extra keys ignored)."""
+    spec = get_spec(name)
+    return {k: hparams[k] for k in spec.hparams() if k in hparams}
+
+
+def get_spec(name):
+    if name not in MODELS:
+        raise ValueError(f'unknown model_name {name!r}; choose from {tuple(MODELS)}')
+    return MODELS[name]
+
+
+def build_model(name, data, **hparams):
+    """A model by its registry name; ``hparams`` may hold more keys than the model takes (they are ignored)."""
+    spec = get_spec(name)
+    return spec.cls(data, **model_args(name, hparams), **spec.fixed)
+
+
+def checkpoint_model_args(name, hparams):
+    """What a checkpoint stores to rebuild the model (nanoGPT's ``model_args``): name and constructor arguments."""
+    return {'model_name': name, 'model_args': model_args(name, hparams)}
+
+
+def read_checkpoint(path, device='cpu'):
+    """torch.load(weights_only=True) of a checkpoint written by train.py, with one clear error per failure."""
+    if not os.path.exists(path):
+        raise CheckpointError(f'{path}: no such checkpoint')
+    if os.path.isdir(path):
+        raise CheckpointError(f'{path}: a folder, not a checkpoint file')
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f'{path}: empty file, not a checkpoint')
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f'{path}: not a readable checkpoint (truncated, or not written by torch.save)')
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f'{path}: holds objects other than tensors and plain values (not a checkpoint written '
+                              f'by train.py); it is not unpickled, since that could run code stored in it') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f'{path}: not a readable checkpoint (truncated or not written by torch.save: '
+                              f'{first})') from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict):
+        raise CheckpointError(f'{path}: no model weights in it (not a checkpoint written by train.py)')
+    return ckpt
+
+
+def load_checkpoint(path, data, device='cpu'):
+    """Rebuild a model from a checkpoint's own ``model_name`` / ``model_args`` and load its weights.
+
+    Returns (model on ``device`` in eval mode, the checkpoint dict). Checkpoints written before ``model_args``
+    existed are rebuilt from their run config. Every problem is a ``CheckpointError`` naming the file.
+    """
+    ckpt = read_checkpoint(path, device)
+    name, args = ckpt.get('model_name'), ckpt.get('model_args')
+    if name is None or args is None:   # older checkpoints: the run config holds the flags
+        config = ckpt.get('config') if isinstance(ckpt.get('config'), dict) else {}
+        if 'model_name' not in config:
+            raise CheckpointError(f'{path}: no model_name / model_args in it (not a checkpoint written by train.py)')
+        name = config['model_name']
+        args = model_args(name, hparams_from_flags(config)) if name in MODELS else {}
+    if name not in MODELS:
+        raise CheckpointError(f'{path}: model {name!r} is not one of this suite\'s models {tuple(MODELS)}')
+    if not isinstance(args, dict):
+        raise CheckpointError(f'{path}: model_args is not a dict')
+    try:
+        model = build_model(name, data, **args)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f'{path}: its model_args {args} do not build {name}: {e}') from None
+    try:
+        model.load_state_dict(ckpt['model'])
+    except RuntimeError as e:
+        msg = ' '.join(str(e).split())
+        trained_on = (ckpt.get('config') or {}).get('data_path')
+        raise CheckpointError(f'{path} does not fit {getattr(data, "path", "this dataset")} '
+                              f'({name}, {args}; trained on {trained_on}): {msg[:300]}') from None
+    return model.to(device).eval(), ckpt
+
+
+def resolve_device(name):
+    """One device string: 'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:N'. ValueError with a clear message."""
+    if name == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f'--device {name} asked for, but this PyTorch sees no CUDA device')
+    if device.type not in ('cpu', 'cuda'):
+        raise ValueError(f'--device {name}: this suite runs on cpu or cuda')
+    return device
+
+
+def hparams_from_flags(flags):
+    """train.py's flag names -> constructor argument names (a dict of flags, e.g. vars(args) or a saved config)."""
+    rename = {'dim_latent': 'dim', 'aggr_mode': 'aggr'}
+    return {rename.get(k, k): v for k, v in flags.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# GCN-PHR and its variants
 
 class GraphIndex(NamedTuple):
     """Index tensors of the training graph for AggregationNet (built once by ``make_graph_index``).
@@ -58,8 +247,8 @@ def make_graph_index(graph, video_index=None):
 
 
 def rows(x, index):
-    """x[index] for a 1-D index. index_select copies whole rows and its backward is index_add; plain indexing
-    (aten::index / index_put_) measured 2-3x slower both ways on CPU at this project's sizes."""
+    """x[index] for a 1-D index. index_select copies whole rows and its backward is index_add, both cheaper on CPU
+    than advanced indexing (aten::index / index_put_)."""
     return x.index_select(0, index)
 
 
@@ -100,9 +289,7 @@ class Scorer(nn.Module):
             # no bias: b . uv is the same for every hashtag of a row, so a pairwise loss can never train it
             self.hashtag_out = nn.Linear(dim, dim, bias=False)
 
-    EVAL_BLOCK_ELEMENTS = 1 << 20   # 4 MB of float32 per block of rows (16 rows of 1,001 candidates x 64 dims), the
-    # fastest of 0.5-16 MB measured for the full yfcc100m test split on the 2-core test machine (2.6-3.0 s vs 3.6 s
-    # at 16 MB, scoring + metrics); the [rows, C, d] block then stays in the L3 cache
+    EVAL_BLOCK_ELEMENTS = 1 << 20   # 4 MB of float32 per block of rows, so the [rows, C, d] block stays in cache
 
     def _workspace(self, n, like):
         ws = getattr(self, '_ws', None)
@@ -123,15 +310,15 @@ class Scorer(nn.Module):
             uv = self.video_out(uv) @ self.hashtag_out.weight
         q = self.hashtag_user(x_user).unsqueeze(1)
         if torch.is_grad_enabled() and (hashtag_table.requires_grad or q.requires_grad):
-            # [B, C, d] rows by index_select (2-D advanced indexing was 4x slower on CPU), add and LeakyReLU in place
+            # [B, C, d] rows by index_select (cheaper than 2-D advanced indexing), add and LeakyReLU in place
             uh = F.leaky_relu_(gather_rows(hashtag_table, hashtags).add_(q))
             return (uh @ uv.unsqueeze(-1)).squeeze(-1)
         return self._score_no_grad(uv, q, hashtag_table, hashtags)
 
     def _score_no_grad(self, uv, q, hashtag_table, hashtags):
         """Evaluation: the same values, computed in blocks of rows whose [rows, C, d] tensor stays in cache, written
-        into one workspace kept between calls (on the 2-core test machine a fresh tensor per block cost 10x the
-        copy itself, in page faults). On a GPU: one block."""
+        into one workspace kept between calls (a fresh tensor per block costs more in page faults than the copy
+        itself). On a GPU: one block."""
         B, C = hashtags.shape
         d = hashtag_table.size(1)
         block = B if hashtags.is_cuda else max(1, self.EVAL_BLOCK_ELEMENTS // (C * d))
@@ -144,8 +331,8 @@ class Scorer(nn.Module):
             uh = ws[:n * C * d].view(n, C, d)
             torch.index_select(hashtag_table, 0, hashtags[s:s + n].reshape(-1), out=uh.view(-1, d))
             F.leaky_relu_(uh.add_(q[s:s + n]))
-            # the row-wise dot products as an in-place product and a sum: 4x faster than bmm's batched
-            # matrix-vector product on CPU at this shape
+            # the row-wise dot products as an in-place product and a sum: on CPU, cheaper than bmm's batched
+            # matrix-vector product at this shape
             torch.sum(uh.mul_(uv[s:s + n].unsqueeze(1)), -1, out=out[s:s + n])
         return out
 
@@ -185,8 +372,8 @@ class GroupAttention(MessagePassing):
         return alpha.unsqueeze(-1) * x_e.unsqueeze(1)                      # [Nm, 2, d]
 
     def aggregate(self, inputs, index, dim_size):
-        # the sum over each pair's edges; index_add's backward is a row gather (index_select), several times
-        # faster on CPU than the gather over a broadcast index that the generic scatter-sum needs
+        # the sum over each pair's edges; index_add's backward is a row gather (index_select), cheaper on CPU than
+        # the gather over a broadcast index that the generic scatter-sum needs
         return inputs.new_zeros((dim_size,) + inputs.shape[1:]).index_add_(0, index, inputs)
 
 
@@ -229,7 +416,7 @@ class AggregationNet(nn.Module):
 
     def __init__(self, dim, aggr='mean', attention=True):
         super().__init__()
-        self.aggr = AGGR[aggr]
+        self.aggr = aggr_name(aggr)
         self.attention = attention
         if attention:
             self.att = GroupAttention(dim)
@@ -269,7 +456,7 @@ class AggregationNet(nn.Module):
                 F.leaky_relu(self.lin_hashtag(m_hashtag) + self.self_hashtag(x_hashtag)))
 
 
-class GraphModel(nn.Module):
+class GraphModel(Recommender):
     """What the graph models share: id embeddings, the video projection, the scorer, graph buffers."""
 
     def __init__(self, data, dim=64, scoring_mode='cat'):
@@ -306,11 +493,8 @@ class GraphModel(nn.Module):
         return {'user': x_user, 'hashtag': x_hashtag, 'hashtag_part': self.scorer.prepare(x_hashtag)}
 
     def score(self, enc, users, videos, hashtags):
-        x_video = self.project(self.features[videos])   # p_v of the batch's videos (val/test videos included)
+        x_video = self.project(self.video_features(videos))   # p_v of the batch's posts (val/test/new ones too)
         return self.scorer(enc['user'][users], x_video, enc['hashtag_part'], hashtags)
-
-    def forward(self, users, videos, hashtags):
-        return self.score(self.encode(), users, videos, hashtags)
 
 
 class GCNPHR(GraphModel):
@@ -346,7 +530,7 @@ class HomogeneousNet(GraphModel):
             torch.stack([g.pair_user, U + g.pair_hashtag])], 1)
         edges = torch.unique(torch.cat([pairs, pairs.flip(0)], 1), dim=1)
         self.register_buffer('edge_index', edges, persistent=False)
-        self.convs = nn.ModuleList(SAGEConv(dim, dim, aggr=AGGR[aggr]) for _ in range(num_layers))
+        self.convs = nn.ModuleList(SAGEConv(dim, dim, aggr=aggr_name(aggr)) for _ in range(num_layers))
 
     def propagate(self, x_user, x_hashtag, x_video):
         U, H = self.num_user, self.num_hashtag
@@ -376,7 +560,7 @@ class ReleasedNet(GraphModel):
         self.register_buffer('v_uh_edge_index', v_to_uh, persistent=False)
         self.register_buffer('uh_edge_index', torch.cat([uh, uh.flip(0)], 1), persistent=False)
         self.gats = nn.ModuleList(GATConv(dim, dim, heads=1, add_self_loops=True) for _ in range(num_layers))
-        self.sages = nn.ModuleList(SAGEConv(dim, dim, aggr=AGGR[aggr]) for _ in range(num_layers))
+        self.sages = nn.ModuleList(SAGEConv(dim, dim, aggr=aggr_name(aggr)) for _ in range(num_layers))
 
     def propagate(self, x_user, x_hashtag, x_video):
         U, H = self.num_user, self.num_hashtag
@@ -387,17 +571,12 @@ class ReleasedNet(GraphModel):
         return x[:U], x[U:U + H]
 
 
-def build_model(name, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat'):
-    """GCN-PHR and its variants by ``--model_name``; baselines live in baselines.py."""
-    if aggr not in AGGR:
-        raise ValueError(f'unknown aggr_mode {aggr!r}; choose from {tuple(AGGR)}')
-    kw = dict(dim=dim, num_layers=num_layers, aggr=aggr, scoring_mode=scoring_mode)
-    if name == 'GCN_PHR':
-        return GCNPHR(data, **kw)
-    if name == 'no_att':
-        return GCNPHR(data, attention=False, **kw)
-    if name == 'var1':
-        return HomogeneousNet(data, **kw)
-    if name == 'Net':
-        return ReleasedNet(data, **kw)
-    raise ValueError(f'unknown model_name {name!r}; choose from {MODEL_NAMES}')
+# ----------------------------------------------------------------------------------------------------------------
+# the registry: one line per model (the baselines and floors register in baselines.py)
+
+register('GCN_PHR', GCNPHR, 'GCN-PHR (paper, Fig. 2)')
+register('Net', ReleasedNet, "authors' released Net (fixed)")
+register('var1', HomogeneousNet, 'homogeneous graph (var1)')
+register('no_att', GCNPHR, 'GCN-PHR w/o attention', attention=False)
+
+import baselines  # noqa: E402,F401  (registers the baselines and floors: the registry is whole once model is imported)

@@ -8,7 +8,7 @@
 The post is a video of the dataset (``--video``, a name from video_list.txt: its true hashtags are marked with *),
 or a new post: ``--text`` (vectorised with the dataset's ``text_model.npz``, written by import_posts.py; the
 visual and acoustic blocks are zeros) or ``--features`` (a .npy vector of the dataset's full feature width).
-The model, its sizes and flags come from the checkpoint's config. An author not in user_list.txt gets the
+The model and its sizes come from the checkpoint's own model_args (``model.load_checkpoint``, shared with resume). An author not in user_list.txt gets the
 global popularity ranking, said so in the output (``--strict``: an error instead).
 """
 import argparse
@@ -18,26 +18,9 @@ import os
 import numpy as np
 import torch
 
-from data_load import DataError, load_dataset, load_npy
-from train import build, resolve_device
 from baselines import hashtag_popularity
-
-
-def load_model(checkpoint, data, device):
-    if not os.path.exists(checkpoint):
-        raise DataError(f'{checkpoint}: no such checkpoint')
-    ckpt = torch.load(checkpoint, map_location=device, weights_only=True)
-    config = ckpt.get('config') or {}
-    if 'model_name' not in config:
-        raise DataError(f'{checkpoint}: no config in the checkpoint (not written by train.py)')
-    model = build(config['model_name'], data, argparse.Namespace(**config)).to(device)
-    try:
-        model.load_state_dict(ckpt['model'])
-    except RuntimeError as e:
-        raise DataError(f'{checkpoint} does not fit {data.path}: {str(e).splitlines()[0]} (trained on '
-                        f'{config.get("data_path")})') from None
-    model.eval()
-    return model, config
+from data_load import DataError, load_dataset, load_npy
+from model import CheckpointError, load_checkpoint, resolve_device
 
 
 def post_features(args, data):
@@ -64,23 +47,13 @@ def post_features(args, data):
     return row
 
 
-@torch.no_grad()
 def recommend(model, data, user, video=None, features=None, k=10):
-    """(hashtag ids [k], scores [k]) for a user id and a dataset video id or a new feature row [1, F]."""
+    """(hashtag ids [k], scores [k]) for a user id and a dataset video id or a new post's feature row [1, F]."""
     device = next(iter(model.buffers())).device
-    table = model.features
-    if features is not None:   # a new post: scored as one extra video row appended to the feature table
-        model.features = torch.cat([table, features.to(device)])
-        video = data.num_video
-    try:
-        enc = model.encode()
-        hashtags = torch.arange(data.num_hashtag, device=device).unsqueeze(0)
-        scores = model.score(enc, torch.tensor([user], device=device), torch.tensor([video], device=device),
-                             hashtags)[0]
-    finally:
-        model.features = table
-    top = torch.topk(scores, min(k, data.num_hashtag))
-    return top.indices.cpu(), top.values.cpu()
+    users = torch.tensor([user], device=device)
+    post = features.to(device) if features is not None else torch.tensor([video], device=device)
+    ids, scores = model.recommend(users, post, k)
+    return ids[0].cpu(), scores[0].cpu()
 
 
 def build_parser():
@@ -103,8 +76,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.topk < 1:
         raise SystemExit(f'error: --topk must be positive, got {args.topk}')
-    args.no_cuda = False
-    device = resolve_device(args)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}')
     try:
         data = load_dataset(args.data_path, allow_pickle=args.allow_pickle, verbose=False)
         users = {n: i for i, n in enumerate(data.user_names)}
@@ -124,11 +99,11 @@ def main(argv=None):
             top = torch.topk(pop, min(args.topk, data.num_hashtag))
             ids, scores, how = top.indices, top.values, 'training uses'
         else:
-            model, config = load_model(args.checkpoint, data, device)
+            model, ckpt = load_checkpoint(args.checkpoint, data, device)
             feats = None if args.video is not None else post_features(args, data)
             ids, scores = recommend(model, data, users[args.author], video, feats, args.topk)
-            how = f'{config["model_name"]} score'
-    except DataError as e:
+            how = f'{ckpt.get("model_name") or ckpt["config"]["model_name"]} score'
+    except (DataError, CheckpointError) as e:
         raise SystemExit(f'error: {e}')
     what = f'video {args.video}' if args.video is not None else ('new post (text)' if args.text else
                                                                    'new post (features)')

@@ -23,21 +23,20 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-import baselines
 from data_load import DataError, csr_gather, csr_rows, load_dataset
 from evaluation import evaluate
-from model import AGGR, MODEL_NAMES, SCORING_MODES, build_model
+import model as model_lib
+from model import (AGGR, MODELS, SCORING_MODES, CheckpointError, build_model, checkpoint_model_args,
+                   hparams_from_flags, load_checkpoint)
 
 DEMO_PATH = os.path.join('Data', 'demo')
-ALL_MODELS = MODEL_NAMES + baselines.BASELINE_NAMES + baselines.FLOOR_NAMES
 
 
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     # ---- the authors' flags (their README command runs verbatim)
-    p.add_argument('--model_name', default='GCN_PHR', choices=ALL_MODELS,
-                   help='GCN_PHR (paper, Fig. 2) | Net (authors\' released code, fixed) | var1 (homogeneous graph) | '
-                        'no_att (no attention) | UTM ConTagNet CSMN USHM (baselines) | popularity user_popularity')
+    p.add_argument('--model_name', default='GCN_PHR', choices=tuple(MODELS),
+                   help='; '.join(f'{name}: {spec.label}' for name, spec in MODELS.items()))
     p.add_argument('--data_path', default=DEMO_PATH, help='dataset folder in the authors\' layout (Data/README.md)')
     p.add_argument('--PATH_weight_load', default=None, help='checkpoint to resume from (model, optimiser, epoch)')
     p.add_argument('--PATH_weight_save', default=None,
@@ -72,22 +71,15 @@ def build_parser():
     p.add_argument('--run_name', default=None, help='subfolder of save_dir (default: model_name)')
     p.add_argument('--no_progress', action='store_true', help='no tqdm bars')
     p.add_argument('--keep_freed_memory', action=argparse.BooleanOptionalAction, default=True,
-                   help='glibc malloc keeps freed memory for reuse (2x faster CPU steps at full scale; see README)')
+                   help='glibc malloc keeps freed memory for reuse (faster CPU steps at full scale; README, Speed)')
     return p
 
 
 def resolve_device(args):
-    if args.no_cuda or args.device == 'cpu':
-        return torch.device('cpu')
-    if args.device == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise SystemExit(f"error: --device {args.device!r} is not a device; use auto, cpu, cuda or cuda:N")
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit(f'error: --device {args.device} asked for, but this PyTorch sees no CUDA device')
-    return device
+        return model_lib.resolve_device('cpu' if args.no_cuda else args.device)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}')
 
 
 def parse_topk(text):
@@ -105,9 +97,9 @@ def keep_freed_memory():
 
     PyTorch's CPU tensors come straight from malloc; by default every block over 32 MB is a fresh mmap and freed
     heap tops are trimmed, so each large temporary of a training step (the [triples, 2, d] tensors of the attention)
-    is page-faulted in anew. On the 2-core test machine that was half of a GCN-PHR step: 4.6 s -> 2.2 s with
-    this (M_MMAP_MAX = 0, M_TRIM_THRESHOLD = max); the values computed are unchanged. It is the in-process form of
-    the allocator advice in PyTorch's CPU performance guide (jemalloc/tcmalloc via LD_PRELOAD). Linux/glibc only;
+    is page-faulted in anew; with M_MMAP_MAX = 0 and M_TRIM_THRESHOLD = max they are reused (the README's speed
+    section has the measured effect). The values computed are unchanged. It is the in-process form of the
+    allocator advice in PyTorch's CPU performance guide (jemalloc/tcmalloc via LD_PRELOAD). Linux/glibc only;
     elsewhere a no-op. Returns whether it applied.
     """
     import ctypes
@@ -180,34 +172,71 @@ def _as_batch(batch):
     return batch   # __getitems__ already returns the batch tensor
 
 
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss is no longer finite)."""
+
+
 def bpr_loss(pos, neg):
     """The authors' loss: sum over the batch of -log2(sigmoid(s+ - s-))."""
     return torch.nn.functional.softplus(neg - pos).sum() / math.log(2.0)
 
 
-def full_loss(kind, model, batch, sampler):
-    """The baselines' native losses over all hashtags: softmax cross-entropy on the positive, or multi-label BCE
-    against every hashtag of the video."""
+def bpr_step(model, batch, sampler):
+    scores = model(batch[:, 0], batch[:, 1], batch[:, 2:4])   # [B, 2]: pos, neg
+    return bpr_loss(scores[:, 0], scores[:, 1])
+
+
+def softmax_step(model, batch, sampler):
+    """Softmax cross-entropy of the positive over all hashtags (the baselines' native loss)."""
     logits = model.score_all(model.encode(), batch[:, 0], batch[:, 1])          # [B, H]
-    if kind == 'softmax':
-        return torch.nn.functional.cross_entropy(logits, batch[:, 2], reduction='sum')
+    return torch.nn.functional.cross_entropy(logits, batch[:, 2], reduction='sum')
+
+
+def bce_step(model, batch, sampler):
+    """Multi-label BCE against every hashtag of the video (ConTagNet's native loss)."""
+    logits = model.score_all(model.encode(), batch[:, 0], batch[:, 1])          # [B, H]
     target = torch.zeros_like(logits)
     row, tags = sampler.video_hashtags(batch[:, 1].cpu())
     target[row.to(logits.device), tags.to(logits.device)] = 1.0
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction='sum') / logits.size(1)
 
 
-def build(name, data, args):
-    if name in MODEL_NAMES:
-        return build_model(name, data, dim=args.dim_latent, num_layers=args.num_layers, aggr=args.aggr_mode,
-                           scoring_mode=args.scoring_mode)
-    return baselines.build_baseline(name, data, dim=args.dim_latent)
+# --loss name -> fn(model, batch [B, 4] (user, video, pos, neg), sampler) -> loss summed over the batch.
+# A model says which of these it supports in ``Recommender.losses``.
+LOSSES = {'bpr': bpr_step, 'softmax': softmax_step, 'bce': bce_step}
 
 
-def save_checkpoint(path, model, optimizer, epoch, best, config):
+def train_epoch(model, loader, optimizer, loss_fn, sampler=None, device='cpu', desc='train', progress=True):
+    """One pass over the loader: a step per batch. Returns the mean training loss per triple."""
+    model.train()
+    total, count = 0.0, 0
+    for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        batch = batch.to(device, non_blocking=True)
+        loss = loss_fn(model, batch, sampler)
+        if not torch.isfinite(loss):
+            raise TrainingError(f'loss became {loss.item()}')
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item()
+        count += len(batch)
+    return total / count
+
+
+def evaluate_splits(model, splits, ks, batch_size=None):
+    """{split name: metrics} for every EvalSplit given, from one propagation."""
+    model.eval()
+    with torch.no_grad():
+        enc = model.encode()
+    return {name: evaluate(model, split, ks, batch_size, enc=enc) for name, split in splits.items()}
+
+
+def save_checkpoint(path, model, optimizer, epoch, best, config, model_info):
+    """model weights + ``model_info`` (model_name, model_args: what rebuilds the model) + the run state."""
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     tmp = path + '.tmp'
-    torch.save({'model': model.state_dict(), 'optimizer': optimizer.state_dict() if optimizer else None,
+    torch.save({'model': model.state_dict(), **model_info,
+                'optimizer': optimizer.state_dict() if optimizer else None,
                 'epoch': epoch, 'best': best, 'config': config}, tmp)
     os.replace(tmp, path)
 
@@ -222,108 +251,124 @@ def fmt(m, k):
     return f"P@{k} {m[f'precision@{k}']:.4f} R@{k} {m[f'recall@{k}']:.4f} N@{k} {m[f'ndcg@{k}']:.4f}"
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    ks = parse_topk(args.topk)
-    k_sel = 10 if 10 in ks else ks[-1]
-    device = resolve_device(args)
+def check_flags(args):
     for flag in ('l_r', 'batch_size', 'dim_latent', 'num_epoch', 'num_layers', 'eval_batch'):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise SystemExit(f'error: --{flag} must be positive, got {getattr(args, flag)}')
     if args.weight_decay < 0 or args.num_workers < 0 or args.patience < 0:
         raise SystemExit('error: --weight_decay, --num_workers and --patience cannot be negative')
-    seed_everything(args.seed)
-    if args.keep_freed_memory:
-        keep_freed_memory()
-    config = {k: v for k, v in vars(args).items()}
-    run_dir = os.path.join(args.save_dir, args.run_name or args.model_name)
-    best_path = args.PATH_weight_save or os.path.join(run_dir, 'best.pt')
 
+
+def load_data(args):
     if args.data_path == DEMO_PATH and not os.path.exists(os.path.join(DEMO_PATH, 'test.npy')):
         import generate
         print(f'{DEMO_PATH} not found: generating the demo dataset (seconds, once)')
         generate.main(['--preset', 'demo'])
+    return load_dataset(args.data_path, allow_pickle=args.allow_pickle, num_neg=args.num_neg)
+
+
+def resume(path, data, device, args):
+    """The model rebuilt from the checkpoint's own model_args, its weights, and the run state to continue from."""
+    model, ckpt = load_checkpoint(path, data, device)
+    if ckpt.get('model_name', args.model_name) != args.model_name:
+        print(f'note: {path} holds a {ckpt["model_name"]} model; continuing that model (--model_name '
+              f'{args.model_name} is ignored)')
+        args.model_name = ckpt['model_name']
+    return model, ckpt
+
+
+def main(argv=None):
+    # ---- flags, device, seed
+    args = build_parser().parse_args(argv)
+    ks = parse_topk(args.topk)
+    k_sel = 10 if 10 in ks else ks[-1]
+    device = resolve_device(args)
+    check_flags(args)
+    seed_everything(args.seed)
+    if args.keep_freed_memory:
+        keep_freed_memory()
+    run_dir = os.path.join(args.save_dir, args.run_name or args.model_name)
+    best_path = args.PATH_weight_save or os.path.join(run_dir, 'best.pt')
+
+    # ---- data and model (built from the flags, or from the checkpoint being resumed)
+    ckpt = None
     try:
-        data = load_dataset(args.data_path, allow_pickle=args.allow_pickle, num_neg=args.num_neg)
-        model = build(args.model_name, data, args).to(device)
+        data = load_data(args)
+        if args.PATH_weight_load:
+            model, ckpt = resume(args.PATH_weight_load, data, device, args)
+        else:
+            model = build_model(args.model_name, data, **hparams_from_flags(vars(args))).to(device)
         sampler = TripleSampler(data)
-    except DataError as e:
+    except (DataError, CheckpointError, ValueError) as e:
         raise SystemExit(f'error: {e}')
-    val, test = data.val.to(device), data.test.to(device)
-    if args.loss != 'bpr' and not hasattr(model, 'score_all'):
-        raise SystemExit(f'error: --loss {args.loss} scores every hashtag per row and is offered for the baselines '
-                         f'(UTM ConTagNet CSMN USHM); {args.model_name} trains with --loss bpr')
+    config = dict(vars(args))
+    model_info = checkpoint_model_args(args.model_name, hparams_from_flags(vars(args)))
+    if ckpt is not None:
+        model_info = {'model_name': ckpt.get('model_name', args.model_name),
+                      'model_args': ckpt.get('model_args', model_info['model_args'])}
+    splits = {'val': data.val.to(device), 'test': data.test.to(device)}
+    if model.trainable and args.loss not in type(model).losses:
+        raise SystemExit(f'error: --loss {args.loss} is not offered for {args.model_name} (it trains with '
+                         f'{" / ".join(type(model).losses)}); softmax and bce score every hashtag per row and are '
+                         f'the baselines\' native losses')
     n_params = sum(p.numel() for p in model.parameters())
     print(f'model: {args.model_name} ({n_params:,} parameters) on {device}; '
           f'aggr_mode={args.aggr_mode} scoring_mode={args.scoring_mode} num_layers={args.num_layers}')
+    os.makedirs(run_dir, exist_ok=True)
 
-    if n_params == 0:   # the popularity floors: nothing to train, evaluated once
-        m_val, m_test = evaluate(model, val, ks, args.eval_batch), evaluate(model, test, ks, args.eval_batch)
-        print(f'{args.model_name} | val {fmt(m_val, k_sel)} | test {fmt(m_test, k_sel)}')
-        os.makedirs(run_dir, exist_ok=True)
+    # ---- models without training (the popularity floors): evaluated once
+    if not model.trainable:
+        m = evaluate_splits(model, splits, ks, args.eval_batch)
+        print(f'{args.model_name} | val {fmt(m["val"], k_sel)} | test {fmt(m["test"], k_sel)}')
         with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
-            f.write(json.dumps({'epoch': 0, 'loss': None, 'val': m_val, 'test': m_test, 'seconds': 0.0}) + '\n')
-        return {'best_epoch': 0, 'val': m_val, 'test': m_test}
+            f.write(json.dumps({'epoch': 0, 'loss': None, 'val': m['val'], 'test': m['test'], 'seconds': 0.0}) + '\n')
+        return {'best_epoch': 0, 'val': m['val'], 'test': m['test']}
 
+    # ---- optimiser; resume
     optimizer = torch.optim.Adam(model.parameters(), lr=args.l_r, weight_decay=args.weight_decay)
     start_epoch, best = 0, {'epoch': -1, 'val': None, 'test': None}
-    if args.PATH_weight_load:
-        if not os.path.exists(args.PATH_weight_load):
-            raise SystemExit(f'error: {args.PATH_weight_load}: no such checkpoint')
-        ckpt = torch.load(args.PATH_weight_load, map_location=device, weights_only=True)
-        try:
-            model.load_state_dict(ckpt['model'])
-        except RuntimeError as e:
-            raise SystemExit(f'error: {args.PATH_weight_load} does not fit this model/dataset: '
-                             f'{str(e).splitlines()[0]} (its config: {ckpt.get("config")})')
+    if ckpt is not None:
         if ckpt.get('optimizer'):
-            optimizer.load_state_dict(ckpt['optimizer'])
-        start_epoch, best = ckpt['epoch'] + 1, ckpt['best']
+            try:
+                optimizer.load_state_dict(ckpt['optimizer'])
+            except (ValueError, KeyError) as e:
+                raise SystemExit(f'error: {args.PATH_weight_load}: its optimizer state does not fit this model: {e}')
+        start_epoch, best = int(ckpt.get('epoch', -1)) + 1, ckpt.get('best') or best
         print(f'resumed from {args.PATH_weight_load} at epoch {start_epoch}')
 
+    # ---- the training loop: one epoch, evaluate both splits, keep the best on validation
     workers = min(args.num_workers, os.cpu_count() or 1)
     if workers != args.num_workers:
         print(f'num_workers {args.num_workers} > {os.cpu_count()} CPUs here: using {workers}')
     gen = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(sampler, batch_size=args.batch_size, shuffle=True, generator=gen, num_workers=workers,
                         collate_fn=_as_batch, persistent_workers=workers > 0)
-    os.makedirs(run_dir, exist_ok=True)
     metrics_file = open(os.path.join(run_dir, 'metrics.jsonl'), 'a' if start_epoch else 'w')
     since_best = 0
     for epoch in range(start_epoch, args.num_epoch):
         t0 = time.perf_counter()
-        model.train()
-        total, count = 0.0, 0
-        for batch in tqdm(loader, desc=f'epoch {epoch}', leave=False, disable=args.no_progress):
-            batch = batch.to(device, non_blocking=True)
-            if args.loss == 'bpr':
-                scores = model(batch[:, 0], batch[:, 1], batch[:, 2:4])   # [B, 2]: pos, neg
-                loss = bpr_loss(scores[:, 0], scores[:, 1])
-            else:
-                loss = full_loss(args.loss, model, batch, sampler)
-            if not torch.isfinite(loss):
-                raise SystemExit(f'error: loss became {loss.item()} at epoch {epoch}; try a smaller --l_r '
-                                 f'(now {args.l_r}) or check the features for extreme values')
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-            count += len(batch)
-        m_val = evaluate(model, val, ks, args.eval_batch)
-        m_test = evaluate(model, test, ks, args.eval_batch)
+        try:
+            loss = train_epoch(model, loader, optimizer, LOSSES[args.loss], sampler, device, f'epoch {epoch}',
+                               progress=not args.no_progress)
+        except TrainingError as e:
+            raise SystemExit(f'error: {e} at epoch {epoch}; try a smaller --l_r (now {args.l_r}) or check the '
+                             f'features for extreme values')
+        except DataError as e:
+            raise SystemExit(f'error: {e}')
+        m = evaluate_splits(model, splits, ks, args.eval_batch)
         secs = time.perf_counter() - t0
-        improved = best['val'] is None or selection_key(m_val, k_sel) > selection_key(best['val'], k_sel)
-        print(f'epoch {epoch:3d} | loss {total / count:.4f} | val {fmt(m_val, k_sel)} | test {fmt(m_test, k_sel)} '
+        improved = best['val'] is None or selection_key(m['val'], k_sel) > selection_key(best['val'], k_sel)
+        print(f'epoch {epoch:3d} | loss {loss:.4f} | val {fmt(m["val"], k_sel)} | test {fmt(m["test"], k_sel)} '
               f'| {secs:.1f}s{" *" if improved else ""}', flush=True)
-        metrics_file.write(json.dumps({'epoch': epoch, 'loss': total / count, 'val': m_val, 'test': m_test,
+        metrics_file.write(json.dumps({'epoch': epoch, 'loss': loss, 'val': m['val'], 'test': m['test'],
                                        'seconds': secs}) + '\n')
         metrics_file.flush()
         if improved:
-            best, since_best = {'epoch': epoch, 'val': m_val, 'test': m_test}, 0
-            save_checkpoint(best_path, model, optimizer, epoch, best, config)
+            best, since_best = {'epoch': epoch, 'val': m['val'], 'test': m['test']}, 0
+            save_checkpoint(best_path, model, optimizer, epoch, best, config, model_info)
         else:
             since_best += 1
-        save_checkpoint(os.path.join(run_dir, 'last.pt'), model, optimizer, epoch, best, config)
+        save_checkpoint(os.path.join(run_dir, 'last.pt'), model, optimizer, epoch, best, config, model_info)
         if since_best >= args.patience > 0:
             print(f'no better validation R@{k_sel} for {args.patience} epochs: stopping')
             break

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from data_load import load_dataset  # noqa: E402
 from evaluation import evaluate  # noqa: E402
-from model import AGGR, MODEL_NAMES, build_model  # noqa: E402
+from model import AGGR, MODELS, GraphModel, build_model  # noqa: E402
 from train import TripleSampler, bpr_loss, keep_freed_memory  # noqa: E402
 
 
@@ -69,7 +69,8 @@ def describe(device):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data_path', default=os.path.join('Data', 'yfcc100m'))
-    p.add_argument('--models', nargs='+', default=['GCN_PHR'], choices=MODEL_NAMES)
+    p.add_argument('--models', nargs='+', default=['GCN_PHR'], 
+                   choices=[n for n, s in MODELS.items() if issubclass(s.cls, GraphModel)])
     p.add_argument('--aggr_modes', nargs='+', default=['mean'], choices=tuple(AGGR))
     p.add_argument('--device', default='auto')
     p.add_argument('--batch_size', type=int, default=1024)

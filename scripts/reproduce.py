@@ -22,12 +22,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import generate  # noqa: E402
+import model as model_lib  # noqa: E402
 import train  # noqa: E402
 
-MODELS = ['GCN_PHR', 'no_att', 'var1', 'Net', 'UTM', 'ConTagNet', 'CSMN', 'USHM', 'user_popularity', 'popularity']
-LABELS = {'GCN_PHR': 'GCN-PHR (paper, Fig. 2)', 'no_att': 'GCN-PHR w/o attention', 'var1': 'homogeneous graph (var1)',
-          'Net': "authors' released Net (fixed)", 'user_popularity': "floor: user's own frequency",
-          'popularity': 'floor: global popularity'}
+MODELS = list(model_lib.MODELS)
+LABELS = {name: spec.label for name, spec in model_lib.MODELS.items()}
 COLUMNS = [f'{m}@{k}' for k in (5, 10) for m in ('precision', 'recall', 'ndcg')]
 
 
@@ -73,7 +72,7 @@ def main(argv=None):
         if not os.path.exists(os.path.join(path, 'test.npy')):
             generate.main(['--preset', ds, '--scale', str(args.scale[ds]), '--out', path])
         for model in args.models:
-            for seed in args.seeds if model not in ('popularity', 'user_popularity') else args.seeds[:1]:
+            for seed in args.seeds if model_lib.MODELS[model].cls.trainable else args.seeds[:1]:
                 run = f'{ds}/{model}_s{seed}'
                 argv_run = ['--data_path', path, '--model_name', model, '--seed', str(seed),
                             '--num_epoch', str(args.num_epoch), '--batch_size', str(args.batch_size),

@@ -1,15 +1,19 @@
 import pytest
 import torch
 
-from baselines import BASELINE_NAMES, build_baseline, user_history
+from baselines import FeatureModel, user_history
+from model import MODELS, build_model
 from evaluation import evaluate
 from test_model import train_steps
+
+
+BASELINE_NAMES = [n for n, spec in MODELS.items() if issubclass(spec.cls, FeatureModel)]
 
 
 @pytest.mark.parametrize('name', BASELINE_NAMES)
 def test_baseline_learns_the_planted_structure(tiny_data, name):
     torch.manual_seed(0)
-    model = build_baseline(name, tiny_data, dim=16)
+    model = build_model(name, tiny_data, dim=16)
     losses = train_steps(model, tiny_data, steps=40, lr=0.01)
     assert losses[-1] < 0.7 * losses[0], losses
     m = evaluate(model, tiny_data.val, ks=(10,))
@@ -19,8 +23,8 @@ def test_baseline_learns_the_planted_structure(tiny_data, name):
 
 
 def test_floors_beat_chance_and_user_floor_is_personal(tiny_data):
-    pop = evaluate(build_baseline('popularity', tiny_data), tiny_data.val, ks=(10,))
-    own = evaluate(build_baseline('user_popularity', tiny_data), tiny_data.val, ks=(10,))
+    pop = evaluate(build_model('popularity', tiny_data), tiny_data.val, ks=(10,))
+    own = evaluate(build_model('user_popularity', tiny_data), tiny_data.val, ks=(10,))
     assert own['recall@10'] > pop['recall@10'] > 0.19
 
 

@@ -12,6 +12,7 @@ import import_posts
 import recommend
 import train
 from data_load import load_dataset
+from model import MODELS, load_checkpoint
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'twitter')
 
@@ -157,7 +158,7 @@ def _train_one(data_dir, tmp_path, model_name):
                        '--dim_latent', '8', '--save_dir', str(tmp_path), '--no_progress', '--seed', '0'])
 
 
-@pytest.mark.parametrize('model_name', train.ALL_MODELS)
+@pytest.mark.parametrize('model_name', list(MODELS))
 def test_models_train_on_zero_blocks(tweets_dir, tmp_path, model_name):
     best = _train_one(tweets_dir, tmp_path, model_name)
     assert all(np.isfinite(v) for v in best['test'].values())
@@ -176,7 +177,7 @@ def test_recommend(tweets_dir, tmp_path, capsys):
     assert len(ids) == 5 and torch.all(scores[:-1] >= scores[1:])
     assert f'top-5 hashtags for author {author}, video {video}' in out and f'true hashtags of {video}' in out
     # the printed scores are the model's: the same as scoring that row through the evaluation path
-    model, _ = recommend.load_model(ckpt, data, torch.device('cpu'))
+    model, _ = load_checkpoint(ckpt, data, torch.device('cpu'))
     with torch.no_grad():
         full = model.score(model.encode(), data.test.users[:1], data.test.videos[:1],
                            torch.arange(data.num_hashtag).unsqueeze(0))[0]

@@ -4,24 +4,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import AGGR, MODEL_NAMES, SCORING_MODES, AggregationNet, build_model, make_graph_index
-from train import TripleSampler, bpr_loss
+from model import AGGR, MODELS, SCORING_MODES, AggregationNet, GraphModel, build_model, make_graph_index
+
+MODEL_NAMES = [n for n, spec in MODELS.items() if issubclass(spec.cls, GraphModel)]
+from train import LOSSES, TripleSampler, train_epoch
 
 
 def train_steps(model, data, steps=25, lr=0.01, seed=0):
+    """``steps`` calls of train.py's own ``train_epoch`` over one fixed full batch; the loss per triple of each."""
     torch.manual_seed(seed)
     sampler = TripleSampler(data)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     batch = sampler.__getitems__(list(range(len(sampler))))   # one fixed full batch
-    losses = []
-    for _ in range(steps):
-        s = model(batch[:, 0], batch[:, 1], batch[:, 2:4])
-        loss = bpr_loss(s[:, 0], s[:, 1]) / len(batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return losses
+    return [train_epoch(model, [batch], opt, LOSSES['bpr'], sampler, progress=False) for _ in range(steps)]
 
 
 def eval_scores(model, data):
