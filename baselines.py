@@ -50,8 +50,7 @@ class FeatureModel(Recommender):
     def __init__(self, data, dim=64):
         super().__init__()
         self.num_user, self.num_hashtag = data.num_user, data.num_hashtag
-        self.register_buffer('features', data.features, persistent=False)
-        self.dim_feat = data.features.size(1)
+        self.set_features(data.features)
 
     def query(self, enc, users, videos):
         """[B] users, [B] video ids or [B, F] feature rows -> [B, d] vector scored against hashtag vectors."""
@@ -82,7 +81,7 @@ class UTM(FeatureModel):
 
     def __init__(self, data, dim=64, history=30):
         super().__init__(data, dim)
-        self.lin_x = nn.Linear(self.dim_feat, dim)
+        self.lin_x = self.feature_linear(dim)
         self.user_emb = nn.Embedding(data.num_user, dim)
         self.hist_emb = nn.Embedding(data.num_hashtag + 1, dim, padding_idx=data.num_hashtag)
         self.lin_m = nn.Linear(dim, dim)
@@ -112,7 +111,7 @@ class ConTagNet(FeatureModel):
 
     def __init__(self, data, dim=64):
         super().__init__(data, dim)
-        self.content = nn.Sequential(nn.Linear(self.dim_feat, dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU())
+        self.content = nn.Sequential(self.feature_linear(dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU())
         self.user_emb = nn.Embedding(data.num_user, dim)
         nn.init.normal_(self.user_emb.weight, std=0.1)
         self.hashtag_emb = nn.Embedding(data.num_hashtag, 2 * dim)
@@ -136,7 +135,7 @@ class CSMN(FeatureModel):
 
     def __init__(self, data, dim=64, history=60):
         super().__init__(data, dim)
-        self.lin_img = nn.Linear(self.dim_feat, dim)
+        self.lin_img = self.feature_linear(dim)
         self.mem_emb = nn.Embedding(data.num_hashtag + 1, dim, padding_idx=data.num_hashtag)
         nn.init.normal_(self.mem_emb.weight, std=0.1)
         self.convs = nn.ModuleList(nn.Conv1d(dim, dim, w, padding=w // 2) for w in (3, 4, 5))
@@ -168,7 +167,7 @@ class USHM(FeatureModel):
 
     def __init__(self, data, dim=64):
         super().__init__(data, dim)
-        self.g = nn.Sequential(nn.Linear(self.dim_feat, dim), nn.ReLU(), nn.Linear(dim, dim))
+        self.g = nn.Sequential(self.feature_linear(dim), nn.ReLU(), nn.Linear(dim, dim))
         self.user_emb = nn.Embedding(data.num_user, dim)
         nn.init.normal_(self.user_emb.weight, mean=1.0, std=0.1)   # start near "no user effect"
         self.hashtag_emb = nn.Embedding(data.num_hashtag, dim)

@@ -68,12 +68,38 @@ class Recommender(nn.Module):
     def forward(self, users, videos, hashtags):
         return self.score(self.encode(), users, videos, hashtags)
 
+    drop_zero_feature_columns = True   # class switch, for the test that this changes no score
+
+    def set_features(self, features):
+        """Keep the [V, F] feature table as a (non-persistent) buffer, without the columns that are zero for every
+        post: imported posts usually lack the visual and acoustic blocks, and those all-zero columns would only
+        multiply zeros in every projection (exact: a zero column adds nothing to any product)."""
+        self.feature_width = features.size(1)
+        used = features.ne(0).any(0)
+        cols = None if used.all() or not self.drop_zero_feature_columns else torch.nonzero(used).squeeze(1)
+        self.register_buffer('feature_cols', cols, persistent=False)
+        self.register_buffer('features', features if cols is None else features[:, cols].contiguous(),
+                             persistent=False)
+
+    def feature_linear(self, dim, bias=True):
+        """nn.Linear reading the kept feature columns. It is initialised as a Linear over all F columns and then
+        loses the weights of the dropped ones, so the initial values (and the random stream) are those of
+        ``nn.Linear(F, dim)``."""
+        lin = nn.Linear(self.feature_width, dim, bias=bias)
+        if self.feature_cols is not None:
+            lin.weight = nn.Parameter(lin.weight.detach()[:, self.feature_cols].clone())
+            lin.in_features = len(self.feature_cols)
+        return lin
+
     def video_features(self, videos):
-        """[B] video ids -> their rows of the feature table; [B, F] float rows (new posts) pass through."""
+        """[B] video ids -> their rows of the feature table; [B, F] float rows (new posts, all F columns) -> the
+        kept columns of those rows."""
         if videos.is_floating_point():
-            if videos.dim() != 2 or videos.size(1) != self.features.size(1):
+            if videos.dim() != 2 or videos.size(1) != self.feature_width:
                 raise ValueError(f'feature rows of shape {list(videos.shape)}; this model takes [B, '
-                                 f'{self.features.size(1)}]')
+                                 f'{self.feature_width}]')
+            if self.feature_cols is not None:
+                videos = videos.index_select(1, self.feature_cols.to(videos.device))
             return videos.to(self.features.dtype)
         return self.features.index_select(0, videos)
 
@@ -260,9 +286,9 @@ def gather_rows(table, index):
 class VideoProjection(nn.Module):
     """p_v = LeakyReLU(W_t f_v + b): the only place the 2276-d features enter (videos receive no messages)."""
 
-    def __init__(self, dim_feat, dim):
+    def __init__(self, lin):
         super().__init__()
-        self.lin = nn.Linear(dim_feat, dim)
+        self.lin = lin   # nn.Linear over the kept feature columns (Recommender.feature_linear)
 
     def forward(self, features):
         return F.leaky_relu(self.lin(features))
@@ -464,10 +490,10 @@ class GraphModel(Recommender):
         self.num_user, self.num_hashtag, self.num_video = data.num_user, data.num_hashtag, data.num_video
         self.dim = dim
         # features and graph are data, not weights: buffers that move with .to(device) but stay out of checkpoints
-        self.register_buffer('features', data.features, persistent=False)
+        self.set_features(data.features)
         # propagation only needs the videos of the training graph: their features, contiguous, gathered once
         graph_videos = torch.unique(data.graph.triple_video)
-        self.register_buffer('graph_features', data.features[graph_videos], persistent=False)
+        self.register_buffer('graph_features', self.features[graph_videos], persistent=False)
         renumber = torch.full((self.num_video,), -1, dtype=torch.long)
         renumber[graph_videos] = torch.arange(len(graph_videos))
         for name, t in make_graph_index(data.graph, renumber)._asdict().items():
@@ -476,7 +502,7 @@ class GraphModel(Recommender):
         self.hashtag_emb = nn.Embedding(self.num_hashtag, dim)
         nn.init.normal_(self.user_emb.weight, std=0.1)
         nn.init.normal_(self.hashtag_emb.weight, std=0.1)
-        self.project = VideoProjection(data.features.size(1), dim)
+        self.project = VideoProjection(self.feature_linear(dim))
         self.scorer = Scorer(dim, scoring_mode)
 
     @property

@@ -203,3 +203,31 @@ def test_recommend(tweets_dir, tmp_path, capsys):
         np.save(tmp_path / 'post.npy', np.zeros(5, np.float32))
         recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
                         '--features', str(tmp_path / 'post.npy')])
+
+
+@pytest.mark.parametrize('model_name', [n for n, s in MODELS.items() if s.cls.trainable])
+def test_all_zero_feature_columns_are_left_out_exactly(tweets_dir, model_name, monkeypatch):
+    """Imported posts without visual/acoustic features: the projections read only the non-zero columns, with the
+    same initial weights, and every score (before and after training steps) equals the full projection's."""
+    from model import Recommender, build_model
+    from test_model import train_steps
+    data = load_dataset(tweets_dir, verbose=False)
+    used = int(data.features.ne(0).any(0).sum())
+    assert used <= 100 < data.features.size(1)
+
+    def run(drop):
+        monkeypatch.setattr(Recommender, 'drop_zero_feature_columns', drop)
+        torch.manual_seed(0)
+        m = build_model(model_name, data, dim=8)
+        losses = train_steps(m, data, steps=3)
+        m.eval()
+        with torch.no_grad():
+            s = m.score(m.encode(), data.test.users, data.test.videos, data.test.candidates)
+            new = m.score(m.encode(), data.test.users, data.features[data.test.videos], data.test.candidates)
+        return m, losses, s, new
+
+    slim, l1, s1, n1 = run(True)
+    full, l2, s2, n2 = run(False)
+    assert slim.features.size(1) == used and full.features.size(1) == data.features.size(1)
+    assert torch.allclose(torch.tensor(l1), torch.tensor(l2), atol=1e-4)
+    assert torch.allclose(s1, s2, atol=1e-4) and torch.allclose(n1, s1, atol=1e-5)

@@ -23,8 +23,8 @@ class ToyModel(Recommender):
     def __init__(self, data, dim=64, scale=1.0):
         super().__init__()
         self.num_hashtag, self.scale = data.num_hashtag, scale
-        self.register_buffer('features', data.features, persistent=False)
-        self.read = nn.Linear(data.features.size(1), dim)
+        self.set_features(data.features)
+        self.read = self.feature_linear(dim)
         self.hashtag_emb = nn.Embedding(data.num_hashtag, dim)
         self.user_bias = nn.Embedding(data.num_user, 1)
 
