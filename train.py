@@ -43,7 +43,8 @@ def build_parser():
                    help='where to keep the best-validation checkpoint (default <save_dir>/<run>/best.pt)')
     p.add_argument('--l_r', type=float, default=5e-3, help='Adam learning rate (the authors used 0.001)')
     p.add_argument('--weight_decay', type=float, default=0.1,
-                   help="Adam weight decay, the authors' value (against a loss summed over the batch)")
+                   help="Adam weight decay of the weight matrices, the authors' value (against a loss summed over "
+                        "the batch); id embeddings and biases are not decayed unless --decay_embeddings")
     p.add_argument('--batch_size', type=int, default=256, help='training triples per step (the authors used 1024)')
     p.add_argument('--dim_latent', type=int, default=64, help='size of every node vector')
     p.add_argument('--num_epoch', type=int, default=25, help='maximum number of epochs')
@@ -69,6 +70,9 @@ def build_parser():
                         "native losses (USHM/CSMN/UTM softmax, ConTagNet multi-label BCE)")
     p.add_argument('--save_dir', default='runs', help='folder of run outputs (metrics, checkpoints)')
     p.add_argument('--run_name', default=None, help='subfolder of save_dir (default: model_name)')
+    p.add_argument('--decay_embeddings', action='store_true',
+                   help='apply --weight_decay to id embeddings and biases too (the authors\' code never did: their '
+                        'id tensors were outside model.parameters())')
     p.add_argument('--no_progress', action='store_true', help='no tqdm bars')
     p.add_argument('--keep_freed_memory', action=argparse.BooleanOptionalAction, default=True,
                    help='glibc malloc keeps freed memory for reuse (faster CPU steps at full scale; README, Speed)')
@@ -251,6 +255,19 @@ def fmt(m, k):
     return f"P@{k} {m[f'precision@{k}']:.4f} R@{k} {m[f'recall@{k}']:.4f} N@{k} {m[f'ndcg@{k}']:.4f}"
 
 
+def param_groups(model, weight_decay, decay_embeddings=False):
+    """Adam parameter groups: weight decay on the weight matrices only, as in the authors' code, where the id
+    embeddings were plain tensors outside ``model.parameters()`` and so never decayed. Id embeddings (every
+    ``nn.Embedding``) and biases (1-D parameters) are decayed only with ``decay_embeddings``."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if (id(p) in embeddings or p.dim() < 2) and not decay_embeddings else decay).append(p)
+    return [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
+
+
 def check_flags(args):
     for flag in ('l_r', 'batch_size', 'dim_latent', 'num_epoch', 'num_layers', 'eval_batch'):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
@@ -325,7 +342,7 @@ def main(argv=None):
         return {'best_epoch': 0, 'val': m['val'], 'test': m['test']}
 
     # ---- optimiser; resume
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.l_r, weight_decay=args.weight_decay)
+    optimizer = torch.optim.Adam(param_groups(model, args.weight_decay, args.decay_embeddings), lr=args.l_r)
     start_epoch, best = 0, {'epoch': -1, 'val': None, 'test': None}
     if ckpt is not None:
         if ckpt.get('optimizer'):

@@ -76,3 +76,27 @@ def test_bad_data_path_and_device_give_one_line(tmp_path):
 def test_floors_evaluate_without_training(tiny_dir, tmp_path, capsys):
     res = run(tiny_dir, tmp_path, '--model_name', 'user_popularity')
     assert res['val']['recall@10'] > 0 and 'user_popularity | val' in capsys.readouterr().out
+
+
+def test_weight_decay_reaches_weight_matrices_only_by_default(tiny_data):
+    from model import build_model
+    model = build_model('GCN_PHR', tiny_data, dim=8)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = train.param_groups(model, 0.1)
+    decayed = {names[id(p)] for p in groups[0]['params']}
+    free = {names[id(p)] for p in groups[1]['params']}
+    assert groups[0]['weight_decay'] == 0.1 and groups[1]['weight_decay'] == 0.0
+    assert {'user_emb.weight', 'hashtag_emb.weight', 'project.lin.bias'} <= free
+    assert {'project.lin.weight', 'layers.0.lin_user.weight', 'scorer.video_in.weight'} <= decayed
+    assert decayed | free == set(names.values()) and not decayed & free
+    # the flag puts everything back under decay
+    groups = train.param_groups(model, 0.1, decay_embeddings=True)
+    assert len(groups[0]['params']) == len(names) and not groups[1]['params']
+    # and a step with decay only: embeddings unchanged by default (zero gradient), decayed with the flag
+    for flag in (False, True):
+        opt = torch.optim.Adam(train.param_groups(model, 0.1, flag), lr=0.01)
+        before = model.user_emb.weight.detach().clone()
+        opt.zero_grad()
+        (0 * sum(p.sum() for p in model.parameters())).backward()
+        opt.step()
+        assert torch.equal(before, model.user_emb.weight.detach()) != flag
