@@ -3,9 +3,11 @@
     python import_posts.py posts.jsonl --out Data/mine                      # JSON lines
     python import_posts.py posts.csv --out Data/mine --visual vis.npz       # CSV, with per-post visual features
     python import_posts.py crawl/ --format twitter --out Data/tweets        # Twitter API v1.1 JSON responses
+    python import_posts.py ../shared/data/howyoutag --out Data/howyoutag    # #HowYouTagTweets (TSV), authors' split
+    python import_posts.py ../shared/data/howyoutag --out Data/howyoutag_makers --split makers   # the makers' split
 
 Input formats (``--format``, default ``auto``: ``.csv`` files are CSV, JSON that holds tweets is ``twitter``,
-other JSON is ``jsonl``):
+other JSON is ``jsonl``, ``.tsv`` files are ``howyoutag``):
   * ``jsonl``: one JSON object per line (a JSON array of objects is read too) with ``author`` (or ``user``),
     ``post_id`` (or ``id``), ``text`` and ``hashtags`` (a list, or a string of tags separated by spaces/commas;
     ``#`` optional). Without ``hashtags`` the ``#tags`` in the text are used.
@@ -17,6 +19,13 @@ other JSON is ``jsonl``):
     retweets, a quote tweet is kept and the quoted tweet is taken as a post of its own author; every post once
     (by ``id_str``). Author = ``screen_name``; text = ``full_text`` (or ``extended_tweet``), hashtags =
     ``entities.hashtags``.
+  * ``howyoutag``: the #HowYouTagTweets files (Zhang et al., EMNLP 2021; ``train.tsv``, ``valid.tsv``,
+    ``test.tsv``): one tweet per line, ``text <TAB> user id <TAB> hashtag <TAB> hashtag ...``, no header, the
+    hashtags already removed from the text. Post id = ``<file stem>:<line number>``.
+
+Split (``--split``): ``authors`` (default) pools every post and applies the authors' per-user 80/10/10 split
+(partition.py); ``makers`` keeps the split the input files carry, by file name (``train`` / ``valid`` or ``val`` /
+``test``: for #HowYouTagTweets, the makers' split by time per user).
 
 Output (``--out``): ``user_list.txt`` (author names), ``hashtag_list.txt``, ``video_list.txt`` (post ids),
 ``video_info.txt`` (partition input), the three feature files, ``posts.jsonl`` (the kept posts, read by
@@ -118,6 +127,29 @@ def _generic(rec, where):
     return {'post_id': str(post), 'author': str(author), 'text': str(text), 'hashtags': tags}
 
 
+SPLIT_OF_FILE = {'train': 0, 'valid': 1, 'val': 1, 'dev': 1, 'test': 2}
+
+
+def read_howyoutag(fname):
+    """One #HowYouTagTweets file: ``text <TAB> user id <TAB> hashtag [<TAB> hashtag ...]`` per line, no header."""
+    stem = os.path.basename(fname).split('.')[0]
+    posts = []
+    with open(fname, encoding='utf-8', newline='') as f:
+        for i, line in enumerate(f, 1):
+            line = line.rstrip('\r\n')
+            if not line.strip():
+                continue
+            parts = line.split('\t')
+            tags = [t.strip().lstrip('#\uff03') for t in parts[2:] if t.strip().lstrip('#\uff03')]
+            if len(parts) < 3 or not parts[1].strip():
+                raise DataError(f'{fname}: line {i}: expected text, user id and hashtags, tab-separated '
+                                f'(#HowYouTagTweets layout); got {len(parts)} field(s)')
+            # a line whose hashtag fields are empty is kept here and dropped with the other untagged posts
+            posts.append({'post_id': f'{stem}:{i}', 'author': parts[1].strip(), 'text': parts[0], 'hashtags': tags,
+                          'file': stem})
+    return posts
+
+
 def read_csv(fname):
     with open(fname, newline='', encoding='utf-8') as f:
         reader = csv.DictReader(f)
@@ -194,10 +226,15 @@ def read_posts(inputs, fmt='auto'):
     """All posts of the inputs, as dicts (post_id, author, text, hashtags), and a Counter of what was skipped."""
     stats = Counter()
     posts = []
-    for fname in _files(inputs, ('.json', '.json.gz', '.jsonl', '.jsonl.gz', '.csv')):
+    for fname in _files(inputs, ('.json', '.json.gz', '.jsonl', '.jsonl.gz', '.csv', '.tsv')):
         kind = fmt
         if kind == 'auto' and fname.endswith('.csv'):
             kind = 'csv'
+        if kind == 'auto' and fname.endswith('.tsv'):
+            kind = 'howyoutag'
+        if kind == 'howyoutag':
+            posts += read_howyoutag(fname)
+            continue
         if kind == 'csv':
             posts += read_csv(fname)
             continue
@@ -331,8 +368,24 @@ def read_feature_file(fname, post_ids, what):
 
 # ------------------------------------------------------------------------------------------------------ main
 
+def split_codes(posts):
+    """The split each post's input file names (``--split makers``): 0 train, 1 val, 2 test, one per post."""
+    codes = []
+    for p in posts:
+        stem = p.get('file')
+        if stem is None or stem.lower() not in SPLIT_OF_FILE:
+            raise DataError(f'--split makers: post {p["post_id"]} comes from a file whose name says no split '
+                            f'(expected train / valid / test files, e.g. the #HowYouTagTweets .tsv files)')
+        codes.append(SPLIT_OF_FILE[stem.lower()])
+    codes = np.asarray(codes, dtype=np.int64)
+    for c, name in enumerate(('train', 'valid', 'test')):
+        if not (codes == c).any():
+            raise DataError(f'--split makers: no {name} post among the inputs')
+    return codes
+
+
 def import_posts(inputs, out, fmt='auto', visual=None, audio=None, min_posts=2, min_uses=1, casefold=True,
-                 text_dim=100, missing_dim=None, num_neg=1000, seed=2019, verbose=True):
+                 text_dim=100, missing_dim=None, num_neg=1000, seed=2019, verbose=True, split='authors'):
     say = print if verbose else (lambda *a, **k: None)
     raw, skipped = read_posts(inputs, fmt)
     posts, report = clean_posts(raw, casefold, min_posts, min_uses)
@@ -390,7 +443,8 @@ def import_posts(inputs, out, fmt='auto', visual=None, audio=None, min_posts=2, 
         f'; {U:,} authors, {H:,} hashtags, {len(posts):,} posts')
     if H < 2:
         raise DataError(f'{out}: only {H} hashtag after the filters; nothing to rank')
-    stats = partition(out, seed=seed, num_neg=num_neg, verbose=verbose)
+    codes = split_codes(posts) if split == 'makers' else None
+    stats = partition(out, seed=seed, num_neg=num_neg, verbose=verbose, split=codes)
     if stats['val_rows'] == 0 or stats['test_rows'] == 0:
         raise DataError(f'{out}: the split left {stats["val_rows"]} val and {stats["test_rows"]} test posts; the '
                         f'authors\' 80/10/10 per-author split needs authors with at least 6 posts for a val post '
@@ -402,7 +456,10 @@ def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('inputs', nargs='+', help='files or folders of posts')
     p.add_argument('--out', required=True, help='dataset folder to write (e.g. Data/mine)')
-    p.add_argument('--format', default='auto', choices=('auto', 'jsonl', 'csv', 'twitter'))
+    p.add_argument('--format', default='auto', choices=('auto', 'jsonl', 'csv', 'twitter', 'howyoutag'))
+    p.add_argument('--split', default='authors', choices=('authors', 'makers'),
+                   help="authors: per-user 80/10/10 of all posts (partition.py) | makers: the split the input "
+                        "files' names give (train / valid / test)")
     p.add_argument('--visual', default=None, help='npz with "ids" and "features": per-post visual vectors')
     p.add_argument('--audio', default=None, help='npz with "ids" and "features": per-post acoustic vectors')
     p.add_argument('--min_posts', type=int, default=2,
@@ -428,7 +485,8 @@ def main(argv=None):
         raise SystemExit(f'error: --missing_dim must be at least 1, got {args.missing_dim}')
     try:
         return import_posts(args.inputs, args.out, args.format, args.visual, args.audio, args.min_posts,
-                            args.min_uses, args.casefold, args.text_dim, args.missing_dim, args.num_neg, args.seed)
+                            args.min_uses, args.casefold, args.text_dim, args.missing_dim, args.num_neg, args.seed,
+                            split=args.split)
     except DataError as e:
         raise SystemExit(f'error: {e}')
 

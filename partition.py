@@ -108,8 +108,11 @@ def sample_negatives(pos_ptr, pos_tags, rows, num_hashtag, offset, num_neg, rng,
     return out
 
 
-def partition(path, seed=2019, num_neg=1000, legacy=False, verbose=True):
-    """Write video_hashtag/train/val/test .npy files into ``path``. Returns a dict of counts."""
+def partition(path, seed=2019, num_neg=1000, legacy=False, verbose=True, split=None):
+    """Write video_hashtag/train/val/test .npy files into ``path``. Returns a dict of counts.
+
+    ``split``: a given split code per video (0 train, 1 val, 2 test) instead of the authors' 80/10/10.
+    """
     names = {}
     for kind in ('user', 'hashtag', 'video'):
         fname = os.path.join(path, f'{kind}_list.txt')
@@ -130,8 +133,16 @@ def partition(path, seed=2019, num_neg=1000, legacy=False, verbose=True):
     if num_neg < 1:
         raise DataError(f'{path}: too few hashtags ({H}) to draw any negative')
     rng = np.random.default_rng(seed)
-    code = split_videos(users, U, rng)
+    code = split_videos(users, U, rng)   # drawn even with a given split, so the negatives' stream is the same
+    if split is not None:
+        code = np.asarray(split, dtype=np.int64)
+        if code.shape != (V,) or not np.isin(code, (0, 1, 2)).all():
+            raise DataError(f'{path}: a given split needs one code in (0, 1, 2) per video ({V})')
 
+    for c, name in ((1, 'val'), (2, 'test')):
+        if not (code == c).any():
+            raise DataError(f'{path}: the split left no {name} post; the authors\' 80/10/10 per-author split needs '
+                            f'authors with at least 6 posts for a val post (raise the data, or lower --min_uses)')
     vid_of_tag = csr_rows(ptr)
     is_train = code[vid_of_tag] == 0
     train = np.stack([users[vid_of_tag[is_train]], vid_of_tag[is_train] + U + H, tags[is_train]], 1)

@@ -231,3 +231,37 @@ def test_all_zero_feature_columns_are_left_out_exactly(tweets_dir, model_name, m
     assert slim.features.size(1) == used and full.features.size(1) == data.features.size(1)
     assert torch.allclose(torch.tensor(l1), torch.tensor(l2), atol=1e-4)
     assert torch.allclose(s1, s2, atol=1e-4) and torch.allclose(n1, s1, atol=1e-5)
+
+
+HOWYOUTAG = {'train.tsv': 'new phone who dis\t11\tapple\ttech\n'
+                          'coffee then code\t11\tcoffee\n'
+                          'the match tonight\t22\tfootball\tsport\n',
+             'valid.tsv': 'late night coding\t11\tcoffee\ttech\n',
+             'test.tsv': 'what a goal\t22\tfootball\n'}
+
+
+@pytest.fixture
+def howyoutag_dir(tmp_path):
+    src = tmp_path / 'howyoutag'
+    src.mkdir()
+    for name, text in HOWYOUTAG.items():
+        (src / name).write_text(text, encoding='utf-8')
+    return src
+
+
+def test_howyoutag_reader_both_splits(howyoutag_dir, tmp_path):
+    posts, _ = import_posts.read_posts([str(howyoutag_dir)])
+    assert len(posts) == 5
+    p = next(p for p in posts if p['post_id'] == 'train:3')
+    assert p['author'] == '22' and p['text'] == 'the match tonight' and p['hashtags'] == ['football', 'sport']
+    # the makers' split: the files' own train / valid / test
+    out = tmp_path / 'makers'
+    stats = import_posts.main([str(howyoutag_dir), '--out', str(out), '--split', 'makers', '--min_posts', '1'])
+    assert (stats['train_videos'], stats['val_rows'], stats['test_rows']) == (3, 1, 1)
+    data = load_dataset(str(out), verbose=False)
+    assert data.video_names[int(data.val.videos[0])] == 'valid:1'
+    assert data.video_names[int(data.test.videos[0])] == 'test:1'
+    assert sorted(data.video_names[v] for v in set(data.train[:, 1].tolist())) == ['train:1', 'train:2', 'train:3']
+    # the authors' split pools the five posts: per user 80/10/10, which needs 6 posts of one author for a val post
+    with pytest.raises(SystemExit, match='needs authors with at least 6 posts'):
+        import_posts.main([str(howyoutag_dir), '--out', str(tmp_path / 'authors'), '--min_posts', '1'])
