@@ -35,8 +35,8 @@ def positive_ranks(scores, pos_mask, valid):
     return ranks, is_pos
 
 
-def metric_sums(scores, pos_mask, valid, ks):
-    """Per-K sums over the rows of one batch: {k: {metric: float}} (divide by the number of rows once)."""
+def metric_rows(scores, pos_mask, valid, ks):
+    """Per-row metrics of one batch: {k: {metric: [R] tensor}} (the paired bootstrap of scripts/tune.py uses them)."""
     ranks, is_pos = positive_ranks(scores, pos_mask, valid)
     num_pos = pos_mask.sum(1)
     gain = torch.where(is_pos, 1.0 / torch.log2(ranks.float() + 2.0), torch.zeros((), device=scores.device))
@@ -48,9 +48,35 @@ def metric_sums(scores, pos_mask, valid, ks):
         hits = in_top.sum(1).float()
         dcg = (gain * in_top).sum(1)
         idcg = idcg_table[torch.clamp(num_pos, max=k) - 1]
-        out[k] = {'precision': (hits / k).sum().item(), 'recall': (hits / num_pos).sum().item(),
-                  'ndcg': (dcg / idcg).sum().item(), 'hit': (hits > 0).float().sum().item()}
+        out[k] = {'precision': hits / k, 'recall': hits / num_pos, 'ndcg': dcg / idcg, 'hit': (hits > 0).float()}
     return out
+
+
+def metric_sums(scores, pos_mask, valid, ks):
+    """Per-K sums over the rows of one batch: {k: {metric: float}} (divide by the number of rows once)."""
+    return {k: {m: v.sum().item() for m, v in per.items()} for k, per in metric_rows(scores, pos_mask, valid,
+                                                                                      ks).items()}
+
+
+@torch.no_grad()
+def evaluate_rows(model, split, ks=(10,), batch_size=None, enc=None):
+    """Per-row metrics of ``model`` over an EvalSplit: {f'{metric}@{k}': [R] float tensor on the CPU}."""
+    if batch_size is None:
+        batch_size = 2048 if split.users.is_cuda else 256
+    was_training = model.training
+    model.eval()
+    if enc is None:
+        enc = model.encode()
+    parts = {f'{m}@{k}': [] for k in ks for m in METRICS}
+    for s in range(0, len(split), batch_size):
+        sl = slice(s, s + batch_size)
+        scores = model.score(enc, split.users[sl], split.videos[sl], split.candidates[sl]).float()
+        scores = torch.nan_to_num(scores, nan=float('-inf'))
+        for k, per in metric_rows(scores, split.pos_mask[sl], split.valid[sl], ks).items():
+            for m, v in per.items():
+                parts[f'{m}@{k}'].append(v.cpu())
+    model.train(was_training)
+    return {name: torch.cat(v) for name, v in parts.items()}
 
 
 @torch.no_grad()

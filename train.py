@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from data_load import DataError, csr_gather, csr_rows, load_dataset
-from evaluation import evaluate
+from evaluation import evaluate, evaluate_rows
 import model as model_lib
 from model import (AGGR, MODELS, SCORING_MODES, CheckpointError, build_model, checkpoint_model_args,
                    hparams_from_flags, load_checkpoint)
@@ -73,6 +73,9 @@ def build_parser():
     p.add_argument('--decay_embeddings', action='store_true',
                    help='apply --weight_decay to id embeddings and biases too (the authors\' code never did: their '
                         'id tensors were outside model.parameters())')
+    p.add_argument('--test_rows', default=None,
+                   help='write per-row test metrics (R@10, NDCG@10) of the best-validation checkpoint to this .npz '
+                        '(for paired significance tests: scripts/tune.py)')
     p.add_argument('--no_progress', action='store_true', help='no tqdm bars')
     p.add_argument('--keep_freed_memory', action=argparse.BooleanOptionalAction, default=True,
                    help='glibc malloc keeps freed memory for reuse (faster CPU steps at full scale; README, Speed)')
@@ -268,6 +271,16 @@ def param_groups(model, weight_decay, decay_embeddings=False):
     return [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
 
 
+def write_test_rows(path, model, split, batch_size=None):
+    """Per-row test Recall@10 and NDCG@10 (float32 .npz, row order of test.npy), written atomically."""
+    rows = evaluate_rows(model, split, (10,), batch_size)
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    tmp = path + '.tmp.npz'
+    np.savez_compressed(tmp, **{k: v.numpy().astype(np.float32) for k, v in rows.items()
+                                if k in ('recall@10', 'ndcg@10')})
+    os.replace(tmp, path)
+
+
 def check_flags(args):
     for flag in ('l_r', 'batch_size', 'dim_latent', 'num_epoch', 'num_layers', 'eval_batch'):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
@@ -339,7 +352,9 @@ def main(argv=None):
         print(f'{args.model_name} | val {fmt(m["val"], k_sel)} | test {fmt(m["test"], k_sel)}')
         with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
             f.write(json.dumps({'epoch': 0, 'loss': None, 'val': m['val'], 'test': m['test'], 'seconds': 0.0}) + '\n')
-        return {'best_epoch': 0, 'val': m['val'], 'test': m['test']}
+        if args.test_rows:
+            write_test_rows(args.test_rows, model, splits['test'], args.eval_batch)
+        return {'epoch': 0, 'best_epoch': 0, 'val': m['val'], 'test': m['test']}
 
     # ---- optimiser; resume
     optimizer = torch.optim.Adam(param_groups(model, args.weight_decay, args.decay_embeddings), lr=args.l_r)
@@ -361,8 +376,9 @@ def main(argv=None):
     loader = DataLoader(sampler, batch_size=args.batch_size, shuffle=True, generator=gen, num_workers=workers,
                         collate_fn=_as_batch, persistent_workers=workers > 0)
     metrics_file = open(os.path.join(run_dir, 'metrics.jsonl'), 'a' if start_epoch else 'w')
-    since_best = 0
+    since_best, epochs_run = 0, start_epoch
     for epoch in range(start_epoch, args.num_epoch):
+        epochs_run = epoch + 1
         t0 = time.perf_counter()
         try:
             loss = train_epoch(model, loader, optimizer, LOSSES[args.loss], sampler, device, f'epoch {epoch}',
@@ -390,6 +406,10 @@ def main(argv=None):
             print(f'no better validation R@{k_sel} for {args.patience} epochs: stopping')
             break
     metrics_file.close()
+    best['epochs_run'] = epochs_run
+    if args.test_rows and best['val'] is not None:
+        best_model, _ = load_checkpoint(best_path, data, device)
+        write_test_rows(args.test_rows, best_model, splits['test'], args.eval_batch)
     if best['val'] is not None:
         print(f"best epoch {best['epoch']} (by val R@{k_sel}, then N@{k_sel}) | val {fmt(best['val'], k_sel)} | "
               f"test {fmt(best['test'], k_sel)} | checkpoint {best_path}")

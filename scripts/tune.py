@@ -1,0 +1,368 @@
+"""An equal tuning budget for every model, selection on validation only, 3 seeds, paired intervals -> RESULTS.md.
+
+    python scripts/tune.py --jobs 2             # the committed plan (PLAN below), resumable; one run per core
+    python scripts/tune.py --report             # only rebuild RESULTS.md from the committed results/tune.jsonl
+    python scripts/tune.py --datasets demo=0.1 --models GCN_PHR USHM --configs 2 --max_epoch 1 \
+        --results /tmp/t.jsonl --out /tmp/T.md   # a tiny end-to-end run
+
+Protocol (as RecBole's ``run_hyper.py``: one command, any model, one declared search space):
+  1. **search**: every trainable model draws the same number of configurations (``--configs``, 8) from its own
+     grid (``SPACE``: learning rate and weight decay for all; ``num_layers`` / ``aggr_mode`` / ``scoring_mode`` for
+     the graph models, and the extension's own switches), by a seeded random draw without replacement. Each
+     trains with seed 0 and early stopping (``--patience`` epochs without a better validation Recall@10, at most
+     ``--max_epoch``); the selected epoch is the best on validation.
+  2. **select**: the configuration of best validation Recall@10 (ties: NDCG@10). Test metrics are never read.
+  3. **seeds**: that configuration with seeds 0, 1, 2 (seed 0 repeats the search run, which gives the same
+     numbers, to write its per-row test metrics).
+  4. **intervals**: per test row, the difference between GCN-PHR and each other row in Recall@10 / NDCG@10,
+     averaged over the 3 seeds (pairs of the same seed), then a paired bootstrap over test rows (1,000 draws):
+     the 95% interval, and the verdict better / worse / not distinguishable.
+The popularity floors have no knobs and no randomness: one run each.
+
+Every finished run is appended to ``--results`` (a small JSON-lines file, committed) and skipped when the command
+runs again, so a sweep continues where it stopped, on another day or machine; RESULTS.md is always rebuilt from
+that file alone. Per-row test metrics of the seed runs go to ``results/rows/`` (a few KB each), for the intervals.
+Each run is its own ``python train.py`` process with OMP_NUM_THREADS=1; ``--jobs N`` runs N at once.
+"""
+import argparse
+import concurrent.futures as cf
+import itertools
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import model as model_lib  # noqa: E402
+from model import GraphModel  # noqa: E402
+
+HOWYOUTAG_SRC = os.path.join(ROOT, '..', 'shared', 'data', 'howyoutag')
+# the committed plan: sized for about 6 hours on 2 CPU cores with --jobs 2 (README, Reproduction)
+PLAN = dict(datasets=['yfcc100m=0.02', 'instagram=0.04', 'howyoutag', 'howyoutag_makers'],
+            models=['GCN_PHR', 'no_att', 'var1', 'Net', 'UTM', 'ConTagNet', 'CSMN', 'USHM',
+                    'user_popularity', 'popularity'],
+            configs=8, max_epoch=20, patience=3, batch_size=1024, seeds=[0, 1, 2])
+
+COMMON = {'l_r': [1e-3, 3e-3, 1e-2], 'weight_decay': [0.0, 1e-3, 0.1]}
+GRAPH = {'num_layers': [1, 2], 'aggr_mode': ['mean', 'add'], 'scoring_mode': ['cat', 'fully_con']}
+EXTRA = {}   # model_name -> its own knobs beyond these (extensions register theirs here)
+
+
+def space(name):
+    """The grid of model ``name``: flag -> values."""
+    spec = model_lib.MODELS[name]
+    grid = dict(COMMON)
+    if issubclass(spec.cls, GraphModel):
+        grid.update(GRAPH)
+    grid.update(EXTRA.get(name, {}))
+    return grid
+
+
+def configurations(name, n, seed=0):
+    """``n`` configurations drawn without replacement from the model's grid (seeded; all of it if smaller)."""
+    grid = space(name)
+    keys = sorted(grid)
+    every = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+    rng = random.Random(f'{seed}:{name}')
+    return every if len(every) <= n else rng.sample(every, n)
+
+
+def config_key(config):
+    return json.dumps(config, sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------------- datasets
+
+def dataset_path(spec):
+    """'yfcc100m=0.02' -> Data/yfcc100m_0.02 (generated); 'howyoutag[_makers]' -> Data/howyoutag[_makers];
+    a folder that already holds a dataset -> itself."""
+    if os.path.exists(os.path.join(spec, 'test.npy')):
+        return spec
+    name, _, scale = spec.partition('=')
+    if name.startswith('howyoutag'):
+        return os.path.join(ROOT, 'Data', name)
+    return os.path.join(ROOT, 'Data', name + ('' if scale in ('', '1') else f'_{float(scale):g}'))
+
+
+def prepare(spec):
+    path = dataset_path(spec)
+    if os.path.exists(os.path.join(path, 'test.npy')):
+        return path
+    name, _, scale = spec.partition('=')
+    if name.startswith('howyoutag'):
+        if not os.path.isdir(HOWYOUTAG_SRC):
+            raise SystemExit(f'error: {HOWYOUTAG_SRC}: the #HowYouTagTweets files are not there')
+        cmd = [sys.executable, 'import_posts.py', HOWYOUTAG_SRC, '--out', path]
+        if name == 'howyoutag_makers':
+            cmd += ['--split', 'makers']
+    else:
+        cmd = [sys.executable, 'generate.py', '--preset', name, '--out', path]
+        if scale:
+            cmd += ['--scale', scale]
+    print('$ ' + ' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd), flush=True)
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------- runs
+
+def run_one(job, args):
+    """One train.py process; returns the record to append."""
+    name = job['dataset'].replace('=', '_')
+    run = f"{name}/{job['model']}/{job['phase']}_{job['index']}_s{job['seed']}"
+    rows = os.path.join(args.rows_dir, name, f"{job['model']}_s{job['seed']}.npz") if job['phase'] == 'seed' else None
+    argv = [sys.executable, 'train.py', '--data_path', job['path'], '--model_name', job['model'],
+            '--seed', str(job['seed']), '--num_epoch', str(args.max_epoch), '--patience', str(args.patience),
+            '--batch_size', str(args.batch_size), '--device', args.device, '--save_dir', args.save_dir,
+            '--run_name', run, '--no_progress', '--no-keep_freed_memory']
+    for k, v in job['config'].items():
+        argv += [f'--{k}', str(v)]
+    if rows:
+        argv += ['--test_rows', rows]
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    t0 = time.perf_counter()
+    out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+    secs = time.perf_counter() - t0
+    if out.returncode != 0:
+        tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ['(no output)']
+        return dict(job, status='failed', error=tail[0], seconds=round(secs, 1))
+    lines = [json.loads(x) for x in open(os.path.join(args.save_dir, run, 'metrics.jsonl'))]
+    best = max(lines, key=lambda x: (x['val']['recall@10'], x['val']['ndcg@10'], -x['epoch']))
+    return dict(job, status='ok', best_epoch=best['epoch'], epochs_run=len(lines),
+                val=best['val'], test=best['test'], seconds=round(secs, 1),
+                curve=[round(x['val']['recall@10'], 4) for x in lines], rows=os.path.relpath(rows, ROOT) if rows else None)
+
+
+def load_results(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def done_key(rec):
+    return (rec['dataset'], rec['model'], rec['phase'], config_key(rec['config']), rec['seed'])
+
+
+def execute(jobs, args, results):
+    """Run the jobs not yet in the results file (``--jobs`` at once), appending each record as it finishes."""
+    done = {done_key(r) for r in results if r.get('status') == 'ok'}
+    todo = [j for j in jobs if done_key(j) not in done]
+    if not todo:
+        return
+    print(f'{len(todo)} run(s) to do ({len(jobs) - len(todo)} already in {args.results})', flush=True)
+    with cf.ThreadPoolExecutor(args.jobs) as pool, open(args.results, 'a') as f:
+        futures = {pool.submit(run_one, j, args): j for j in todo}
+        for fut in cf.as_completed(futures):
+            rec = fut.result()
+            f.write(json.dumps(rec) + '\n')
+            f.flush()
+            results.append(rec)
+            head = f"{rec['dataset']} {rec['model']} {rec['phase']} {rec['index']} s{rec['seed']}"
+            if rec['status'] == 'ok':
+                print(f"{head}: val R@10 {rec['val']['recall@10']:.4f} at epoch {rec['best_epoch']} of "
+                      f"{rec['epochs_run']} ({rec['seconds']:.0f}s)", flush=True)
+            else:
+                print(f"{head}: FAILED: {rec['error']}", flush=True)
+
+
+def selected(results, dataset, model):
+    """The search record of best validation Recall@10 (ties: NDCG@10, then the first drawn), or None."""
+    search = [r for r in results if r['dataset'] == dataset and r['model'] == model and r['phase'] == 'search'
+              and r['status'] == 'ok']
+    if not search:
+        return None
+    return max(search, key=lambda r: (r['val']['recall@10'], r['val']['ndcg@10'], -r['index']))
+
+
+def plan_jobs(args, dataset, path, results, phase):
+    jobs = []
+    for model in args.models:
+        trainable = model_lib.MODELS[model].cls.trainable
+        if phase == 'search' and trainable:
+            jobs += [dict(dataset=dataset, path=path, model=model, phase='search', index=i, seed=args.seeds[0],
+                          config=c) for i, c in enumerate(configurations(model, args.configs))]
+        if phase == 'seed':
+            if not trainable:
+                jobs.append(dict(dataset=dataset, path=path, model=model, phase='seed', index=0, seed=args.seeds[0],
+                                 config={}))
+                continue
+            best = selected(results, dataset, model)
+            n_search = sum(1 for r in results if r['dataset'] == dataset and r['model'] == model
+                           and r['phase'] == 'search' and r['status'] == 'ok')
+            if best is None or n_search < min(args.configs, len(configurations(model, args.configs))):
+                continue   # the search is not complete: no selection yet
+            jobs += [dict(dataset=dataset, path=path, model=model, phase='seed', index=best['index'], seed=s,
+                          config=best['config']) for s in args.seeds]
+    return jobs
+
+
+# ---------------------------------------------------------------------------------------------------- statistics
+
+def paired_bootstrap(a, b, n_boot=1000, seed=0, level=0.95):
+    """Mean of a - b and its ``level`` interval by a paired bootstrap over rows.
+
+    a, b: [S, R] per-row metrics of two models on the same R test rows for S seeds (seed s of a paired with seed s
+    of b; a deterministic model is repeated). The per-row difference is averaged over seeds, then rows are
+    resampled with replacement ``n_boot`` times; the interval is the percentile interval of the resampled means.
+    """
+    d = (np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).reshape(-1, np.shape(a)[-1]).mean(0)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(d), size=(n_boot, len(d)))
+    means = d[idx].mean(1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(d.mean()), float(lo), float(hi)
+
+
+def verdict(lo, hi):
+    return 'better' if lo > 0 else 'worse' if hi < 0 else 'not distinguishable'
+
+
+# ---------------------------------------------------------------------------------------------------- report
+
+def machine():
+    cpu = platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    import torch
+    return f'{cpu}, {os.cpu_count()} cores, torch {torch.__version__}'
+
+
+def mean_std(values):
+    if not values:
+        return '—'
+    s = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f'{statistics.fmean(values):.4f} ± {s:.4f}'
+
+
+def seed_rows(results, dataset, model, seeds):
+    """[S, R] arrays of per-row test R@10 and NDCG@10 for the seed runs, or None if one is missing."""
+    recs = {r['seed']: r for r in results if r['dataset'] == dataset and r['model'] == model
+            and r['phase'] == 'seed' and r['status'] == 'ok'}
+    det = not model_lib.MODELS[model].cls.trainable if model in model_lib.MODELS else False
+    use = [recs.get(seeds[0])] * len(seeds) if det else [recs.get(s) for s in seeds]
+    if any(r is None or not r.get('rows') or not os.path.exists(os.path.join(ROOT, r['rows'])) for r in use):
+        return None
+    arrays = [np.load(os.path.join(ROOT, r['rows'])) for r in use]
+    return {m: np.stack([a[m] for a in arrays]) for m in ('recall@10', 'ndcg@10')}
+
+
+def report(args, results):
+    t_total = sum(r.get('seconds', 0) for r in results)
+    out = ['# Reproduction table: equal tuning budget, selection on validation, 3 seeds, paired intervals', '',
+           f'Rebuilt by `python scripts/tune.py --report` from `{os.path.relpath(args.results, ROOT)}` '
+           f'({len(results)} runs, {t_total / 3600:.1f} hours of run time in all, summed over parallel jobs). '
+           f'The sweep: `python scripts/tune.py --jobs 2` (resumable; it skips every run already in that file).', '',
+           f'- Machine of the runs: {machine()}; each run one process with OMP_NUM_THREADS={args.threads}.',
+           f'- Budget: every trainable model gets {args.configs} configurations drawn from its own grid, each '
+           f'trained with seed {args.seeds[0]}, early stopping (patience {args.patience} epochs on validation '
+           f'Recall@10, at most {args.max_epoch} epochs), batch {args.batch_size}, dim 64, BPR with one fresh negative '
+           'per positive per epoch. Grids: learning rate {1e-3, 3e-3, 1e-2} x weight decay {0, 1e-3, 0.1} for all; '
+           'graph models also num_layers {1, 2} x aggr_mode {mean, add} x scoring_mode {cat, fully_con}.',
+           '- Selection: the configuration and epoch of best **validation** Recall@10; then seeds '
+           f'{", ".join(map(str, args.seeds))} at that configuration. Table: **test** metrics at each run\'s best '
+           'validation epoch, mean ± std over seeds.',
+           '- Intervals: test Recall@10 / NDCG@10 of GCN-PHR minus the row, per test row averaged over the seeds '
+           '(seed-paired), 95% paired bootstrap over test rows (1,000 draws). better / worse: the interval excludes 0 '
+           '(GCN-PHR better / worse than that row).', '']
+    for dataset in args.datasets:
+        recs = [r for r in results if r['dataset'] == dataset]
+        if not recs:
+            out += [f'## {dataset}', '', 'not run yet.', '']
+            continue
+        out += [f'## {dataset}', '', '| model | chosen configuration | best epochs (of run) | val R@10 | test R@10 | '
+                'test NDCG@10 | test P@10 | GCN-PHR − row, R@10 [95% CI] | verdict | GCN-PHR − row, NDCG@10 [95% CI] | '
+                'verdict | configs done |', '|---' * 12 + '|']
+        ref = seed_rows(results, dataset, 'GCN_PHR', args.seeds)
+        for model in args.models:
+            label = model_lib.MODELS[model].label if model in model_lib.MODELS else model
+            trainable = model_lib.MODELS[model].cls.trainable
+            seeds = [r for r in recs if r['model'] == model and r['phase'] == 'seed' and r['status'] == 'ok']
+            n_search = sum(1 for r in recs if r['model'] == model and r['phase'] == 'search' and r['status'] == 'ok')
+            n_want = min(args.configs, len(configurations(model, args.configs))) if trainable else 0
+            if not seeds:
+                out.append(f'| {label} | search {n_search}/{n_want} done, no seed run yet |' + ' |' * 10)
+                continue
+            best = selected(recs, dataset, model)
+            conf = ', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}'
+                             for k, v in sorted(seeds[0]['config'].items())) or '—'
+            epochs = ', '.join(f"{r['best_epoch']}{'!' if r['best_epoch'] == r['epochs_run'] - 1 and trainable else ''}"
+                               f" ({r['epochs_run']})" for r in sorted(seeds, key=lambda r: r['seed']))
+            cells = [mean_std([r['val']['recall@10'] for r in seeds])]
+            cells += [mean_std([r['test'][m] for r in seeds]) for m in ('recall@10', 'ndcg@10', 'precision@10')]
+            other = seed_rows(results, dataset, model, args.seeds)
+            for m in ('recall@10', 'ndcg@10'):
+                if model == 'GCN_PHR':
+                    cells += ['(reference)', '']
+                elif ref is None or other is None:
+                    cells += ['seeds missing', '']
+                else:
+                    d, lo, hi = paired_bootstrap(ref[m], other[m])
+                    cells += [f'{d:+.4f} [{lo:+.4f}, {hi:+.4f}]', verdict(lo, hi)]
+            done = f'{n_search}/{n_want}' if trainable else '—'
+            if best is not None and best['config'] != seeds[0]['config']:
+                done += ' (selection changed: rerun seeds)'
+            out.append(f'| {label} | {conf} | {epochs} | ' + ' | '.join(cells) + f' | {done} |')
+        secs = sum(r.get('seconds', 0) for r in recs)
+        out += ['', f'Run time on this dataset: {secs / 3600:.2f} hours (summed over runs). '
+                '"!" marks a selected epoch that was the last one run (the cap was reached while still improving).', '']
+    with open(args.out, 'w') as f:
+        f.write('\n'.join(out))
+    print(f'wrote {args.out}')
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--datasets', nargs='+', default=PLAN['datasets'],
+                   help='preset=scale (generated), howyoutag (authors\' split), howyoutag_makers (makers\' split)')
+    p.add_argument('--models', nargs='+', default=PLAN['models'])
+    p.add_argument('--configs', type=int, default=PLAN['configs'], help='configurations per trainable model')
+    p.add_argument('--max_epoch', type=int, default=PLAN['max_epoch'])
+    p.add_argument('--patience', type=int, default=PLAN['patience'])
+    p.add_argument('--batch_size', type=int, default=PLAN['batch_size'])
+    p.add_argument('--seeds', nargs='+', type=int, default=PLAN['seeds'])
+    p.add_argument('--jobs', type=int, default=1, help='runs at once (one per core on CPU)')
+    p.add_argument('--threads', type=int, default=1, help='OMP_NUM_THREADS of each run')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--results', default=os.path.join(ROOT, 'results', 'tune.jsonl'))
+    p.add_argument('--rows_dir', default=os.path.join(ROOT, 'results', 'rows'))
+    p.add_argument('--save_dir', default=os.path.join(ROOT, 'runs', 'tune'))
+    p.add_argument('--out', default=os.path.join(ROOT, 'RESULTS.md'))
+    p.add_argument('--report', action='store_true', help='only rebuild --out from --results')
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    unknown = [m for m in args.models if m not in model_lib.MODELS]
+    if unknown:
+        raise SystemExit(f'error: --models {unknown}: not in the registry {tuple(model_lib.MODELS)}')
+    if args.configs < 1 or args.max_epoch < 1 or args.jobs < 1:
+        raise SystemExit('error: --configs, --max_epoch and --jobs must be positive')
+    args.results, args.rows_dir, args.save_dir, args.out = map(os.path.abspath, (args.results, args.rows_dir,
+                                                                                 args.save_dir, args.out))
+    os.makedirs(os.path.dirname(args.results), exist_ok=True)
+    results = load_results(args.results)
+    if not args.report:
+        for dataset in args.datasets:
+            path = prepare(dataset)
+            execute(plan_jobs(args, dataset, path, results, 'search'), args, results)
+            execute(plan_jobs(args, dataset, path, results, 'seed'), args, results)
+            report(args, results)
+    report(args, results)
+    return results
+
+
+if __name__ == '__main__':
+    main()
