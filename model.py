@@ -539,6 +539,79 @@ class GCNPHR(GraphModel):
         return x_user, x_hashtag
 
 
+class GCNPHRPlus(GCNPHR):
+    r"""**Not the paper's model**: GCN-PHR plus what a trained GCN-PHR loses (README, "Beyond the paper").
+
+    .. math::
+        s(u, v, h) = \underbrace{\langle FC_1([\bar x_u; p_v]), FC_2([\bar x_u; \bar x_h])\rangle}_{\text{GCN-PHR}}
+        + \underbrace{b_h + \langle e_u, e_h\rangle}_{\text{identity}}
+        + \underbrace{w \log(1 + c_{uh})}_{\text{counts}}
+        + \underbrace{\langle W_c p_v, q_h\rangle}_{\text{content}}
+
+    - ``identity``: the node vectors that reach the scorer are the mean of every layer's output *including the id
+      embedding* (layer 0), as LightGCN combines its layers, so propagation cannot wash a node's identity out;
+      plus a learned per-hashtag bias b_h and a direct user x hashtag id term <e_u, e_h>.
+    - ``counts``: c_uh = how many training posts u tagged with h (training triples only), through a learned weight w
+      (initialised at 1): the mean over distinct (user, hashtag) pairs in the aggregation cannot carry it.
+    - ``content``: a direct post x hashtag term, W_c p_v against a separate hashtag table q, so a hashtag the user
+      never used, and a new post, are ranked by what the post says.
+    Each switch off removes its term; all off gives GCN-PHR's score exactly.
+    """
+
+    def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat', attention=True,
+                 identity=True, counts=True, content=True):
+        super().__init__(data, dim, num_layers, aggr, scoring_mode, attention)
+        self.identity, self.counts, self.content = bool(identity), bool(counts), bool(content)
+        if self.identity:
+            self.hashtag_bias = nn.Parameter(torch.zeros(self.num_hashtag))
+        if self.counts:
+            g = data.graph
+            # (user, hashtag) keys of the training pairs, sorted (graph pairs are grouped by user, then hashtag)
+            keys = g.pair_user * self.num_hashtag + g.pair_hashtag
+            order = torch.argsort(keys)
+            self.register_buffer('count_keys', keys[order], persistent=False)
+            self.register_buffer('log_counts', torch.log1p(g.pair_count[order].float()), persistent=False)
+            self.count_weight = nn.Parameter(torch.ones(()))
+        if self.content:
+            self.content_video = nn.Linear(dim, dim, bias=False)
+            self.content_hashtag = nn.Embedding(self.num_hashtag, dim)
+            nn.init.normal_(self.content_hashtag.weight, std=0.1)
+
+    def propagate(self, x_user, x_hashtag, x_video):
+        if not self.identity:
+            return super().propagate(x_user, x_hashtag, x_video)
+        g = self.g
+        first = self.layers[0]
+        ctx = video_context(x_video, g, first.aggr, first.attention, x_user.size(0), x_hashtag.size(0))
+        sum_user, sum_hashtag = x_user, x_hashtag
+        for layer in self.layers:
+            x_user, x_hashtag = layer(x_user, x_hashtag, x_video, g, ctx)
+            sum_user, sum_hashtag = sum_user + x_user, sum_hashtag + x_hashtag
+        n = len(self.layers) + 1
+        return sum_user / n, sum_hashtag / n
+
+    def log_count(self, users, hashtags):
+        """log(1 + c_uh) for users [B] and hashtags [B, C]: [B, C] (0 for pairs never seen in training)."""
+        keys = users.unsqueeze(1) * self.num_hashtag + hashtags
+        if len(self.count_keys) == 0:
+            return torch.zeros(keys.shape, device=keys.device)
+        pos = torch.searchsorted(self.count_keys, keys).clamp(max=len(self.count_keys) - 1)
+        return torch.where(self.count_keys[pos] == keys, self.log_counts[pos], torch.zeros((), device=keys.device))
+
+    def score(self, enc, users, videos, hashtags):
+        p_v = self.project(self.video_features(videos))
+        s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags)
+        if self.identity:
+            e_u = self.user_emb(users).unsqueeze(-1)                               # [B, d, 1]
+            s = s + self.hashtag_bias[hashtags] + (self.hashtag_emb(hashtags) @ e_u).squeeze(-1)
+        if self.counts:
+            s = s + self.count_weight * self.log_count(users, hashtags)
+        if self.content:
+            q = self.content_video(p_v).unsqueeze(-1)                              # [B, d, 1]
+            s = s + (self.content_hashtag(hashtags) @ q).squeeze(-1)
+        return s
+
+
 class HomogeneousNet(GraphModel):
     """Ablation ``var1`` (named in the authors' script, never published): one untyped edge set.
 
@@ -604,5 +677,6 @@ register('GCN_PHR', GCNPHR, 'GCN-PHR (paper, Fig. 2)')
 register('Net', ReleasedNet, "authors' released Net (fixed)")
 register('var1', HomogeneousNet, 'homogeneous graph (var1)')
 register('no_att', GCNPHR, 'GCN-PHR w/o attention', attention=False)
+register('GCN_PHR_plus', GCNPHRPlus, 'GCN-PHR+ (extension: identity, counts, content; not the paper)')
 
 import baselines  # noqa: E402,F401  (registers the baselines and floors: the registry is whole once model is imported)

@@ -65,9 +65,18 @@ def build_parser():
     p.add_argument('--num_neg', type=int, default=None, help='negatives per val/test row (default: inferred)')
     p.add_argument('--allow_pickle', action='store_true',
                    help="read the authors' pickled .npy files (runs code stored in them: trusted files only)")
-    p.add_argument('--loss', default='bpr', choices=('bpr', 'softmax', 'bce'),
-                   help="bpr (the authors', every model) | softmax or bce over all hashtags: the baselines' "
-                        "native losses (USHM/CSMN/UTM softmax, ConTagNet multi-label BCE)")
+    p.add_argument('--loss', default='bpr', choices=('bpr', 'hard_bpr', 'sampled_softmax', 'softmax', 'bce'),
+                   help="bpr (the authors', every model) | hard_bpr: BPR on the hardest of --num_train_neg "
+                        "negatives | sampled_softmax over the positive and --num_train_neg negatives | softmax or bce "
+                        "over all hashtags: the baselines' native losses (USHM/CSMN/UTM softmax, ConTagNet BCE)")
+    p.add_argument('--num_train_neg', type=int, default=1, help='negatives drawn per training triple per epoch')
+    p.add_argument('--neg_sampling', default='uniform', choices=('uniform', 'popularity'),
+                   help="uniform over training hashtags (the authors') | popularity: in proportion to their uses")
+    g = p.add_argument_group('GCN_PHR_plus (the extension, not the paper; README "Beyond the paper")')
+    for part, what in (('identity', 'layer-0 ids in the layer mean, hashtag bias, user x hashtag id term'),
+                       ('counts', "the user's training count of the hashtag, log(1 + c), in the score"),
+                       ('content', 'a direct post x hashtag content term')):
+        g.add_argument(f'--{part}', action=argparse.BooleanOptionalAction, default=True, help=what)
     p.add_argument('--save_dir', default='runs', help='folder of run outputs (metrics, checkpoints)')
     p.add_argument('--run_name', default=None, help='subfolder of save_dir (default: model_name)')
     p.add_argument('--decay_embeddings', action='store_true',
@@ -128,21 +137,24 @@ def seed_everything(seed):
 
 
 class TripleSampler(Dataset):
-    """Training triples (u, v, h+) with one fresh negative h- per epoch: a training hashtag not on video v.
+    """Training triples (u, v, h+) with ``num_neg`` fresh negatives h- per epoch: training hashtags not on video v.
 
+    Negatives are drawn uniformly over the training hashtags (the authors' sampler), or with ``popularity`` in
+    proportion to their training uses (a uniform draw over the training triples' hashtags).
     ``__getitems__`` draws a whole batch at once (vectorised rejection sampling against the sorted
     (video, hashtag) keys of every video's hashtags), so DataLoader workers sample batches, not rows.
     """
 
-    def __init__(self, data):
+    def __init__(self, data, num_neg=1, popularity=False):
         self.train = data.train
         H = data.num_hashtag
         vid = torch.from_numpy(csr_rows(data.vh_ptr.numpy()))
         self.video_keys = torch.sort(vid * H + data.vh_idx).values
         self.vh_ptr, self.vh_idx = data.vh_ptr, data.vh_idx
-        self.pool = data.train_hashtags
+        self.pool = data.train[:, 2] if popularity else data.train_hashtags
         self.H = H
-        if len(self.pool) < 2:
+        self.num_neg = num_neg
+        if len(data.train_hashtags) < 2:
             raise DataError(f'{data.path}: fewer than two distinct training hashtags; nothing to rank')
 
     def __len__(self):
@@ -158,18 +170,23 @@ class TripleSampler(Dataset):
         row, tags = csr_gather(self.vh_ptr.numpy(), self.vh_idx.numpy(), videos.numpy())
         return torch.from_numpy(row), torch.from_numpy(tags)
 
-    def __getitems__(self, index):
-        rows = self.train[torch.as_tensor(index)]
-        neg = self.pool[torch.randint(len(self.pool), (len(rows),))]
-        bad = self.on_video(rows[:, 1], neg)
+    def draw(self, videos):
+        """One negative per video: [len(videos)]."""
+        neg = self.pool[torch.randint(len(self.pool), (len(videos),))]
+        bad = self.on_video(videos, neg)
         for _ in range(100):
             if not bad.any():
                 break
             neg[bad] = self.pool[torch.randint(len(self.pool), (int(bad.sum()),))]
-            bad = self.on_video(rows[:, 1], neg)
+            bad = self.on_video(videos, neg)
         if bad.any():
             raise DataError('could not draw a negative for some videos: they carry every training hashtag')
-        return torch.cat([rows, neg.unsqueeze(1)], 1)   # [B, 4]: user, video, pos, neg
+        return neg
+
+    def __getitems__(self, index):
+        rows = self.train[torch.as_tensor(index)]
+        negs = [self.draw(rows[:, 1]) for _ in range(self.num_neg)]
+        return torch.cat([rows, torch.stack(negs, 1)], 1)   # [B, 3 + num_neg]: user, video, pos, negatives
 
     def __getitem__(self, i):
         return self.__getitems__([i])[0]
@@ -189,8 +206,21 @@ def bpr_loss(pos, neg):
 
 
 def bpr_step(model, batch, sampler):
-    scores = model(batch[:, 0], batch[:, 1], batch[:, 2:4])   # [B, 2]: pos, neg
-    return bpr_loss(scores[:, 0], scores[:, 1])
+    """BPR against every negative of the row (the authors' loss with one negative)."""
+    scores = model(batch[:, 0], batch[:, 1], batch[:, 2:])   # [B, 1 + K]: pos, negatives
+    return bpr_loss(scores[:, :1], scores[:, 1:])
+
+
+def hard_bpr_step(model, batch, sampler):
+    """BPR against the hardest (highest-scored) of the row's K negatives."""
+    scores = model(batch[:, 0], batch[:, 1], batch[:, 2:])
+    return bpr_loss(scores[:, 0], scores[:, 1:].max(1).values)
+
+
+def sampled_softmax_step(model, batch, sampler):
+    """Sampled softmax: -log softmax over [s+, s-_1, ..., s-_K] at the positive, summed over the batch."""
+    scores = model(batch[:, 0], batch[:, 1], batch[:, 2:])
+    return (torch.logsumexp(scores, 1) - scores[:, 0]).sum()
 
 
 def softmax_step(model, batch, sampler):
@@ -208,9 +238,12 @@ def bce_step(model, batch, sampler):
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction='sum') / logits.size(1)
 
 
-# --loss name -> fn(model, batch [B, 4] (user, video, pos, neg), sampler) -> loss summed over the batch.
-# A model says which of these it supports in ``Recommender.losses``.
-LOSSES = {'bpr': bpr_step, 'softmax': softmax_step, 'bce': bce_step}
+# --loss name -> fn(model, batch [B, 3 + K] (user, video, pos, K negatives), sampler) -> loss summed over the batch.
+# A model says which of these it supports in ``Recommender.losses``; the candidate losses (bpr, hard_bpr,
+# sampled_softmax) use the --num_train_neg negatives, softmax and bce score every hashtag.
+LOSSES = {'bpr': bpr_step, 'hard_bpr': hard_bpr_step, 'sampled_softmax': sampled_softmax_step,
+          'softmax': softmax_step, 'bce': bce_step}
+CANDIDATE_LOSSES = ('bpr', 'hard_bpr', 'sampled_softmax')
 
 
 def train_epoch(model, loader, optimizer, loss_fn, sampler=None, device='cpu', desc='train', progress=True):
@@ -282,7 +315,7 @@ def write_test_rows(path, model, split, batch_size=None):
 
 
 def check_flags(args):
-    for flag in ('l_r', 'batch_size', 'dim_latent', 'num_epoch', 'num_layers', 'eval_batch'):
+    for flag in ('l_r', 'batch_size', 'dim_latent', 'num_epoch', 'num_layers', 'eval_batch', 'num_train_neg'):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise SystemExit(f'error: --{flag} must be positive, got {getattr(args, flag)}')
     if args.weight_decay < 0 or args.num_workers < 0 or args.patience < 0:
@@ -328,7 +361,7 @@ def main(argv=None):
             model, ckpt = resume(args.PATH_weight_load, data, device, args)
         else:
             model = build_model(args.model_name, data, **hparams_from_flags(vars(args))).to(device)
-        sampler = TripleSampler(data)
+        sampler = TripleSampler(data, args.num_train_neg, args.neg_sampling == 'popularity')
     except (DataError, CheckpointError, ValueError) as e:
         raise SystemExit(f'error: {e}')
     config = dict(vars(args))
@@ -337,7 +370,8 @@ def main(argv=None):
         model_info = {'model_name': ckpt.get('model_name', args.model_name),
                       'model_args': ckpt.get('model_args', model_info['model_args'])}
     splits = {'val': data.val.to(device), 'test': data.test.to(device)}
-    if model.trainable and args.loss not in type(model).losses:
+    losses_ok = type(model).losses + (CANDIDATE_LOSSES[1:] if 'bpr' in type(model).losses else ())
+    if model.trainable and args.loss not in losses_ok:
         raise SystemExit(f'error: --loss {args.loss} is not offered for {args.model_name} (it trains with '
                          f'{" / ".join(type(model).losses)}); softmax and bce score every hashtag per row and are '
                          f'the baselines\' native losses')

@@ -47,13 +47,13 @@ from model import GraphModel  # noqa: E402
 HOWYOUTAG_SRC = os.path.join(ROOT, '..', 'shared', 'data', 'howyoutag')
 # the committed plan: sized for about 6 hours on 2 CPU cores with --jobs 2 (README, Reproduction)
 PLAN = dict(datasets=['yfcc100m=0.02', 'instagram=0.04', 'howyoutag', 'howyoutag_makers'],
-            models=['GCN_PHR', 'no_att', 'var1', 'Net', 'UTM', 'ConTagNet', 'CSMN', 'USHM',
+            models=['GCN_PHR', 'no_att', 'var1', 'Net', 'UTM', 'ConTagNet', 'CSMN', 'USHM', 'GCN_PHR_plus',
                     'user_popularity', 'popularity'],
             configs=8, max_epoch=20, patience=3, batch_size=1024, seeds=[0, 1, 2])
 
 COMMON = {'l_r': [1e-3, 3e-3, 1e-2], 'weight_decay': [0.0, 1e-3, 0.1]}
 GRAPH = {'num_layers': [1, 2], 'aggr_mode': ['mean', 'add'], 'scoring_mode': ['cat', 'fully_con']}
-EXTRA = {}   # model_name -> its own knobs beyond these (extensions register theirs here)
+EXTRA = {'GCN_PHR_plus': {'loss': ['bpr', 'sampled_softmax'], 'num_train_neg': [1, 8]}}   # a model's own knobs
 
 
 def space(name):
@@ -269,7 +269,8 @@ def report(args, results):
            f'trained with seed {args.seeds[0]}, early stopping (patience {args.patience} epochs on validation '
            f'Recall@10, at most {args.max_epoch} epochs), batch {args.batch_size}, dim 64, BPR with one fresh negative '
            'per positive per epoch. Grids: learning rate {1e-3, 3e-3, 1e-2} x weight decay {0, 1e-3, 0.1} for all; '
-           'graph models also num_layers {1, 2} x aggr_mode {mean, add} x scoring_mode {cat, fully_con}.',
+           'graph models also num_layers {1, 2} x aggr_mode {mean, add} x scoring_mode {cat, fully_con}; '
+           'GCN_PHR_plus also loss {bpr, sampled_softmax} x num_train_neg {1, 8}.',
            '- Selection: the configuration and epoch of best **validation** Recall@10; then seeds '
            f'{", ".join(map(str, args.seeds))} at that configuration. Table: **test** metrics at each run\'s best '
            'validation epoch, mean ± std over seeds.',

@@ -1,0 +1,111 @@
+"""GCN_PHR_plus, the extension (not the paper's model): its switches, its count input, its losses."""
+import itertools
+
+import pytest
+import torch
+
+import train
+from model import build_model
+from test_model import train_steps
+
+PARTS = ('identity', 'counts', 'content')
+
+
+def scores(model, data):
+    model.eval()
+    with torch.no_grad():
+        return model.score(model.encode(), data.val.users, data.val.videos, data.val.candidates)
+
+
+def build(data, **parts):
+    torch.manual_seed(0)
+    return build_model('GCN_PHR_plus', data, dim=8, **parts)
+
+
+def test_all_parts_off_is_gcn_phr_and_each_part_changes_the_output(tiny_data):
+    torch.manual_seed(0)
+    base = scores(build_model('GCN_PHR', tiny_data, dim=8), tiny_data)
+    off = build(tiny_data, identity=False, counts=False, content=False)
+    assert torch.allclose(scores(off, tiny_data), base, atol=1e-6)
+    outs = {}
+    for on in PARTS:
+        m = build(tiny_data, **{p: p == on for p in PARTS})
+        train_steps(m, tiny_data, steps=2)    # so learned terms that start at zero move off it
+        outs[on] = scores(m, tiny_data)
+        assert not torch.allclose(outs[on], base, atol=1e-4), on
+    for a, b in itertools.combinations(PARTS, 2):
+        assert not torch.allclose(outs[a], outs[b], atol=1e-4), (a, b)
+
+
+def test_counts_come_from_training_triples_only(tiny_data):
+    m = build(tiny_data)
+    H = tiny_data.num_hashtag
+    train_counts = {}
+    for u, h in zip(tiny_data.train[:, 0].tolist(), tiny_data.train[:, 2].tolist()):
+        train_counts[(u, h)] = train_counts.get((u, h), 0) + 1
+    # every (user, hashtag) of the val and test rows: log(1 + its count in train.npy), 0 if never in training
+    for split in (tiny_data.val, tiny_data.test):
+        got = m.log_count(split.users, split.candidates)
+        want = torch.tensor([[torch.log1p(torch.tensor(float(train_counts.get((u, h), 0)))).item()
+                              for h in row] for u, row in zip(split.users.tolist(), split.candidates.tolist())])
+        assert torch.allclose(got, want, atol=1e-6)
+    # and a held-out positive that its user never used in training gets 0: no val/test triple leaks in
+    held = [(u, h) for split in (tiny_data.val, tiny_data.test)
+            for u, row, pos in zip(split.users.tolist(), split.candidates.tolist(), split.pos_mask.tolist())
+            for h, p in zip(row, pos) if p and (u, h) not in train_counts]
+    assert held, 'the tiny data should hold new (user, hashtag) pairs in val/test'
+    u = torch.tensor([x[0] for x in held])
+    h = torch.tensor([[x[1]] for x in held])
+    assert not m.log_count(u, h).any()
+    assert m.count_keys.numel() == len(train_counts) and H == m.num_hashtag
+
+
+def test_sampled_softmax_and_hard_bpr_against_literal_loops(tiny_data):
+    m = build(tiny_data)
+    sampler = train.TripleSampler(tiny_data, num_neg=5)
+    torch.manual_seed(3)
+    batch = sampler.__getitems__(list(range(32)))
+    assert batch.shape == (32, 3 + 5)
+    for row in batch:   # the negatives are never hashtags of the post
+        assert not sampler.on_video(row[1].repeat(5), row[3:]).any()
+    with torch.no_grad():
+        s = m(batch[:, 0], batch[:, 1], batch[:, 2:])
+        got = train.sampled_softmax_step(m, batch, sampler)
+        want = sum(-torch.log(torch.exp(r[0]) / torch.exp(r).sum()) for r in s.double())
+        assert torch.allclose(got.double(), want, atol=1e-4)
+        got = train.hard_bpr_step(m, batch, sampler)
+        want = sum(-torch.log2(torch.sigmoid(r[0] - max(r[1:]))) for r in s.double())
+        assert torch.allclose(got.double(), want, atol=1e-4)
+        # bpr with K negatives: the sum over the K pairs; with K = 1 the authors' loss as before
+        got = train.bpr_step(m, batch, sampler)
+        want = sum(-torch.log2(torch.sigmoid(r[0] - r[k])) for r in s.double() for k in range(1, 6))
+        assert torch.allclose(got.double(), want, atol=1e-3)
+
+
+def test_popularity_negatives_follow_training_uses(tiny_data):
+    sampler = train.TripleSampler(tiny_data, num_neg=1, popularity=True)
+    torch.manual_seed(0)
+    negs = torch.cat([sampler.__getitems__(list(range(len(sampler))))[:, 3] for _ in range(20)])
+    uses = torch.bincount(tiny_data.train[:, 2], minlength=tiny_data.num_hashtag).float()
+    freq = torch.bincount(negs, minlength=tiny_data.num_hashtag).float()
+    top = torch.argsort(uses, descending=True)[:10]
+    rare = torch.nonzero(uses == 1).squeeze(1)
+    assert freq[top].mean() > 3 * freq[rare].mean()
+
+
+def test_one_step_moves_every_parameter(tiny_data):
+    m = build(tiny_data)
+    before = {k: v.detach().clone() for k, v in m.named_parameters()}
+    train_steps(m, tiny_data, steps=1)
+    for k, v in m.named_parameters():
+        assert not torch.equal(before[k], v.detach()), f'{k} did not change after one step'
+
+
+def test_trains_through_train_py_with_every_loss(tiny_dir, tmp_path):
+    for loss, k, neg in (('bpr', 1, 'uniform'), ('sampled_softmax', 4, 'popularity'), ('hard_bpr', 4, 'uniform')):
+        best = train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR_plus', '--num_epoch', '2',
+                           '--dim_latent', '8', '--loss', loss, '--num_train_neg', str(k), '--neg_sampling', neg,
+                           '--save_dir', str(tmp_path), '--run_name', loss, '--no_progress'])
+        assert best['val']['recall@10'] > 0
+        ckpt = torch.load(tmp_path / loss / 'best.pt', weights_only=True)
+        assert ckpt['model_args']['identity'] and ckpt['model_args']['counts'] and ckpt['model_args']['content']
