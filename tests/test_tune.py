@@ -1,0 +1,68 @@
+"""scripts/tune.py: the equal-budget sweep end to end on a tiny dataset, resume, and the paired bootstrap."""
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
+import tune  # noqa: E402
+
+
+def test_paired_bootstrap_hand_computed():
+    # two rows, differences 0 and 1: a resampled mean is 0, 0.5 or 1 with probabilities 1/4, 1/2, 1/4, so the
+    # 95% percentile interval is [0, 1] and the mean 0.5
+    a = np.array([[0.0, 1.0]])
+    b = np.array([[0.0, 0.0]])
+    d, lo, hi = tune.paired_bootstrap(a, b, n_boot=4000)
+    assert d == 0.5 and lo == 0.0 and hi == 1.0
+    assert tune.verdict(lo, hi) == 'not distinguishable'
+    # seeds are paired, then averaged per row: a constant difference of 0.2 is an interval of width 0
+    a = np.array([[0.5, 0.7, 0.9], [0.6, 0.8, 1.0]])
+    b = a - 0.2
+    d, lo, hi = tune.paired_bootstrap(a, b)
+    assert abs(d - 0.2) < 1e-12 and abs(lo - 0.2) < 1e-12 and abs(hi - 0.2) < 1e-12
+    assert tune.verdict(lo, hi) == 'better' and tune.verdict(-hi, -lo) == 'worse'
+
+
+def test_every_model_gets_the_same_number_of_configurations():
+    n = {name: len(tune.configurations(name, 8)) for name in ('GCN_PHR', 'no_att', 'var1', 'Net', 'UTM',
+                                                              'ConTagNet', 'CSMN', 'USHM', 'GCN_PHR_plus')}
+    assert set(n.values()) == {8}, n
+    assert tune.configurations('GCN_PHR', 8) == tune.configurations('GCN_PHR', 8)      # seeded
+    assert {'num_layers', 'aggr_mode', 'scoring_mode'} <= set(tune.configurations('GCN_PHR', 8)[0])
+    assert set(tune.configurations('USHM', 8)[0]) == {'l_r', 'weight_decay'}
+
+
+def test_sweep_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
+    argv = ['--datasets', tiny_dir, '--models', 'GCN_PHR', 'USHM', 'user_popularity', '--configs', '2',
+            '--max_epoch', '1', '--seeds', '0', '--results', str(tmp_path / 'r.jsonl'), '--rows_dir',
+            str(tmp_path / 'rows'), '--save_dir', str(tmp_path / 'runs'), '--out', str(tmp_path / 'R.md'),
+            '--jobs', '2']
+    results = tune.main(argv)
+    assert [r['status'] for r in results] == ['ok'] * len(results)
+    phases = sorted((r['model'], r['phase']) for r in results)
+    assert phases == sorted([('GCN_PHR', 'search')] * 2 + [('USHM', 'search')] * 2 +
+                            [('GCN_PHR', 'seed'), ('USHM', 'seed'), ('user_popularity', 'seed')])
+    # the seed run uses the configuration of best validation Recall@10 among the searched ones
+    for model in ('GCN_PHR', 'USHM'):
+        search = [r for r in results if r['model'] == model and r['phase'] == 'search']
+        seed = next(r for r in results if r['model'] == model and r['phase'] == 'seed')
+        assert seed['config'] == max(search, key=lambda r: (r['val']['recall@10'], r['val']['ndcg@10']))['config']
+        rows = np.load(os.path.join(tune.ROOT, seed['rows']))
+        # the per-row test metrics average to the reported test numbers
+        assert abs(rows['recall@10'].mean() - seed['test']['recall@10']) < 1e-5
+    table = open(tmp_path / 'R.md').read()
+    assert '| GCN-PHR (paper, Fig. 2) |' in table and 'floor: user\'s own frequency' in table
+    assert '(reference)' in table and ('better' in table or 'worse' in table or 'not distinguishable' in table)
+    # run again: nothing left to do, the same file
+    n = len(open(tmp_path / 'r.jsonl').readlines())
+    capsys.readouterr()
+    tune.main(argv)
+    assert len(open(tmp_path / 'r.jsonl').readlines()) == n and 'run(s) to do' not in capsys.readouterr().out
+    # --report rebuilds the table from the results file alone
+    os.remove(tmp_path / 'R.md')
+    tune.main(argv + ['--report'])
+    assert open(tmp_path / 'R.md').read() == table
+    assert all(json.loads(line)['dataset'] == tiny_dir for line in open(tmp_path / 'r.jsonl'))
