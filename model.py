@@ -552,7 +552,10 @@ class GCNPHRPlus(GCNPHR):
       embedding* (layer 0), as LightGCN combines its layers, so propagation cannot wash a node's identity out;
       plus a learned per-hashtag bias b_h and a direct user x hashtag id term <e_u, e_h>.
     - ``counts``: c_uh = how many training posts u tagged with h (training triples only), through a learned weight w
-      (initialised at 1): the mean over distinct (user, hashtag) pairs in the aggregation cannot carry it.
+      (initialised at 1): the mean over distinct (user, hashtag) pairs in the aggregation cannot carry it. For a
+      training post the count leaves that post out (leave-one-out: c_uh - 1 for its own hashtags), so in training
+      as at test time it says how often the user chose h on *other* posts; otherwise "count >= 1" would mark every
+      training positive and teach nothing about held-out posts.
     - ``content``: a direct post x hashtag term, W_c p_v against a separate hashtag table q, so a hashtag the user
       never used, and a new post, are ranked by what the post says.
     Each switch off removes its term; all off gives GCN-PHR's score exactly.
@@ -570,7 +573,10 @@ class GCNPHRPlus(GCNPHR):
             keys = g.pair_user * self.num_hashtag + g.pair_hashtag
             order = torch.argsort(keys)
             self.register_buffer('count_keys', keys[order], persistent=False)
-            self.register_buffer('log_counts', torch.log1p(g.pair_count[order].float()), persistent=False)
+            self.register_buffer('counts_uh', g.pair_count[order].float(), persistent=False)
+            # (video, hashtag) keys of the training triples: the posts whose own use is left out of c_uh
+            self.register_buffer('train_vh_keys', torch.unique(data.train[:, 1] * self.num_hashtag + data.train[:, 2]),
+                                 persistent=False)
             self.count_weight = nn.Parameter(torch.ones(()))
         if self.content:
             self.content_video = nn.Linear(dim, dim, bias=False)
@@ -590,13 +596,17 @@ class GCNPHRPlus(GCNPHR):
         n = len(self.layers) + 1
         return sum_user / n, sum_hashtag / n
 
-    def log_count(self, users, hashtags):
-        """log(1 + c_uh) for users [B] and hashtags [B, C]: [B, C] (0 for pairs never seen in training)."""
+    def log_count(self, users, hashtags, videos=None):
+        """log(1 + c_uh) for users [B] and hashtags [B, C]: [B, C] (0 for pairs never seen in training). With
+        ``videos`` [B] ids, a training post's own hashtags are left out of its count (leave-one-out)."""
         keys = users.unsqueeze(1) * self.num_hashtag + hashtags
-        if len(self.count_keys) == 0:
-            return torch.zeros(keys.shape, device=keys.device)
         pos = torch.searchsorted(self.count_keys, keys).clamp(max=len(self.count_keys) - 1)
-        return torch.where(self.count_keys[pos] == keys, self.log_counts[pos], torch.zeros((), device=keys.device))
+        count = torch.where(self.count_keys[pos] == keys, self.counts_uh[pos], torch.zeros((), device=keys.device))
+        if videos is not None and not videos.is_floating_point():
+            vh = videos.unsqueeze(1) * self.num_hashtag + hashtags
+            at = torch.searchsorted(self.train_vh_keys, vh).clamp(max=len(self.train_vh_keys) - 1)
+            count = count - (self.train_vh_keys[at] == vh).float()
+        return torch.log1p(count)
 
     def score(self, enc, users, videos, hashtags):
         p_v = self.project(self.video_features(videos))
@@ -605,7 +615,7 @@ class GCNPHRPlus(GCNPHR):
             e_u = self.user_emb(users).unsqueeze(-1)                               # [B, d, 1]
             s = s + self.hashtag_bias[hashtags] + (self.hashtag_emb(hashtags) @ e_u).squeeze(-1)
         if self.counts:
-            s = s + self.count_weight * self.log_count(users, hashtags)
+            s = s + self.count_weight * self.log_count(users, hashtags, videos)
         if self.content:
             q = self.content_video(p_v).unsqueeze(-1)                              # [B, d, 1]
             s = s + (self.content_hashtag(hashtags) @ q).squeeze(-1)

@@ -45,10 +45,19 @@ def test_counts_come_from_training_triples_only(tiny_data):
         train_counts[(u, h)] = train_counts.get((u, h), 0) + 1
     # every (user, hashtag) of the val and test rows: log(1 + its count in train.npy), 0 if never in training
     for split in (tiny_data.val, tiny_data.test):
-        got = m.log_count(split.users, split.candidates)
+        got = m.log_count(split.users, split.candidates, split.videos)
         want = torch.tensor([[torch.log1p(torch.tensor(float(train_counts.get((u, h), 0)))).item()
                               for h in row] for u, row in zip(split.users.tolist(), split.candidates.tolist())])
         assert torch.allclose(got, want, atol=1e-6)
+    # a training post: its own use is left out (leave-one-out), so c_uh - 1 for its own hashtags
+    tr = tiny_data.train[:64]
+    got = m.log_count(tr[:, 0], tr[:, 2:3], tr[:, 1])[:, 0]
+    want = torch.log1p(torch.tensor([train_counts[(u, h)] - 1.0 for u, h in zip(tr[:, 0].tolist(),
+                                                                                 tr[:, 2].tolist())]))
+    assert torch.allclose(got, want, atol=1e-6)
+    # the same query by the post's feature row (a new post) is not left out
+    assert torch.allclose(m.log_count(tr[:, 0], tr[:, 2:3], tiny_data.features[tr[:, 1]])[:, 0],
+                          torch.log1p(torch.exp(want)), atol=1e-5)
     # and a held-out positive that its user never used in training gets 0: no val/test triple leaks in
     held = [(u, h) for split in (tiny_data.val, tiny_data.test)
             for u, row, pos in zip(split.users.tolist(), split.candidates.tolist(), split.pos_mask.tolist())
