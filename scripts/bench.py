@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from data_load import load_dataset  # noqa: E402
 from evaluation import evaluate  # noqa: E402
-from model import AGGR, MODELS, GraphModel, build_model  # noqa: E402
+from model import AGGR, MODELS, GraphModel, Recommender, build_model  # noqa: E402
 from train import TripleSampler, bpr_loss, keep_freed_memory  # noqa: E402
 
 
@@ -79,8 +79,13 @@ def main(argv=None):
     p.add_argument('--eval_batch', type=int, default=None, help='default: 256 on CPU, 2048 on GPU')
     p.add_argument('--keep_freed_memory', action=argparse.BooleanOptionalAction, default=True,
                    help="glibc malloc keeps freed memory (train.py's default); --no-keep_freed_memory to compare")
+    p.add_argument('--keep_zero_columns', action='store_true',
+                   help='project all feature columns, also those zero for every post (to measure what leaving them '
+                        'out saves, e.g. on imported posts without visual/acoustic features)')
     args = p.parse_args(argv)
     kept = keep_freed_memory() if args.keep_freed_memory else False
+    if args.keep_zero_columns:
+        Recommender.drop_zero_feature_columns = False
     device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
     if not os.path.exists(os.path.join(args.data_path, 'test.npy')):
         import generate
@@ -131,8 +136,10 @@ def main(argv=None):
     print(f'data {args.data_path}: {data.num_video:,} videos '
           f'({len(data.graph.pair_count):,} user-hashtag pairs, {len(data.train):,} triples), batch {args.batch_size}, '
           f'dim {args.dim_latent}, {steps_per_epoch} steps per epoch, {len(test):,} test rows')
-    print(f'floor: projection matmul alone [{model_rows(data)} x {data.features.size(1)}] @ '
-          f'[{data.features.size(1)} x {args.dim_latent}], fwd+bwd: {floor:.3f} s\n')
+    width = model_width(data, args.keep_zero_columns)
+    print(f'floor: projection matmul alone [{model_rows(data)} x {width}] @ '
+          f'[{width} x {args.dim_latent}], fwd+bwd: {floor:.3f} s (feature columns {width} of '
+          f'{data.features.size(1)}{"" if width == data.features.size(1) else "; all-zero columns left out"})\n')
     head = ('model', 'aggr', 'step s', 'x floor', 'proj fwd', 'prop fwd', 'score fwd', 'epoch s', 'eval s',
             'rows/s', 'peak GB')
     print('| ' + ' | '.join(head) + ' |')
@@ -140,6 +147,10 @@ def main(argv=None):
     for name, aggr, ts, tp, tg, tc, te, tv, rps, mem in rows:
         print(f'| {name} | {aggr} | {ts:.3f} | {ts / floor:.1f} | {tp:.3f} | {tg:.3f} | {tc:.4f} | {te:.0f} | '
               f'{tv:.2f} | {rps:,.0f} | {mem:.2f} |')
+
+
+def model_width(data, keep_zero_columns):
+    return data.features.size(1) if keep_zero_columns else int(data.features.ne(0).any(0).sum())
 
 
 def model_rows(data):
