@@ -46,7 +46,7 @@ from model import GraphModel  # noqa: E402
 
 HOWYOUTAG_SRC = os.path.join(ROOT, '..', 'shared', 'data', 'howyoutag')
 # the committed plan: sized for about 6 hours on 2 CPU cores with --jobs 2 (README, Reproduction)
-PLAN = dict(datasets=['yfcc100m=0.02', 'instagram=0.04', 'howyoutag', 'howyoutag_makers'],
+PLAN = dict(datasets=['yfcc100m=0.02', 'howyoutag', 'instagram=0.04', 'howyoutag_makers'],
             models=['GCN_PHR', 'no_att', 'var1', 'Net', 'UTM', 'ConTagNet', 'CSMN', 'USHM', 'GCN_PHR_plus',
                     'user_popularity', 'popularity'],
             configs=8, max_epoch=20, patience=3, batch_size=1024, seeds=[0, 1, 2])
