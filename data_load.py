@@ -130,8 +130,17 @@ def _int_array(arr, fname, what):
     return np.asarray(arr, dtype=np.int64)
 
 
-def _check_range(ids, lo, hi, fname, what):
-    ids = ids[ids != PAD]
+def _check_trailing_pad(arr, fname):
+    valid = arr != PAD
+    if (valid[:, 1:] & ~valid[:, :-1]).any():
+        r = int(np.flatnonzero((valid[:, 1:] & ~valid[:, :-1]).any(1))[0])
+        raise DataError(f'{fname}: row {r}: -1 padding must only come at the end of a row')
+
+
+def _check_range(ids, lo, hi, fname, what, pad_ok=False):
+    """Every id in [lo, hi); with ``pad_ok`` the padding value -1 is skipped (its place is checked elsewhere)."""
+    if pad_ok:
+        ids = ids[ids != PAD]
     if ids.size and (ids.min() < lo or ids.max() >= hi):
         bad = ids[(ids < lo) | (ids >= hi)][0]
         raise DataError(f'{fname}: {what} id {bad} outside its range [{lo}, {hi})')
@@ -282,11 +291,9 @@ def _eval_split(fname, rows, U, H, V, vh_ptr, vh_idx, num_neg):
     _check_range(rows[:, 0], 0, U, fname, 'user (column 0)')
     _check_range(rows[:, 1], U + H, U + H + V, fname, 'video (column 1)')
     cand = rows[:, 2:]
-    _check_range(cand, U, U + H, fname, 'hashtag (columns 2+)')
+    _check_range(cand, U, U + H, fname, 'hashtag (columns 2+)', pad_ok=True)
+    _check_trailing_pad(cand, fname)
     valid = cand != PAD
-    if (valid[:, 1:] & ~valid[:, :-1]).any():
-        r = int(np.flatnonzero((valid[:, 1:] & ~valid[:, :-1]).any(1))[0])
-        raise DataError(f'{fname}: row {r}: -1 padding must only come at the end of a row')
     lens = valid.sum(1)
     if num_neg is None:
         # the authors' rows hold all of the video's hashtags as positives: infer the negatives' count from that
@@ -317,6 +324,15 @@ def _eval_split(fname, rows, U, H, V, vh_ptr, vh_idx, num_neg):
         raise DataError(f'{fname}: row {r}: hashtag {h} is among the first {num_neg} (negative) candidates but is '
                         f'one of the video\'s own hashtags (video_hashtag.npy): the row has fewer negatives than '
                         f'expected, or a positive among them')
+    # a positive must be one of the video's own hashtags (catches a wrong --num_neg and truncated rows)
+    pos_keys = video[:, None] * H + (cand[:, num_neg:] - U)
+    stray = valid[:, num_neg:] & ~np.isin(pos_keys, own)
+    if stray.any():
+        r = int(np.flatnonzero(stray.any(1))[0])
+        h = cand[r, num_neg:][stray[r]][0]
+        raise DataError(f'{fname}: row {r}: hashtag {h} is read as a positive (after {num_neg} negatives) but is not '
+                        f'one of the video\'s hashtags (video_hashtag.npy): the row is cut short, or --num_neg '
+                        f'{num_neg} does not match the file\'s negatives per row')
     pos = np.zeros_like(valid)
     pos[:, num_neg:] = valid[:, num_neg:]
     return EvalSplit(users=torch.from_numpy(rows[:, 0].copy()),
@@ -345,16 +361,21 @@ def load_dataset(path, allow_pickle=False, num_neg=None, verbose=True):
             raise DataError(f'{os.path.join(path, name)}: missing file')
     user_names, hashtag_names, video_names = (read_names(os.path.join(path, n)) for n in LIST_FILES)
     U, H, V = len(user_names), len(hashtag_names), len(video_names)
-    for n, c in zip(LIST_FILES, (U, H, V)):
-        if c == 0:
+    for n, names in zip(LIST_FILES, (user_names, hashtag_names, video_names)):
+        if not names:
             raise DataError(f'{os.path.join(path, n)}: empty list')
+        if len(set(names)) != len(names):
+            seen = set()
+            dup = next(x for x in names if x in seen or seen.add(x))
+            raise DataError(f'{os.path.join(path, n)}: the name {dup!r} is listed twice (names must be unique)')
     features, dims = _load_features(path, V)
 
     fname = os.path.join(path, 'video_hashtag.npy')
     vh = read_padded(fname, allow_pickle, 'video hashtags')
     if len(vh) != V:
         raise DataError(f'{fname}: {len(vh)} rows but video_list.txt has {V} videos')
-    _check_range(vh, U, U + H, fname, 'hashtag')
+    _check_range(vh, U, U + H, fname, 'hashtag', pad_ok=True)
+    _check_trailing_pad(vh, fname)
     vh_ptr, vh_idx = padded_to_csr(vh)
     vh_idx = vh_idx - U
     if (np.diff(vh_ptr) == 0).any():
@@ -372,8 +393,8 @@ def load_dataset(path, allow_pickle=False, num_neg=None, verbose=True):
     for name in ('val', 'test'):
         fname = os.path.join(path, f'{name}.npy')
         rows = read_padded(fname, allow_pickle, 'rows of ids')
+        # each file's negatives per row from that file alone (or --num_neg)
         splits[name] = _eval_split(fname, rows, U, H, V, vh_ptr, vh_idx, num_neg)
-        num_neg = splits[name].num_neg
     data = PHRData(path=path, num_user=U, num_hashtag=H, num_video=V, features=features, feature_dims=dims,
                    train=torch.from_numpy(train), graph=build_graph(train, U, H, V),
                    vh_ptr=torch.from_numpy(vh_ptr), vh_idx=torch.from_numpy(vh_idx),
@@ -382,7 +403,8 @@ def load_dataset(path, allow_pickle=False, num_neg=None, verbose=True):
                    user_names=user_names, hashtag_names=hashtag_names, video_names=video_names)
     if verbose:
         print(f'data: {path}: {U:,} users, {H:,} hashtags, {V:,} videos, {len(train):,} training triples, '
-              f'{len(data.val):,} val / {len(data.test):,} test rows of {data.val.num_neg} negatives, '
+              f'{len(data.val):,} val / {len(data.test):,} test rows of {data.val.num_neg}'
+              f'{"" if data.test.num_neg == data.val.num_neg else f" / {data.test.num_neg}"} negatives, '
               f'features {"+".join(map(str, dims))}')
     return data
 

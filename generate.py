@@ -180,9 +180,36 @@ def generate(args):
     return out
 
 
+def check_args(args):
+    """One line per bad knob, before any work."""
+    import math
+    ints = {'num_neg': 1, 'hashtags_per_topic': 1, 'synonyms': 1, 'topics_per_user': 1, 'min_videos': 1}
+    for k, lo in ints.items():
+        if getattr(args, k) < lo:
+            raise DataError(f'--{k} must be at least {lo}, got {getattr(args, k)}')
+    for k in ('scale', 'tags_per_video', 'personal', 'zipf', 'noise_tags', 'user_sigma', 'snr_text', 'snr_visual',
+              'snr_audio'):
+        if not math.isfinite(getattr(args, k)):
+            raise DataError(f'--{k} must be a finite number, got {getattr(args, k)}')
+    if args.scale <= 0:
+        raise DataError(f'--scale must be positive, got {args.scale}')
+    if args.tags_per_video < 1:
+        raise DataError(f'--tags_per_video must be at least 1 (the mean number of hashtags per video), got '
+                        f'{args.tags_per_video}')
+    for k in ('personal', 'noise_tags'):
+        if not 0 <= getattr(args, k) <= 1:
+            raise DataError(f'--{k} is a probability, between 0 and 1; got {getattr(args, k)}')
+    for k in ('zipf', 'user_sigma'):
+        if getattr(args, k) < 0:
+            raise DataError(f'--{k} cannot be negative, got {getattr(args, k)}')
+    if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise DataError(f'--out {args.out}: is a file, expected a folder')
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
+        check_args(args)
         generate(args)
     except DataError as e:
         sys.exit(f'error: {e}')

@@ -43,7 +43,10 @@ left without a hashtag are dropped). Hashtags are case-folded unless ``--no-case
 import argparse
 import csv
 import gzip
+import io
 import json
+import shutil
+import zlib
 import os
 import re
 from collections import Counter
@@ -70,19 +73,37 @@ def _open(fname):
     return gzip.open(fname, 'rt', encoding='utf-8') if fname.endswith('.gz') else open(fname, encoding='utf-8')
 
 
+def read_text(fname):
+    """The whole text of a (possibly gzipped) UTF-8 file, or one clear error."""
+    try:
+        with _open(fname) as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise DataError(f'{fname}: not UTF-8 text (byte {e.start}); re-encode it as UTF-8 '
+                        f'(e.g. iconv -f latin1 -t utf-8)') from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f'{fname}: cannot be read ({e.__class__.__name__}: {e}); a corrupt or truncated file?') from None
+
+
+def _loads(text, fname):
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise DataError(f'{fname}: JSON nested too deeply to be a post') from None
+
+
 def _json_documents(fname):
     """The JSON values of a file: one document, or one per line (JSON lines)."""
-    with _open(fname) as f:
-        text = f.read()
+    text = read_text(fname)
     try:
-        return [json.loads(text)]
+        return [_loads(text, fname)]
     except json.JSONDecodeError:
         pass
     docs = []
     for i, line in enumerate(text.splitlines()):
         if line.strip():
             try:
-                docs.append(json.loads(line))
+                docs.append(_loads(line, fname))
             except json.JSONDecodeError as e:
                 raise DataError(f'{fname}: line {i + 1} is not JSON ({e.msg}); expected one JSON document or '
                                 f'JSON lines') from None
@@ -104,12 +125,17 @@ def _files(inputs, exts):
     return out
 
 
-def split_tags(value):
-    """A hashtag field: a list, or a string separated by spaces/commas/semicolons/pipes; '#' optional."""
-    if value is None:
-        return None
-    items = value if isinstance(value, list) else re.split(r'[\s,;|]+', str(value))
-    return [str(t).lstrip('#\uff03') for t in items if str(t).lstrip('#\uff03')]
+def split_tags(value, where='hashtags'):
+    """A hashtag field: a list of strings, or a string separated by spaces/commas/semicolons/pipes; '#' optional.
+    Anything else (null, a number, an object, a list holding one) is an error naming ``where``."""
+    if isinstance(value, str):
+        items = re.split(r'[\s,;|]+', value)
+    elif isinstance(value, list) and all(isinstance(t, str) for t in value):
+        items = value
+    else:
+        raise DataError(f'{where}: "hashtags" must be a list of strings or one string, got {json.dumps(value)[:60]} '
+                        f'(leave the key out to use the #tags of the text)')
+    return [t.strip().lstrip('#\uff03') for t in items if t.strip().lstrip('#\uff03')]
 
 
 def _generic(rec, where):
@@ -121,9 +147,7 @@ def _generic(rec, where):
     if author in (None, '') or post in (None, ''):
         raise DataError(f'{where}: a record needs "author" (or "user") and "post_id" (or "id"); got keys '
                         f'{sorted(rec)[:8]}')
-    tags = split_tags(rec.get('hashtags'))
-    if tags is None:
-        tags = HASHTAG_RE.findall(text)
+    tags = split_tags(rec['hashtags'], where) if 'hashtags' in rec else HASHTAG_RE.findall(str(text))
     return {'post_id': str(post), 'author': str(author), 'text': str(text), 'hashtags': tags}
 
 
@@ -134,7 +158,7 @@ def read_howyoutag(fname):
     """One #HowYouTagTweets file: ``text <TAB> user id <TAB> hashtag [<TAB> hashtag ...]`` per line, no header."""
     stem = os.path.basename(fname).split('.')[0]
     posts = []
-    with open(fname, encoding='utf-8', newline='') as f:
+    with io.StringIO(read_text(fname), newline='') as f:
         for i, line in enumerate(f, 1):
             line = line.rstrip('\r\n')
             if not line.strip():
@@ -151,9 +175,9 @@ def read_howyoutag(fname):
 
 
 def read_csv(fname):
-    with open(fname, newline='', encoding='utf-8') as f:
-        reader = csv.DictReader(f)
-        return [_generic(r, f'{fname}: line {i + 2}') for i, r in enumerate(reader)]
+    reader = csv.DictReader(io.StringIO(read_text(fname), newline=''))
+    return [_generic({k: v for k, v in r.items() if not (k == 'hashtags' and v in (None, ''))},
+                     f'{fname}: line {i + 2}') for i, r in enumerate(reader)]
 
 
 def generic_records(docs, fname):
@@ -386,6 +410,29 @@ def split_codes(posts):
 
 def import_posts(inputs, out, fmt='auto', visual=None, audio=None, min_posts=2, min_uses=1, casefold=True,
                  text_dim=100, missing_dim=None, num_neg=1000, seed=2019, verbose=True, split='authors'):
+    """Import into a temporary folder beside ``out``; only a complete import replaces ``out`` (an earlier dataset
+    there is never lost to a failed import)."""
+    out = os.path.normpath(out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise DataError(f'--out {out}: is a file, expected a folder')
+    tmp = f'{out}.importing-{os.getpid()}'
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        stats = _import_into(inputs, tmp, fmt, visual, audio, min_posts, min_uses, casefold, text_dim, missing_dim,
+                             num_neg, seed, verbose, split)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = f'{out}.replaced-{os.getpid()}'
+    if os.path.exists(out):
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+    return stats
+
+
+def _import_into(inputs, out, fmt, visual, audio, min_posts, min_uses, casefold, text_dim, missing_dim, num_neg,
+                 seed, verbose, split):
     say = print if verbose else (lambda *a, **k: None)
     raw, skipped = read_posts(inputs, fmt)
     posts, report = clean_posts(raw, casefold, min_posts, min_uses)
@@ -397,16 +444,17 @@ def import_posts(inputs, out, fmt='auto', visual=None, audio=None, min_posts=2, 
     users = sorted({p['author'] for p in posts})
     tags = sorted({t for p in posts for t in p['hashtags']})
     for name, kind in ((users, 'author'), (tags, 'hashtag')):
-        bad = [n for n in name if not n.strip() or '\n' in n or '\r' in n]
+        bad = [n for n in name if not n.strip() or len(n.splitlines()) != 1]
         if bad:
             raise DataError(f'an {kind} name cannot be written one per line: {bad[0]!r}')
     U, H = len(users), len(tags)
     uid = {u: i for i, u in enumerate(users)}
     hid = {t: U + i for i, t in enumerate(tags)}
     post_ids = [p['post_id'] for p in posts]
-    if any(not p.strip() or '\n' in p for p in post_ids):
-        raise DataError('a post id is empty or holds a line break')
-
+    bad = [p for p in post_ids if not p.strip() or len(p.splitlines()) != 1]
+    if bad:
+        raise DataError(f'post id {bad[0]!r} is empty or holds a line break (\\n, \\r, ...): ids are written one per '
+                        f'line to video_list.txt')
     os.makedirs(out, exist_ok=True)
     for fname, names in (('user_list.txt', users), ('hashtag_list.txt', tags), ('video_list.txt', post_ids)):
         with open(os.path.join(out, fname), 'w', encoding='utf-8') as f:
@@ -436,9 +484,6 @@ def import_posts(inputs, out, fmt='auto', visual=None, audio=None, min_posts=2, 
         f'(padded to {text_dim}); {empty} posts have no word left once hashtags/URLs are removed (zero rows)')
     for fname, arr in blocks.items():
         save_npy_atomic(os.path.join(out, fname), arr)
-    for name in ('train.npy', 'val.npy', 'test.npy', 'video_hashtag.npy'):   # stale outputs of an earlier run
-        if os.path.exists(os.path.join(out, name)):
-            os.remove(os.path.join(out, name))
     say('import: ' + ', '.join(f'{k} {v:,}' for k, v in report.items()) +
         f'; {U:,} authors, {H:,} hashtags, {len(posts):,} posts')
     if H < 2:

@@ -116,7 +116,7 @@ class Recommender(nn.Module):
 @dataclass(frozen=True)
 class ModelSpec:
     cls: type
-    label: str                                  # the name in tables (scripts/reproduce.py)
+    label: str                                  # the name in tables (scripts/tune.py)
     fixed: dict = field(default_factory=dict)   # constructor arguments the name fixes (no_att: attention=False)
 
     def hparams(self):

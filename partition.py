@@ -34,6 +34,7 @@ def read_raw(path, num_user, num_hashtag, num_video):
     users = np.empty(num_video, dtype=np.int64)
     lengths = np.empty(num_video, dtype=np.int64)
     tags = []
+    i = -1
     with open(fname) as f:
         for i, line in enumerate(f):
             if i >= num_video:

@@ -27,7 +27,11 @@ def post_features(args, data):
     """The feature row of a new post: [1, F]."""
     F = data.features.size(1)
     if args.features:
-        vec = load_npy(args.features).astype(np.float32).reshape(-1)
+        arr = load_npy(args.features)
+        if arr.dtype.kind not in 'fiu' or not (arr.ndim == 1 or (arr.ndim == 2 and arr.shape[0] == 1)):
+            raise DataError(f'{args.features}: a {arr.dtype} array of shape {list(arr.shape)}; expected one post\'s '
+                            f'feature vector, [{F}] or [1, {F}] numbers')
+        vec = arr.astype(np.float32).reshape(-1)
         if vec.shape[0] != F:
             raise DataError(f'{args.features}: {vec.shape[0]} values; this dataset\'s posts have {F} '
                             f'({"+".join(map(str, data.feature_dims))})')

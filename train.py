@@ -79,6 +79,8 @@ def build_parser():
         g.add_argument(f'--{part}', action=argparse.BooleanOptionalAction, default=True, help=what)
     p.add_argument('--save_dir', default='runs', help='folder of run outputs (metrics, checkpoints)')
     p.add_argument('--run_name', default=None, help='subfolder of save_dir (default: model_name)')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace an earlier run in the run folder (default: a new folder <run>_2, _3, ...)')
     p.add_argument('--decay_embeddings', action='store_true',
                    help='apply --weight_decay to id embeddings and biases too (the authors\' code never did: their '
                         'id tensors were outside model.parameters())')
@@ -271,14 +273,19 @@ def evaluate_splits(model, splits, ks, batch_size=None):
     return {name: evaluate(model, split, ks, batch_size, enc=enc) for name, split in splits.items()}
 
 
-def save_checkpoint(path, model, optimizer, epoch, best, config, model_info):
+def save_checkpoint(path, model, optimizer, epoch, best, config, model_info, extra=None):
     """model weights + ``model_info`` (model_name, model_args: what rebuilds the model) + the run state."""
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     tmp = path + '.tmp'
-    torch.save({'model': model.state_dict(), **model_info,
-                'optimizer': optimizer.state_dict() if optimizer else None,
-                'epoch': epoch, 'best': best, 'config': config}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({'model': model.state_dict(), **model_info,
+                    'optimizer': optimizer.state_dict() if optimizer else None,
+                    'epoch': epoch, 'best': best, 'config': config, **(extra or {})}, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:   # a full disk, a folder gone: keep the previous checkpoint, no .tmp
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise SystemExit(f'error: could not write the checkpoint {path} ({e}); the previous one is unchanged')
 
 
 def selection_key(metrics, k=10):
@@ -315,11 +322,52 @@ def write_test_rows(path, model, split, batch_size=None):
 
 
 def check_flags(args):
+    for flag in ('l_r', 'weight_decay'):
+        if not math.isfinite(getattr(args, flag)):
+            raise SystemExit(f'error: --{flag} must be a finite number, got {getattr(args, flag)}')
     for flag in ('l_r', 'batch_size', 'dim_latent', 'num_epoch', 'num_layers', 'eval_batch', 'num_train_neg'):
         if getattr(args, flag) is not None and getattr(args, flag) <= 0:
             raise SystemExit(f'error: --{flag} must be positive, got {getattr(args, flag)}')
-    if args.weight_decay < 0 or args.num_workers < 0 or args.patience < 0:
-        raise SystemExit('error: --weight_decay, --num_workers and --patience cannot be negative')
+    for flag in ('weight_decay', 'num_workers', 'patience', 'seed'):
+        if getattr(args, flag) < 0:
+            raise SystemExit(f'error: --{flag} cannot be negative, got {getattr(args, flag)}')
+    if args.seed >= 2 ** 32:
+        raise SystemExit(f'error: --seed must be below 2**32, got {args.seed}')
+
+
+def check_writable(path, what):
+    """Fail now, not after an epoch: ``path``'s folder can be made and written (a probe file is made and removed)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    probe = os.path.join(folder, f'.write_test_{os.getpid()}')
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(probe, 'w'):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise SystemExit(f'error: {what} {path}: cannot write there ({e.strerror or e})') from None
+    if os.path.isdir(path):
+        raise SystemExit(f'error: {what} {path}: is a folder, expected a file path')
+
+
+def choose_run_dir(args):
+    """The run folder: <save_dir>/<run_name or model_name>. One that holds an earlier run is never overwritten: the
+    next free <name>_2, _3, ... is used instead (said so), unless --overwrite or a resume into it."""
+    if os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
+        raise SystemExit(f'error: --save_dir {args.save_dir}: is a file, expected a folder')
+    base = os.path.join(args.save_dir, args.run_name or args.model_name)
+    if os.path.exists(base) and not os.path.isdir(base):
+        raise SystemExit(f'error: run folder {base}: is a file, expected a folder')
+    taken = lambda d: os.path.exists(os.path.join(d, 'metrics.jsonl')) or os.path.exists(os.path.join(d, 'best.pt'))
+    resuming_here = args.PATH_weight_load and os.path.abspath(os.path.dirname(args.PATH_weight_load)) == \
+        os.path.abspath(base)
+    if args.overwrite or resuming_here or not taken(base):
+        return base
+    i = 2
+    while taken(f'{base}_{i}'):
+        i += 1
+    print(f'{base} holds an earlier run: writing this one to {base}_{i} (--overwrite to replace it)')
+    return f'{base}_{i}'
 
 
 def load_data(args):
@@ -340,6 +388,32 @@ def resume(path, data, device, args):
     return model, ckpt
 
 
+def resume_state(ckpt, optimizer, groups, gen, args):
+    """Continue a run from its checkpoint: optimiser state with the learning rate and weight decay given now,
+    the random streams of the sampler and the data order, the patience counter. Returns (start, best, since)."""
+    path = args.PATH_weight_load
+    if ckpt.get('optimizer'):
+        try:
+            optimizer.load_state_dict(ckpt['optimizer'])
+        except (ValueError, KeyError) as e:
+            print(f'note: {path}: optimiser state not restored ({e}); Adam starts afresh')
+    for group, fresh in zip(optimizer.param_groups, groups):   # the flags given now win, said so when they differ
+        group['lr'], group['weight_decay'] = args.l_r, fresh['weight_decay']
+    before = ckpt.get('config') or {}
+    for flag in ('l_r', 'weight_decay', 'decay_embeddings', 'batch_size', 'loss', 'num_train_neg'):
+        if flag in before and before[flag] != getattr(args, flag):
+            print(f'note: resuming with --{flag} {getattr(args, flag)} (the checkpoint ran with {before[flag]})')
+    rng = ckpt.get('rng')
+    if rng:
+        torch.set_rng_state(rng['torch'].cpu())
+        gen.set_state(rng['loader'].cpu())
+    else:
+        print(f'note: {path} holds no random state (written before resume kept it): the sampler restarts its stream')
+    start = int(ckpt.get('epoch', -1)) + 1
+    print(f'resumed from {path} at epoch {start}')
+    return start, ckpt.get('best') or {'epoch': -1, 'val': None, 'test': None}, int(ckpt.get('since_best', 0))
+
+
 def main(argv=None):
     # ---- flags, device, seed
     args = build_parser().parse_args(argv)
@@ -350,8 +424,15 @@ def main(argv=None):
     seed_everything(args.seed)
     if args.keep_freed_memory:
         keep_freed_memory()
-    run_dir = os.path.join(args.save_dir, args.run_name or args.model_name)
+    run_dir = choose_run_dir(args)
     best_path = args.PATH_weight_save or os.path.join(run_dir, 'best.pt')
+    if args.PATH_weight_save and os.path.exists(args.PATH_weight_save) and not args.overwrite \
+            and not args.PATH_weight_load:
+        raise SystemExit(f'error: --PATH_weight_save {args.PATH_weight_save} exists; pass --overwrite to replace it')
+    check_writable(os.path.join(run_dir, 'metrics.jsonl'), 'run folder file')
+    check_writable(best_path, '--PATH_weight_save')
+    if args.test_rows:
+        check_writable(args.test_rows, '--test_rows')
 
     # ---- data and model (built from the flags, or from the checkpoint being resumed)
     ckpt = None
@@ -390,27 +471,25 @@ def main(argv=None):
             write_test_rows(args.test_rows, model, splits['test'], args.eval_batch)
         return {'epoch': 0, 'best_epoch': 0, 'val': m['val'], 'test': m['test']}
 
-    # ---- optimiser; resume
-    optimizer = torch.optim.Adam(param_groups(model, args.weight_decay, args.decay_embeddings), lr=args.l_r)
-    start_epoch, best = 0, {'epoch': -1, 'val': None, 'test': None}
-    if ckpt is not None:
-        if ckpt.get('optimizer'):
-            try:
-                optimizer.load_state_dict(ckpt['optimizer'])
-            except (ValueError, KeyError) as e:
-                raise SystemExit(f'error: {args.PATH_weight_load}: its optimizer state does not fit this model: {e}')
-        start_epoch, best = int(ckpt.get('epoch', -1)) + 1, ckpt.get('best') or best
-        print(f'resumed from {args.PATH_weight_load} at epoch {start_epoch}')
-
-    # ---- the training loop: one epoch, evaluate both splits, keep the best on validation
+    # ---- optimiser, data order; resume (the run continues: optimiser, random streams, patience)
+    groups = param_groups(model, args.weight_decay, args.decay_embeddings)
+    optimizer = torch.optim.Adam(groups, lr=args.l_r)
     workers = min(args.num_workers, os.cpu_count() or 1)
     if workers != args.num_workers:
         print(f'num_workers {args.num_workers} > {os.cpu_count()} CPUs here: using {workers}')
     gen = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(sampler, batch_size=args.batch_size, shuffle=True, generator=gen, num_workers=workers,
                         collate_fn=_as_batch, persistent_workers=workers > 0)
-    metrics_file = open(os.path.join(run_dir, 'metrics.jsonl'), 'a' if start_epoch else 'w')
-    since_best, epochs_run = 0, start_epoch
+    start_epoch, best, since_best = 0, {'epoch': -1, 'val': None, 'test': None}, 0
+    if ckpt is not None:
+        start_epoch, best, since_best = resume_state(ckpt, optimizer, groups, gen, args)
+    metrics_path = os.path.join(run_dir, 'metrics.jsonl')
+    kept = []
+    if start_epoch and os.path.exists(metrics_path):   # lines of epochs after the checkpoint are done again
+        kept = [line for line in open(metrics_path) if line.strip() and json.loads(line)['epoch'] < start_epoch]
+    metrics_file = open(metrics_path, 'w')
+    metrics_file.writelines(kept)
+    epochs_run = start_epoch
     for epoch in range(start_epoch, args.num_epoch):
         epochs_run = epoch + 1
         t0 = time.perf_counter()
@@ -432,10 +511,12 @@ def main(argv=None):
         metrics_file.flush()
         if improved:
             best, since_best = {'epoch': epoch, 'val': m['val'], 'test': m['test']}, 0
-            save_checkpoint(best_path, model, optimizer, epoch, best, config, model_info)
         else:
             since_best += 1
-        save_checkpoint(os.path.join(run_dir, 'last.pt'), model, optimizer, epoch, best, config, model_info)
+        state = {'since_best': since_best, 'rng': {'torch': torch.get_rng_state(), 'loader': gen.get_state()}}
+        if improved:
+            save_checkpoint(best_path, model, optimizer, epoch, best, config, model_info, state)
+        save_checkpoint(os.path.join(run_dir, 'last.pt'), model, optimizer, epoch, best, config, model_info, state)
         if since_best >= args.patience > 0:
             print(f'no better validation R@{k_sel} for {args.patience} epochs: stopping')
             break

@@ -122,7 +122,7 @@ def run_one(job, args):
     argv = [sys.executable, 'train.py', '--data_path', job['path'], '--model_name', job['model'],
             '--seed', str(job['seed']), '--num_epoch', str(args.max_epoch), '--patience', str(args.patience),
             '--batch_size', str(args.batch_size), '--device', args.device, '--save_dir', args.save_dir,
-            '--run_name', run, '--no_progress', '--no-keep_freed_memory']
+            '--run_name', run, '--no_progress', '--no-keep_freed_memory', '--overwrite']
     for k, v in job['config'].items():
         argv += [f'--{k}', str(v)]
     if rows:
@@ -144,8 +144,14 @@ def run_one(job, args):
 def load_results(path):
     if not os.path.exists(path):
         return []
+    out = []
     with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        for line in f:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:   # a line cut short by a killed sweep: that run is simply done again
+                continue
+    return out
 
 
 def done_key(rec):

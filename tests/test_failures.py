@@ -1,0 +1,264 @@
+"""What a careless user hits (issue: nothing lost, nothing silent): each bad input ends in one line that names the
+file or flag and the problem, with a non-zero exit and no traceback, or is handled correctly; nothing a user made
+is lost."""
+import gzip
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import generate
+import import_posts
+import partition
+import recommend
+import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def one_line_error(fn, *words):
+    """fn() exits with a one-line 'error: ...' message holding every word; returns the message."""
+    with pytest.raises(SystemExit) as e:
+        fn()
+    msg = str(e.value.code)
+    assert msg.startswith('error: ') and '\n' not in msg, msg
+    for w in words:
+        assert w in msg, (w, msg)
+    return msg
+
+
+def train_floor(path, tmp_path, *extra):
+    return train.main(['--data_path', path, '--model_name', 'user_popularity', '--save_dir', str(tmp_path / 'runs'),
+                       '--no_progress', *extra])
+
+
+# ---------------------------------------------------------------------------------------------- data files
+
+def _edit(path, name, fn):
+    a = np.load(os.path.join(path, name))
+    np.save(os.path.join(path, name), fn(a))
+
+
+@pytest.mark.parametrize('case, edit, extra, words', [
+    ('truncated val.npy', lambda p: _edit(p, 'val.npy', lambda a: a[:, :2 + 50].copy()), [],
+     ['val.npy', 'is not one of the video\'s hashtags', 'cut short']),
+    ('--num_neg too small', None, ['--num_neg', '5'], ['val.npy', 'not one of the video\'s hashtags', '--num_neg 5']),
+    ('-1 as a val user', lambda p: _edit(p, 'val.npy', lambda a: np.concatenate([[[-1]], a[:1, 1:]], 1)
+                                            .repeat(len(a), 0)), [], ['val.npy', 'user (column 0) id -1 outside']),
+    ('-1 in train.npy', lambda p: _edit(p, 'train.npy', lambda a: np.where(np.arange(a.size).reshape(a.shape) == 0,
+                                                                           -1, a)), [],
+     ['train.npy', 'user (column 0) id -1 outside']),
+    ('-1 mid-row of video_hashtag.npy', lambda p: _edit(p, 'video_hashtag.npy', lambda a: np.concatenate(
+        [a[:, :1], np.full((len(a), 1), -1), a[:, 1:]], 1)), [], ['video_hashtag.npy', 'padding must only come']),
+    ('duplicate user name', lambda p: open(os.path.join(p, 'user_list.txt'), 'r+').write('user_00001\n'), [],
+     ['user_list.txt', 'listed twice']),
+])
+def test_bad_dataset_files(tiny_copy, tmp_path, case, edit, extra, words):
+    if edit:
+        edit(tiny_copy)
+    one_line_error(lambda: train_floor(tiny_copy, tmp_path, *extra), *words)
+
+
+def test_each_file_reads_its_own_negative_count(tiny_copy, tmp_path):
+    # a test file with 40 negatives per row beside a val file with 50: each is read as it is
+    U = len(open(os.path.join(tiny_copy, 'user_list.txt')).readlines())
+    a = np.load(os.path.join(tiny_copy, 'test.npy'))
+    np.save(os.path.join(tiny_copy, 'test.npy'), np.concatenate([a[:, :2 + 40], a[:, 2 + 50:]], 1))
+    from data_load import load_dataset
+    d = load_dataset(tiny_copy, verbose=False)
+    assert d.val.num_neg == 50 and d.test.num_neg == 40 and U == d.num_user
+
+
+# ---------------------------------------------------------------------------------------------- flags
+
+@pytest.mark.parametrize('argv, words', [
+    (['--device', 'mps'], ['--device mps', 'cpu or cuda']),
+    (['--seed', '-1'], ['--seed cannot be negative']),
+    (['--l_r', 'nan'], ['--l_r must be a finite number']),
+    (['--weight_decay', 'nan'], ['--weight_decay must be a finite number']),
+    (['--num_train_neg', '0'], ['--num_train_neg must be positive']),
+])
+def test_bad_flags(tiny_dir, tmp_path, argv, words):
+    one_line_error(lambda: train_floor(tiny_dir, tmp_path, *argv), *words)
+
+
+def test_outputs_are_checked_before_any_work(tiny_dir, tmp_path, capsys):
+    f = tmp_path / 'a_file'
+    f.write_text('x')
+    one_line_error(lambda: train.main(['--data_path', tiny_dir, '--save_dir', str(f)]), '--save_dir', 'is a file')
+    t0 = time.perf_counter()
+    one_line_error(lambda: train.main(['--data_path', tiny_dir, '--save_dir', str(tmp_path / 'r'),
+                                       '--PATH_weight_save', str(f / 'best.pt')]), '--PATH_weight_save', 'cannot write')
+    assert time.perf_counter() - t0 < 5 and 'epoch' not in capsys.readouterr().out
+    assert not list(tmp_path.rglob('*.tmp'))
+
+
+# ---------------------------------------------------------------------------------------------- nothing lost
+
+def test_rerun_never_overwrites_an_earlier_run(tiny_dir, tmp_path, capsys):
+    common = ['--data_path', tiny_dir, '--save_dir', str(tmp_path), '--run_name', 'r', '--no_progress',
+              '--dim_latent', '8']
+    train.main(common + ['--num_epoch', '2'])
+    before = {n: (tmp_path / 'r' / n).read_bytes() for n in ('best.pt', 'metrics.jsonl', 'last.pt')}
+    train.main(common + ['--num_epoch', '1', '--l_r', '1e-4'])
+    assert 'writing this one to' in capsys.readouterr().out
+    assert {n: (tmp_path / 'r' / n).read_bytes() for n in before} == before
+    assert (tmp_path / 'r_2' / 'best.pt').exists()
+    train.main(common + ['--num_epoch', '1', '--overwrite'])     # asked for: replaced
+    assert (tmp_path / 'r' / 'metrics.jsonl').read_bytes() != before['metrics.jsonl']
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tiny_dir, tmp_path, monkeypatch):
+    common = ['--data_path', tiny_dir, '--save_dir', str(tmp_path), '--no_progress', '--dim_latent', '8',
+              '--overwrite']
+    train.main(common + ['--num_epoch', '1'])
+    before = (tmp_path / 'GCN_PHR' / 'best.pt').read_bytes()
+    real_save = torch.save
+
+    def full_disk(obj, path, *a, **k):
+        real_save(obj, path, *a, **k)     # a partial file is written, then the disk is full
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(torch, 'save', full_disk)
+    one_line_error(lambda: train.main(common + ['--num_epoch', '1']), 'could not write the checkpoint',
+                   'No space left', 'previous one is unchanged')
+    assert (tmp_path / 'GCN_PHR' / 'best.pt').read_bytes() == before
+    assert not list(tmp_path.rglob('*.tmp'))
+
+
+def _jsonl(path, posts):
+    path.write_text(''.join(json.dumps(p) + '\n' for p in posts), encoding='utf-8')
+    return str(path)
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return str(path)
+
+
+GOOD = [{'author': f'u{u}', 'post_id': f'{u}_{i}', 'text': f'post {i} about topic {u}',
+         'hashtags': [f'tag{(u + i) % 5}', f'topic{u}']} for u in range(3) for i in range(8)]
+
+
+def test_failed_reimport_keeps_the_earlier_dataset(tmp_path):
+    out = tmp_path / 'D'
+    import_posts.main([_jsonl(tmp_path / 'good.jsonl', GOOD), '--out', str(out)])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = [dict(p, hashtags=['a', 'b']) for p in GOOD]            # two hashtags on every post: nothing to rank
+    one_line_error(lambda: import_posts.main([_jsonl(tmp_path / 'bad.jsonl', bad), '--out', str(out)]))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(os.listdir(tmp_path)) == ['D', 'bad.jsonl', 'good.jsonl']      # no temporary folder left
+
+
+@pytest.mark.parametrize('case, make, words', [
+    ('\\r in a post id', lambda d: _jsonl(d / 'x.jsonl', [dict(GOOD[0], post_id='1\r2')] + GOOD[1:]),
+     ['post id', 'line break']),
+    ('null hashtags', lambda d: _jsonl(d / 'x.jsonl', [dict(GOOD[0], hashtags=None)] + GOOD[1:]),
+     ['record 1', '"hashtags" must be a list of strings']),
+    ('number hashtags', lambda d: _jsonl(d / 'x.jsonl', [dict(GOOD[0], hashtags=[1, 2])] + GOOD[1:]),
+     ['"hashtags" must be a list of strings']),
+    ('object hashtags', lambda d: _jsonl(d / 'x.jsonl', [dict(GOOD[0], hashtags={'a': 1})] + GOOD[1:]),
+     ['"hashtags" must be a list of strings']),
+    ('latin-1 CSV', lambda d: _write(d / 'x.csv', 'author,post_id,text,hashtags\nz\xe9,1,caf\xe9,a\n'
+                                     .encode('latin-1')), ['x.csv', 'not UTF-8']),
+    ('corrupt .json.gz', lambda d: _write(d / 'x.json.gz', gzip.compress(bytes(range(256)) * 50)[:300]),
+     ['x.json.gz', 'cannot be read']),
+    ('deeply nested JSON', lambda d: _write(d / 'x.json', b'[' * 100000 + b']' * 100000),
+     ['x.json', 'nested too deeply']),
+])
+def test_bad_posts(tmp_path, case, make, words):
+    src = make(tmp_path)
+    one_line_error(lambda: import_posts.main([src, '--out', str(tmp_path / 'out')]), *words)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_import_out_is_a_file(tmp_path):
+    (tmp_path / 'f').write_text('x')
+    one_line_error(lambda: import_posts.main([_jsonl(tmp_path / 'g.jsonl', GOOD), '--out', str(tmp_path / 'f')]),
+                   '--out', 'is a file')
+
+
+@pytest.mark.parametrize('argv, words', [
+    (['--tags_per_video', '0'], ['--tags_per_video must be at least 1']),
+    (['--hashtags_per_topic', '0'], ['--hashtags_per_topic must be at least 1']),
+    (['--synonyms', '0'], ['--synonyms must be at least 1']),
+    (['--scale', 'nan'], ['--scale must be a finite number']),
+    (['--personal', '2'], ['--personal is a probability']),
+])
+def test_bad_generator_knobs(tmp_path, argv, words):
+    one_line_error(lambda: generate.main(['--preset', 'demo', '--scale', '0.1', '--out', str(tmp_path / 'g')] + argv),
+                   *words)
+
+
+def test_generate_out_is_a_file(tmp_path):
+    (tmp_path / 'f').write_text('x')
+    one_line_error(lambda: generate.main(['--preset', 'demo', '--out', str(tmp_path / 'f')]), '--out', 'is a file')
+
+
+def test_partition_of_an_empty_video_info(tiny_copy):
+    open(os.path.join(tiny_copy, 'video_info.txt'), 'w').close()
+    one_line_error(lambda: partition.main([tiny_copy]), 'video_info.txt', '0 lines')
+
+
+def test_recommend_features_of_two_posts(tiny_dir, tmp_path):
+    train.main(['--data_path', tiny_dir, '--save_dir', str(tmp_path), '--no_progress', '--num_epoch', '1',
+                '--dim_latent', '8'])
+    from data_load import load_dataset
+    d = load_dataset(tiny_dir, verbose=False)
+    F = d.features.size(1)
+    np.save(tmp_path / 'two.npy', np.zeros((2, F // 2), np.float32))
+    one_line_error(lambda: recommend.main(['--checkpoint', str(tmp_path / 'GCN_PHR' / 'best.pt'), '--data_path',
+                                           tiny_dir, '--author', d.user_names[0], '--features',
+                                           str(tmp_path / 'two.npy')]), 'two.npy', 'shape [2, 1138]', 'one post')
+
+
+# ---------------------------------------------------------------------------------------------- resume
+
+def test_resume_takes_the_flags_given_now(tiny_dir, tmp_path, capsys):
+    common = ['--data_path', tiny_dir, '--save_dir', str(tmp_path), '--no_progress', '--dim_latent', '8']
+    train.main(common + ['--num_epoch', '1'])
+    train.main(common + ['--num_epoch', '2', '--l_r', '0.5', '--weight_decay', '0',
+                         '--PATH_weight_load', str(tmp_path / 'GCN_PHR' / 'last.pt')])
+    assert 'resuming with --l_r 0.5 (the checkpoint ran with 0.005)' in capsys.readouterr().out
+    ckpt = torch.load(tmp_path / 'GCN_PHR' / 'last.pt', weights_only=True)
+    assert [g['lr'] for g in ckpt['optimizer']['param_groups']] == [0.5, 0.5]
+    assert [g['weight_decay'] for g in ckpt['optimizer']['param_groups']] == [0.0, 0.0]
+    assert ckpt['config']['l_r'] == 0.5
+
+
+def _metrics(path):
+    return [json.loads(x) for x in open(path)]
+
+
+def test_kill_9_and_resume_equals_an_uninterrupted_run(tiny_dir, tmp_path):
+    """Train 3 epochs; again, killed (SIGKILL) during epoch 1 and resumed from last.pt: every epoch's metrics and
+    loss are the same."""
+    common = [sys.executable, 'train.py', '--data_path', tiny_dir, '--no_progress', '--dim_latent', '8',
+              '--batch_size', '8', '--num_epoch', '3', '--patience', '1', '--l_r', '0.01']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    subprocess.run(common + ['--save_dir', str(tmp_path / 'a')], cwd=ROOT, env=env, check=True, capture_output=True)
+    proc = subprocess.Popen(common + ['--save_dir', str(tmp_path / 'b')], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / 'b' / 'GCN_PHR' / 'last.pt'
+    deadline = time.time() + 120
+    while not last.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)                                   # into epoch 1
+    assert proc.poll() is None, 'the run ended before it could be killed'
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = _metrics(tmp_path / 'b' / 'GCN_PHR' / 'metrics.jsonl')
+    assert 1 <= len(done) < 3
+    subprocess.run(common + ['--save_dir', str(tmp_path / 'b'), '--PATH_weight_load', str(last)], cwd=ROOT, env=env,
+                   check=True, capture_output=True)
+    a = _metrics(tmp_path / 'a' / 'GCN_PHR' / 'metrics.jsonl')
+    b = _metrics(tmp_path / 'b' / 'GCN_PHR' / 'metrics.jsonl')
+    strip = lambda ms: [{k: v for k, v in m.items() if k != 'seconds'} for m in ms]
+    assert strip(a) == strip(b)
+    assert not list(tmp_path.rglob('*.tmp'))
