@@ -54,6 +54,7 @@ PLAN = dict(datasets=['yfcc100m=0.02', 'howyoutag', 'instagram=0.04', 'howyoutag
 COMMON = {'l_r': [1e-3, 3e-3, 1e-2], 'weight_decay': [0.0, 1e-3, 0.1]}
 GRAPH = {'num_layers': [1, 2], 'aggr_mode': ['mean', 'add'], 'scoring_mode': ['cat', 'fully_con']}
 EXTRA = {'GCN_PHR_plus': {'loss': ['bpr', 'sampled_softmax'], 'num_train_neg': [1, 8]}}   # a model's own knobs
+ABLATIONS = {'GCN_PHR_plus': ('identity', 'counts', 'content')}   # parts switched off one at a time, after its seeds
 
 
 def space(name):
@@ -118,13 +119,15 @@ def run_one(job, args):
     """One train.py process; returns the record to append."""
     name = job['dataset'].replace('=', '_')
     run = f"{name}/{job['model']}/{job['phase']}_{job['index']}_s{job['seed']}"
+    if job['phase'] == 'ablation':
+        run += '_' + '_'.join(f'no-{k}' for k, v in sorted(job['config'].items()) if v is False)
     rows = os.path.join(args.rows_dir, name, f"{job['model']}_s{job['seed']}.npz") if job['phase'] == 'seed' else None
     argv = [sys.executable, 'train.py', '--data_path', job['path'], '--model_name', job['model'],
             '--seed', str(job['seed']), '--num_epoch', str(args.max_epoch), '--patience', str(args.patience),
             '--batch_size', str(args.batch_size), '--device', args.device, '--save_dir', args.save_dir,
             '--run_name', run, '--no_progress', '--no-keep_freed_memory', '--overwrite']
     for k, v in job['config'].items():
-        argv += [f'--{k}', str(v)]
+        argv += [f'--{k}' if v else f'--no-{k}'] if isinstance(v, bool) else [f'--{k}', str(v)]
     if rows:
         argv += ['--test_rows', rows]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
@@ -208,6 +211,10 @@ def plan_jobs(args, dataset, path, results, phase):
                 continue   # the search is not complete: no selection yet
             jobs += [dict(dataset=dataset, path=path, model=model, phase='seed', index=best['index'], seed=s,
                           config=best['config']) for s in args.seeds]
+            if phase == 'seed' and args.ablations:
+                jobs += [dict(dataset=dataset, path=path, model=model, phase='ablation', index=best['index'], seed=s,
+                              config=dict(best['config'], **{part: False}))
+                         for part in ABLATIONS.get(model, ()) for s in args.seeds]
     return jobs
 
 
@@ -321,6 +328,19 @@ def report(args, results):
             if best is not None and best['config'] != seeds[0]['config']:
                 done += ' (selection changed: rerun seeds)'
             out.append(f'| {label} | {conf} | {epochs} | ' + ' | '.join(cells) + f' | {done} |')
+        for model, parts in ABLATIONS.items():
+            abl = [r for r in recs if r['model'] == model and r['phase'] in ('seed', 'ablation') and r['status'] == 'ok']
+            if not any(r['phase'] == 'ablation' for r in abl):
+                continue
+            out += ['', f'Ablation of {model} (its chosen configuration, each part switched off in turn; test, mean ± '
+                    f'std over seeds):', '', '| variant | seeds | test R@10 | test NDCG@10 | val R@10 |', '|---' * 5 + '|']
+            for part in (None,) + tuple(parts):
+                rs = [r for r in abl if (r['phase'] == 'seed' if part is None else r['config'].get(part) is False)]
+                if rs:
+                    out.append(f'| {"full model" if part is None else "without " + part} | {len(rs)} | '
+                               f'{mean_std([r["test"]["recall@10"] for r in rs])} | '
+                               f'{mean_std([r["test"]["ndcg@10"] for r in rs])} | '
+                               f'{mean_std([r["val"]["recall@10"] for r in rs])} |')
         secs = sum(r.get('seconds', 0) for r in recs)
         out += ['', f'Run time on this dataset: {secs / 3600:.2f} hours (summed over runs). '
                 '"!" marks a selected epoch that was the last one run (the cap was reached while still improving).', '']
@@ -347,6 +367,8 @@ def build_parser():
     p.add_argument('--save_dir', default=os.path.join(ROOT, 'runs', 'tune'))
     p.add_argument('--out', default=os.path.join(ROOT, 'RESULTS.md'))
     p.add_argument('--report', action='store_true', help='only rebuild --out from --results')
+    p.add_argument('--ablations', action=argparse.BooleanOptionalAction, default=True,
+                   help='after its seeds, run each part of GCN_PHR_plus switched off (ABLATIONS), same seeds')
     return p
 
 
