@@ -80,8 +80,11 @@ def evaluate_rows(model, split, ks=(10,), batch_size=None, enc=None):
 
 
 @torch.no_grad()
-def evaluate(model, split, ks=(5, 10), batch_size=None, enc=None):
+def evaluate(model, split, ks=(5, 10), batch_size=None, enc=None, shard=None):
     """Mean metrics of ``model`` over an EvalSplit (already on the model's device): {f'{metric}@{k}': value}.
+
+    ``shard = (rank, world)`` (data-parallel runs, torch.distributed initialised): this process scores its
+    contiguous share of the rows and the sums are all-reduced, so every process returns the same means.
 
     Propagates once (``model.encode()``, unless ``enc`` is given), then scores the rows in batches. Default batch:
     256 rows on CPU (the graph models' scorer splits a batch further into cache-sized blocks itself; larger
@@ -94,12 +97,23 @@ def evaluate(model, split, ks=(5, 10), batch_size=None, enc=None):
     if enc is None:
         enc = model.encode()
     totals = {k: dict.fromkeys(METRICS, 0.0) for k in ks}
-    for s in range(0, len(split), batch_size):
-        sl = slice(s, s + batch_size)
+    lo, hi = 0, len(split)
+    if shard is not None:
+        rank, world = shard
+        lo, hi = len(split) * rank // world, len(split) * (rank + 1) // world
+    for s in range(lo, hi, batch_size):
+        sl = slice(s, min(s + batch_size, hi))
         scores = model.score(enc, split.users[sl], split.videos[sl], split.candidates[sl]).float()
         scores = torch.nan_to_num(scores, nan=float('-inf'))  # a NaN score must not win a comparison
         for k, sums in metric_sums(scores, split.pos_mask[sl], split.valid[sl], ks).items():
             for m, v in sums.items():
                 totals[k][m] += v
     model.train(was_training)
+    if shard is not None:
+        import torch.distributed as dist
+        flat = torch.tensor([totals[k][m] for k in ks for m in METRICS], dtype=torch.float64,
+                            device=split.users.device)
+        dist.all_reduce(flat)
+        it = iter(flat.tolist())
+        totals = {k: {m: next(it) for m in METRICS} for k in ks}
     return {f'{m}@{k}': totals[k][m] / len(split) for k in ks for m in METRICS}

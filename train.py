@@ -16,6 +16,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 
 import numpy as np
@@ -248,29 +249,43 @@ LOSSES = {'bpr': bpr_step, 'hard_bpr': hard_bpr_step, 'sampled_softmax': sampled
 CANDIDATE_LOSSES = ('bpr', 'hard_bpr', 'sampled_softmax')
 
 
-def train_epoch(model, loader, optimizer, loss_fn, sampler=None, device='cpu', desc='train', progress=True):
-    """One pass over the loader: a step per batch. Returns the mean training loss per triple."""
+def train_epoch(model, loader, optimizer, loss_fn, sampler=None, device='cpu', desc='train', progress=True,
+                shard=None):
+    """One pass over the loader: a step per batch. Returns the mean training loss per triple.
+
+    ``shard = (rank, world)`` (data-parallel, ``model`` wrapped in DistributedDataParallel): every process draws
+    the same global batch (same seed, same random stream) and computes the loss of its contiguous share of the
+    rows; the loss is scaled by ``world`` because DDP averages the gradients, so the step equals one process's
+    step on the whole batch.
+    """
     model.train()
     total, count = 0.0, 0
     for batch in tqdm(loader, desc=desc, leave=False, disable=not progress):
+        n = len(batch)
+        if shard is not None:
+            batch = batch.tensor_split(shard[1])[shard[0]]
         batch = batch.to(device, non_blocking=True)
         loss = loss_fn(model, batch, sampler)
-        if not torch.isfinite(loss):
-            raise TrainingError(f'loss became {loss.item()}')
+        value = loss.detach()
+        if shard is not None:   # every process sees the whole batch's loss (and stops together on NaN)
+            value = value.clone()
+            torch.distributed.all_reduce(value)
+        if not torch.isfinite(value):
+            raise TrainingError(f'loss became {value.item()}')
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * shard[1] if shard is not None else loss).backward()
         optimizer.step()
-        total += loss.item()
-        count += len(batch)
+        total += value.item()
+        count += n
     return total / count
 
 
-def evaluate_splits(model, splits, ks, batch_size=None):
-    """{split name: metrics} for every EvalSplit given, from one propagation."""
+def evaluate_splits(model, splits, ks, batch_size=None, shard=None):
+    """{split name: metrics} for every EvalSplit given, from one propagation (rows shared out with ``shard``)."""
     model.eval()
     with torch.no_grad():
         enc = model.encode()
-    return {name: evaluate(model, split, ks, batch_size, enc=enc) for name, split in splits.items()}
+    return {name: evaluate(model, split, ks, batch_size, enc=enc, shard=shard) for name, split in splits.items()}
 
 
 def save_checkpoint(path, model, optimizer, epoch, best, config, model_info, extra=None):
@@ -388,6 +403,40 @@ def resume(path, data, device, args):
     return model, ckpt
 
 
+def init_distributed(args):
+    """Under torchrun (WORLD_SIZE > 1): one process per device, NCCL on CUDA, gloo on CPU. Returns (rank, world,
+    device), or None for a plain single-process run."""
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world == 1:
+        return None
+    import torch.distributed as dist
+    rank, local = int(os.environ['RANK']), int(os.environ.get('LOCAL_RANK', '0'))
+    device = resolve_device(args)
+    if device.type == 'cuda':
+        device = torch.device('cuda', local)
+        torch.cuda.set_device(device)
+    if args.loss in ('softmax', 'bce'):
+        raise SystemExit(f'error: --loss {args.loss} scores outside the DDP forward; data-parallel runs train with '
+                         f'bpr, hard_bpr or sampled_softmax')
+    dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    return rank, world, device
+
+
+def finish_distributed(ddp):
+    if ddp is not None:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+
+
+def broadcast(obj, ddp):
+    """rank 0's value of ``obj`` on every process (a no-op without torch.distributed)."""
+    if ddp is None:
+        return obj
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def resume_state(ckpt, optimizer, groups, gen, args):
     """Continue a run from its checkpoint: optimiser state with the learning rate and weight decay given now,
     the random streams of the sampler and the data order, the patience counter. Returns (start, best, since)."""
@@ -419,20 +468,28 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     ks = parse_topk(args.topk)
     k_sel = 10 if 10 in ks else ks[-1]
-    device = resolve_device(args)
     check_flags(args)
+    ddp = init_distributed(args)            # torchrun: (rank, world, device); plain python: None
+    device = ddp[2] if ddp else resolve_device(args)
+    shard = ddp[:2] if ddp else None
+    rank0 = ddp is None or ddp[0] == 0
+    if not rank0:                           # one process prints, writes metrics and checkpoints
+        sys.stdout = open(os.devnull, 'w')
+        args.no_progress = True
     seed_everything(args.seed)
     if args.keep_freed_memory:
         keep_freed_memory()
-    run_dir = choose_run_dir(args)
+    run_dir = broadcast(choose_run_dir(args) if rank0 else None, ddp)
     best_path = args.PATH_weight_save or os.path.join(run_dir, 'best.pt')
-    if args.PATH_weight_save and os.path.exists(args.PATH_weight_save) and not args.overwrite \
-            and not args.PATH_weight_load:
-        raise SystemExit(f'error: --PATH_weight_save {args.PATH_weight_save} exists; pass --overwrite to replace it')
-    check_writable(os.path.join(run_dir, 'metrics.jsonl'), 'run folder file')
-    check_writable(best_path, '--PATH_weight_save')
-    if args.test_rows:
-        check_writable(args.test_rows, '--test_rows')
+    if rank0:
+        if args.PATH_weight_save and os.path.exists(args.PATH_weight_save) and not args.overwrite \
+                and not args.PATH_weight_load:
+            raise SystemExit(f'error: --PATH_weight_save {args.PATH_weight_save} exists; pass --overwrite to '
+                             f'replace it')
+        check_writable(os.path.join(run_dir, 'metrics.jsonl'), 'run folder file')
+        check_writable(best_path, '--PATH_weight_save')
+        if args.test_rows:
+            check_writable(args.test_rows, '--test_rows')
 
     # ---- data and model (built from the flags, or from the checkpoint being resumed)
     ckpt = None
@@ -458,17 +515,21 @@ def main(argv=None):
                          f'the baselines\' native losses')
     n_params = sum(p.numel() for p in model.parameters())
     print(f'model: {args.model_name} ({n_params:,} parameters) on {device}; '
-          f'aggr_mode={args.aggr_mode} scoring_mode={args.scoring_mode} num_layers={args.num_layers}')
+          f'aggr_mode={args.aggr_mode} scoring_mode={args.scoring_mode} num_layers={args.num_layers}'
+          + (f'; data-parallel over {ddp[1]} processes' if ddp else ''))
     os.makedirs(run_dir, exist_ok=True)
 
     # ---- models without training (the popularity floors): evaluated once
     if not model.trainable:
-        m = evaluate_splits(model, splits, ks, args.eval_batch)
+        m = evaluate_splits(model, splits, ks, args.eval_batch, shard)
         print(f'{args.model_name} | val {fmt(m["val"], k_sel)} | test {fmt(m["test"], k_sel)}')
-        with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
-            f.write(json.dumps({'epoch': 0, 'loss': None, 'val': m['val'], 'test': m['test'], 'seconds': 0.0}) + '\n')
-        if args.test_rows:
-            write_test_rows(args.test_rows, model, splits['test'], args.eval_batch)
+        if rank0:
+            with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as f:
+                f.write(json.dumps({'epoch': 0, 'loss': None, 'val': m['val'], 'test': m['test'],
+                                    'seconds': 0.0}) + '\n')
+            if args.test_rows:
+                write_test_rows(args.test_rows, model, splits['test'], args.eval_batch)
+        finish_distributed(ddp)
         return {'epoch': 0, 'best_epoch': 0, 'val': m['val'], 'test': m['test']}
 
     # ---- optimiser, data order; resume (the run continues: optimiser, random streams, patience)
@@ -487,21 +548,30 @@ def main(argv=None):
     kept = []
     if start_epoch and os.path.exists(metrics_path):   # lines of epochs after the checkpoint are done again
         kept = [line for line in open(metrics_path) if line.strip() and json.loads(line)['epoch'] < start_epoch]
-    metrics_file = open(metrics_path, 'w')
+    metrics_file = open(metrics_path if rank0 else os.devnull, 'w')
     metrics_file.writelines(kept)
     epochs_run = start_epoch
+    if ddp:   # gradients all-reduced by DDP; buffers are data, the same on every process
+        from torch.nn.parallel import DistributedDataParallel
+        import warnings
+        with warnings.catch_warnings():   # broadcast_buffers=False is what we mean (data buffers, never synced)
+            warnings.simplefilter('ignore', FutureWarning)
+            train_model = DistributedDataParallel(model, device_ids=[device] if device.type == 'cuda' else None,
+                                                  broadcast_buffers=False)
+    else:
+        train_model = model
     for epoch in range(start_epoch, args.num_epoch):
         epochs_run = epoch + 1
         t0 = time.perf_counter()
         try:
-            loss = train_epoch(model, loader, optimizer, LOSSES[args.loss], sampler, device, f'epoch {epoch}',
-                               progress=not args.no_progress)
+            loss = train_epoch(train_model, loader, optimizer, LOSSES[args.loss], sampler, device, f'epoch {epoch}',
+                               progress=not args.no_progress, shard=shard)
         except TrainingError as e:
             raise SystemExit(f'error: {e} at epoch {epoch}; try a smaller --l_r (now {args.l_r}) or check the '
                              f'features for extreme values')
         except DataError as e:
             raise SystemExit(f'error: {e}')
-        m = evaluate_splits(model, splits, ks, args.eval_batch)
+        m = evaluate_splits(model, splits, ks, args.eval_batch, shard)
         secs = time.perf_counter() - t0
         improved = best['val'] is None or selection_key(m['val'], k_sel) > selection_key(best['val'], k_sel)
         print(f'epoch {epoch:3d} | loss {loss:.4f} | val {fmt(m["val"], k_sel)} | test {fmt(m["test"], k_sel)} '
@@ -514,20 +584,23 @@ def main(argv=None):
         else:
             since_best += 1
         state = {'since_best': since_best, 'rng': {'torch': torch.get_rng_state(), 'loader': gen.get_state()}}
-        if improved:
+        if rank0 and improved:
             save_checkpoint(best_path, model, optimizer, epoch, best, config, model_info, state)
-        save_checkpoint(os.path.join(run_dir, 'last.pt'), model, optimizer, epoch, best, config, model_info, state)
+        if rank0:
+            save_checkpoint(os.path.join(run_dir, 'last.pt'), model, optimizer, epoch, best, config, model_info,
+                            state)
         if since_best >= args.patience > 0:
             print(f'no better validation R@{k_sel} for {args.patience} epochs: stopping')
             break
     metrics_file.close()
     best['epochs_run'] = epochs_run
-    if args.test_rows and best['val'] is not None:
+    if rank0 and args.test_rows and best['val'] is not None:
         best_model, _ = load_checkpoint(best_path, data, device)
         write_test_rows(args.test_rows, best_model, splits['test'], args.eval_batch)
     if best['val'] is not None:
         print(f"best epoch {best['epoch']} (by val R@{k_sel}, then N@{k_sel}) | val {fmt(best['val'], k_sel)} | "
               f"test {fmt(best['test'], k_sel)} | checkpoint {best_path}")
+    finish_distributed(ddp)
     return best
 
 

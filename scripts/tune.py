@@ -124,7 +124,7 @@ def run_one(job, args):
     rows = os.path.join(args.rows_dir, name, f"{job['model']}_s{job['seed']}.npz") if job['phase'] == 'seed' else None
     argv = [sys.executable, 'train.py', '--data_path', job['path'], '--model_name', job['model'],
             '--seed', str(job['seed']), '--num_epoch', str(args.max_epoch), '--patience', str(args.patience),
-            '--batch_size', str(args.batch_size), '--device', args.device, '--save_dir', args.save_dir,
+            '--batch_size', str(args.batch_size), '--device', job['device'], '--save_dir', args.save_dir,
             '--run_name', run, '--no_progress', '--no-keep_freed_memory', '--overwrite']
     for k, v in job['config'].items():
         argv += [f'--{k}' if v else f'--no-{k}'] if isinstance(v, bool) else [f'--{k}', str(v)]
@@ -167,6 +167,8 @@ def execute(jobs, args, results):
     todo = [j for j in jobs if done_key(j) not in done]
     if not todo:
         return
+    for i, j in enumerate(todo):   # devices round-robin; a device never changes a run's numbers, so not in the key
+        j['device'] = args.devices[i % len(args.devices)]
     print(f'{len(todo)} run(s) to do ({len(jobs) - len(todo)} already in {args.results})', flush=True)
     with cf.ThreadPoolExecutor(args.jobs) as pool, open(args.results, 'a') as f:
         futures = {pool.submit(run_one, j, args): j for j in todo}
@@ -359,9 +361,10 @@ def build_parser():
     p.add_argument('--patience', type=int, default=PLAN['patience'])
     p.add_argument('--batch_size', type=int, default=PLAN['batch_size'])
     p.add_argument('--seeds', nargs='+', type=int, default=PLAN['seeds'])
-    p.add_argument('--jobs', type=int, default=1, help='runs at once (one per core on CPU)')
+    p.add_argument('--jobs', type=int, default=1, help='runs at once (one per core on CPU, one per device on GPUs)')
     p.add_argument('--threads', type=int, default=1, help='OMP_NUM_THREADS of each run')
-    p.add_argument('--device', default='cpu')
+    p.add_argument('--devices', nargs='+', default=['cpu'],
+                   help='devices given to the runs round-robin, e.g. --jobs 4 --devices cuda:0 cuda:1 cuda:2 cuda:3')
     p.add_argument('--results', default=os.path.join(ROOT, 'results', 'tune.jsonl'))
     p.add_argument('--rows_dir', default=os.path.join(ROOT, 'results', 'rows'))
     p.add_argument('--save_dir', default=os.path.join(ROOT, 'runs', 'tune'))

@@ -66,3 +66,17 @@ def test_sweep_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
     tune.main(argv + ['--report'])
     assert open(tmp_path / 'R.md').read() == table
     assert all(json.loads(line)['dataset'] == tiny_dir for line in open(tmp_path / 'r.jsonl'))
+
+
+def test_jobs_2_gives_the_same_rows_as_jobs_1(tiny_dir, tmp_path):
+    def sweep(jobs):
+        d = tmp_path / f'j{jobs}'
+        return tune.main(['--datasets', tiny_dir, '--models', 'no_att', 'UTM', '--configs', '2', '--max_epoch', '2',
+                          '--seeds', '0', '--results', str(d / 'r.jsonl'), '--rows_dir', str(d / 'rows'),
+                          '--save_dir', str(d / 'runs'), '--out', str(d / 'R.md'), '--jobs', str(jobs),
+                          '--no-ablations'])
+    keep = ('dataset', 'model', 'phase', 'index', 'seed', 'config', 'best_epoch', 'epochs_run', 'val', 'test')
+    rows = lambda rs: sorted(json.dumps({k: r[k] for k in keep}, sort_keys=True) for r in rs)
+    assert rows(sweep(1)) == rows(sweep(2))
+    table = lambda j: [line for line in open(tmp_path / f'j{j}' / 'R.md') if line.startswith('| ')]
+    assert table(1) == table(2)
