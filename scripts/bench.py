@@ -79,10 +79,15 @@ def main(argv=None):
     p.add_argument('--eval_batch', type=int, default=None, help='default: 256 on CPU, 2048 on GPU')
     p.add_argument('--keep_freed_memory', action=argparse.BooleanOptionalAction, default=True,
                    help="glibc malloc keeps freed memory (train.py's default); --no-keep_freed_memory to compare")
+    p.add_argument('--nproc', nargs='+', type=int, default=None,
+                   help='instead of the step table: one training epoch through torchrun with each of these numbers '
+                        'of processes (data-parallel, train.py), e.g. --nproc 1 2; prints seconds per epoch')
     p.add_argument('--keep_zero_columns', action='store_true',
                    help='project all feature columns, also those zero for every post (to measure what leaving them '
                         'out saves, e.g. on imported posts without visual/acoustic features)')
     args = p.parse_args(argv)
+    if args.nproc:
+        return bench_nproc(args)
     kept = keep_freed_memory() if args.keep_freed_memory else False
     if args.keep_zero_columns:
         Recommender.drop_zero_feature_columns = False
@@ -147,6 +152,30 @@ def main(argv=None):
     for name, aggr, ts, tp, tg, tc, te, tv, rps, mem in rows:
         print(f'| {name} | {aggr} | {ts:.3f} | {ts / floor:.1f} | {tp:.3f} | {tg:.3f} | {tc:.4f} | {te:.0f} | '
               f'{tv:.2f} | {rps:,.0f} | {mem:.2f} |')
+
+
+def bench_nproc(args):
+    """Seconds of one training epoch (train.py's own timing, training plus evaluation) per number of processes.
+    On CPU each process gets cpu_count / nproc threads; on CUDA one device per process."""
+    import json
+    import subprocess
+    import tempfile
+    device = 'cuda' if args.device in ('auto', 'cuda') and torch.cuda.is_available() else 'cpu'
+    print(f'device: {describe(torch.device(device))}; data {args.data_path}; batch {args.batch_size} (global)')
+    print('| model | processes | epoch s (train + eval) | loss | val R@10 |')
+    print('|---|---|---|---|---|')
+    for name in args.models:
+        for n in args.nproc:
+            with tempfile.TemporaryDirectory() as out:
+                env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // n)))
+                cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(n),
+                       'train.py', '--data_path', args.data_path, '--model_name', name, '--num_epoch', '1',
+                       '--batch_size', str(args.batch_size), '--dim_latent', str(args.dim_latent), '--device', device,
+                       '--save_dir', out, '--no_progress']
+                subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
+                m = json.loads(open(os.path.join(out, name, 'metrics.jsonl')).readline())
+                print(f"| {name} | {n} | {m['seconds']:.1f} | {m['loss']:.4f} | {m['val']['recall@10']:.4f} |",
+                      flush=True)
 
 
 def model_width(data, keep_zero_columns):
