@@ -113,11 +113,14 @@ def main(argv=None):
     p.add_argument('--min_uses', type=int, default=2)
     p.add_argument('--save_dir', default=os.path.join('runs', 'rtweet'))
     p.add_argument('--device', default='auto')
+    p.add_argument('--import_only', action='store_true', help='fetch and import, no training (scripts/tune.py)')
     args = p.parse_args(argv)
 
     fetch(args.raw, args.deb)
     stats = import_posts.main([args.raw, '--out', args.out, '--format', 'twitter', '--min_posts',
                                str(args.min_posts), '--min_uses', str(args.min_uses), '--seed', '2019'])
+    if args.import_only:
+        return stats
     common = ['--data_path', args.out, '--save_dir', args.save_dir, '--no_progress', '--device', args.device]
     rows = {}
     for floor in ('popularity', 'user_popularity'):

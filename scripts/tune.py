@@ -46,10 +46,13 @@ from model import GraphModel  # noqa: E402
 
 HOWYOUTAG_SRC = os.path.join(ROOT, '..', 'shared', 'data', 'howyoutag')
 # the committed plan: sized for about 6 hours on 2 CPU cores with --jobs 2 (README, Reproduction)
-PLAN = dict(datasets=['yfcc100m=0.02', 'howyoutag', 'instagram=0.04', 'howyoutag_makers'],
+PLAN = dict(datasets=['yfcc100m=0.02', 'rtweet', 'howyoutag', 'instagram=0.04', 'howyoutag_makers'],
             models=['GCN_PHR', 'no_att', 'var1', 'Net', 'UTM', 'ConTagNet', 'CSMN', 'USHM', 'GCN_PHR_plus',
                     'user_popularity', 'popularity'],
             configs=8, max_epoch=20, patience=3, batch_size=1024, seeds=[0, 1, 2])
+
+# a dataset's own training settings, the same for every model on it (rtweet: 123 training posts, 6 val posts)
+DATASET_SETTINGS = {'rtweet': dict(batch_size=64, max_epoch=60, patience=20)}
 
 COMMON = {'l_r': [1e-3, 3e-3, 1e-2], 'weight_decay': [0.0, 1e-3, 0.1]}
 GRAPH = {'num_layers': [1, 2], 'aggr_mode': ['mean', 'add'], 'scoring_mode': ['cat', 'fully_con']}
@@ -88,7 +91,7 @@ def dataset_path(spec):
     if os.path.exists(os.path.join(spec, 'test.npy')):
         return spec
     name, _, scale = spec.partition('=')
-    if name.startswith('howyoutag'):
+    if name.startswith('howyoutag') or name == 'rtweet':
         return os.path.join(ROOT, 'Data', name)
     return os.path.join(ROOT, 'Data', name + ('' if scale in ('', '1') else f'_{float(scale):g}'))
 
@@ -98,7 +101,9 @@ def prepare(spec):
     if os.path.exists(os.path.join(path, 'test.npy')):
         return path
     name, _, scale = spec.partition('=')
-    if name.startswith('howyoutag'):
+    if name == 'rtweet':
+        cmd = [sys.executable, os.path.join('scripts', 'real_tweets.py'), '--import_only', '--out', path]
+    elif name.startswith('howyoutag'):
         if not os.path.isdir(HOWYOUTAG_SRC):
             raise SystemExit(f'error: {HOWYOUTAG_SRC}: the #HowYouTagTweets files are not there')
         cmd = [sys.executable, 'import_posts.py', HOWYOUTAG_SRC, '--out', path]
@@ -115,6 +120,10 @@ def prepare(spec):
 
 # ---------------------------------------------------------------------------------------------------- runs
 
+def setting(args, dataset, key):
+    return DATASET_SETTINGS.get(dataset, {}).get(key, getattr(args, key))
+
+
 def run_one(job, args):
     """One train.py process; returns the record to append."""
     name = job['dataset'].replace('=', '_')
@@ -123,8 +132,9 @@ def run_one(job, args):
         run += '_' + '_'.join(f'no-{k}' for k, v in sorted(job['config'].items()) if v is False)
     rows = os.path.join(args.rows_dir, name, f"{job['model']}_s{job['seed']}.npz") if job['phase'] == 'seed' else None
     argv = [sys.executable, 'train.py', '--data_path', job['path'], '--model_name', job['model'],
-            '--seed', str(job['seed']), '--num_epoch', str(args.max_epoch), '--patience', str(args.patience),
-            '--batch_size', str(args.batch_size), '--device', job['device'], '--save_dir', args.save_dir,
+            '--seed', str(job['seed']), '--num_epoch', str(setting(args, job['dataset'], 'max_epoch')),
+            '--patience', str(setting(args, job['dataset'], 'patience')),
+            '--batch_size', str(setting(args, job['dataset'], 'batch_size')), '--device', job['device'], '--save_dir', args.save_dir,
             '--run_name', run, '--no_progress', '--no-keep_freed_memory', '--overwrite']
     for k, v in job['config'].items():
         argv += [f'--{k}' if v else f'--no-{k}'] if isinstance(v, bool) else [f'--{k}', str(v)]
@@ -297,7 +307,9 @@ def report(args, results):
         if not recs:
             out += [f'## {dataset}', '', 'not run yet.', '']
             continue
-        out += [f'## {dataset}', '', '| model | chosen configuration | best epochs (of run) | val R@10 | test R@10 | '
+        own = DATASET_SETTINGS.get(dataset)
+        out += [f'## {dataset}', ''] + ([f'Settings of this dataset, for every model: {own}.', ''] if own else [])
+        out += ['| model | chosen configuration | best epochs (of run) | val R@10 | test R@10 | '
                 'test NDCG@10 | test P@10 | GCN-PHR − row, R@10 [95% CI] | verdict | GCN-PHR − row, NDCG@10 [95% CI] | '
                 'verdict | configs done |', '|---' * 12 + '|']
         ref = seed_rows(results, dataset, 'GCN_PHR', args.seeds)
