@@ -94,6 +94,7 @@ def main(argv=None):
                 raise DataError(f'{os.path.join(args.data_path, "video_list.txt")}: no video named {args.video!r}')
             video = videos[args.video]
             true = set(data.vh_idx[data.vh_ptr[video]:data.vh_ptr[video + 1]].tolist())
+        model, ckpt = load_checkpoint(args.checkpoint, data, device)   # checked even when it is not used below
         if args.author not in users:
             if args.strict:
                 raise DataError(f'{os.path.join(args.data_path, "user_list.txt")}: no author named {args.author!r}')
@@ -103,7 +104,6 @@ def main(argv=None):
             top = torch.topk(pop, min(args.topk, data.num_hashtag))
             ids, scores, how = top.indices, top.values, 'training uses'
         else:
-            model, ckpt = load_checkpoint(args.checkpoint, data, device)
             feats = None if args.video is not None else post_features(args, data)
             ids, scores = recommend(model, data, users[args.author], video, feats, args.topk)
             how = f'{ckpt.get("model_name") or ckpt["config"]["model_name"]} score'

@@ -262,3 +262,17 @@ def test_kill_9_and_resume_equals_an_uninterrupted_run(tiny_dir, tmp_path):
     strip = lambda ms: [{k: v for k, v in m.items() if k != 'seconds'} for m in ms]
     assert strip(a) == strip(b)
     assert not list(tmp_path.rglob('*.tmp'))
+
+
+@pytest.mark.parametrize('cmd, words', [
+    (['train.py', '--device', 'mps'], 'cpu or cuda'),
+    (['train.py', '--seed', '-1'], '--seed cannot be negative'),
+    (['generate.py', '--personal', '2'], '--personal is a probability'),
+    (['recommend.py', '--checkpoint', 'nowhere.pt', '--data_path', 'Data/demo', '--author', 'x', '--text', 'y'],
+     'nowhere.pt: no such checkpoint'),
+])
+def test_command_lines_exit_non_zero_without_traceback(cmd, words, tiny_dir):
+    cmd = [a if a != 'Data/demo' else tiny_dir for a in cmd]
+    res = subprocess.run([sys.executable] + cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0 and 'Traceback' not in res.stderr, res.stderr
+    assert words in res.stderr and res.stderr.strip().count('\n') == 0, res.stderr
