@@ -342,6 +342,19 @@ def report(args, results):
             if best is not None and best['config'] != seeds[0]['config']:
                 done += ' (selection changed: rerun seeds)'
             out.append(f'| {label} | {conf} | {epochs} | ' + ' | '.join(cells) + f' | {done} |')
+        plus = seed_rows(results, dataset, 'GCN_PHR_plus', args.seeds) if 'GCN_PHR_plus' in args.models else None
+        if plus is not None:
+            out += ['', 'The extension against every row (GCN-PHR+ minus the row, same paired bootstrap):', '',
+                    '| row | R@10 [95% CI] | verdict | NDCG@10 [95% CI] | verdict |', '|---' * 5 + '|']
+            for model in args.models:
+                other = seed_rows(results, dataset, model, args.seeds)
+                if model == 'GCN_PHR_plus' or other is None:
+                    continue
+                cells = []
+                for m in ('recall@10', 'ndcg@10'):
+                    d, lo, hi = paired_bootstrap(plus[m], other[m])
+                    cells += [f'{d:+.4f} [{lo:+.4f}, {hi:+.4f}]', verdict(lo, hi)]
+                out.append(f'| {model_lib.MODELS[model].label} | ' + ' | '.join(cells) + ' |')
         for model, parts in ABLATIONS.items():
             abl = [r for r in recs if r['model'] == model and r['phase'] in ('seed', 'ablation') and r['status'] == 'ok']
             if not any(r['phase'] == 'ablation' for r in abl):
