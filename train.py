@@ -71,8 +71,9 @@ def build_parser():
                         "negatives | sampled_softmax over the positive and --num_train_neg negatives | softmax or bce "
                         "over all hashtags: the baselines' native losses (USHM/CSMN/UTM softmax, ConTagNet BCE)")
     p.add_argument('--num_train_neg', type=int, default=1, help='negatives drawn per training triple per epoch')
-    p.add_argument('--neg_sampling', default='uniform', choices=('uniform', 'popularity'),
-                   help="uniform over training hashtags (the authors') | popularity: in proportion to their uses")
+    p.add_argument('--neg_sampling', default='uniform', choices=('uniform', 'popularity', 'user'),
+                   help="uniform over training hashtags (the authors') | popularity: in proportion to their uses | "
+                        "user: half from the user's own other training hashtags, half uniform")
     g = p.add_argument_group('GCN_PHR_plus (the extension, not the paper; README "Beyond the paper")')
     for part, what in (('identity', 'layer-0 ids in the layer mean, hashtag bias, user x hashtag id term'),
                        ('counts', "the user's training count of the hashtag, log(1 + c), in the score"),
@@ -142,19 +143,29 @@ def seed_everything(seed):
 class TripleSampler(Dataset):
     """Training triples (u, v, h+) with ``num_neg`` fresh negatives h- per epoch: training hashtags not on video v.
 
-    Negatives are drawn uniformly over the training hashtags (the authors' sampler), or with ``popularity`` in
-    proportion to their training uses (a uniform draw over the training triples' hashtags).
+    ``negatives``: ``uniform`` over the training hashtags (the authors' sampler); ``popularity``: in proportion to
+    their training uses (a uniform draw over the training triples' hashtags); ``user``: half of the draws from the
+    user's own training hashtags (those not on v), half uniform, so a model also learns to order a user's own
+    hashtags and not only to tell them from strangers (a user whose every hashtag is on v gets uniform ones).
     ``__getitems__`` draws a whole batch at once (vectorised rejection sampling against the sorted
     (video, hashtag) keys of every video's hashtags), so DataLoader workers sample batches, not rows.
     """
 
-    def __init__(self, data, num_neg=1, popularity=False):
+    def __init__(self, data, num_neg=1, negatives='uniform'):
+        if negatives is True or negatives is False:   # the older boolean form: popularity or not
+            negatives = 'popularity' if negatives else 'uniform'
         self.train = data.train
         H = data.num_hashtag
         vid = torch.from_numpy(csr_rows(data.vh_ptr.numpy()))
         self.video_keys = torch.sort(vid * H + data.vh_idx).values
         self.vh_ptr, self.vh_idx = data.vh_ptr, data.vh_idx
-        self.pool = data.train[:, 2] if popularity else data.train_hashtags
+        self.pool = data.train[:, 2] if negatives == 'popularity' else data.train_hashtags
+        self.negatives = negatives
+        if negatives == 'user':   # each user's distinct training hashtags, CSR (graph pairs are grouped by user)
+            g = data.graph
+            self.user_ptr = torch.zeros(data.num_user + 1, dtype=torch.long)
+            self.user_ptr[1:] = torch.cumsum(torch.bincount(g.pair_user, minlength=data.num_user), 0)
+            self.user_tags = g.pair_hashtag
         self.H = H
         self.num_neg = num_neg
         if len(data.train_hashtags) < 2:
@@ -173,14 +184,33 @@ class TripleSampler(Dataset):
         row, tags = csr_gather(self.vh_ptr.numpy(), self.vh_idx.numpy(), videos.numpy())
         return torch.from_numpy(row), torch.from_numpy(tags)
 
-    def draw(self, videos):
+    def draw(self, videos, users=None):
         """One negative per video: [len(videos)]."""
-        neg = self.pool[torch.randint(len(self.pool), (len(videos),))]
+        def uniform(n):
+            return self.pool[torch.randint(len(self.pool), (n,))]
+
+        def own(rows):   # a random training hashtag of each row's user
+            lo, hi = self.user_ptr[users[rows]], self.user_ptr[users[rows] + 1]
+            return self.user_tags[lo + (torch.rand(len(rows)) * (hi - lo)).long()]
+
+        mine = torch.zeros(len(videos), dtype=torch.bool)
+        if self.negatives == 'user':
+            mine = torch.rand(len(videos)) < 0.5
+        neg = uniform(len(videos))
+        if mine.any():
+            neg[mine] = own(torch.nonzero(mine).squeeze(1))
         bad = self.on_video(videos, neg)
-        for _ in range(100):
+        for attempt in range(100):
             if not bad.any():
                 break
-            neg[bad] = self.pool[torch.randint(len(self.pool), (int(bad.sum()),))]
+            if attempt == 20:
+                mine &= ~bad   # users whose own hashtags are all on this video: uniform from here on
+            idx = torch.nonzero(bad).squeeze(1)
+            m = mine[idx]
+            fresh = uniform(len(idx))
+            if m.any():
+                fresh[m] = own(idx[m])
+            neg[idx] = fresh
             bad = self.on_video(videos, neg)
         if bad.any():
             raise DataError('could not draw a negative for some videos: they carry every training hashtag')
@@ -188,7 +218,7 @@ class TripleSampler(Dataset):
 
     def __getitems__(self, index):
         rows = self.train[torch.as_tensor(index)]
-        negs = [self.draw(rows[:, 1]) for _ in range(self.num_neg)]
+        negs = [self.draw(rows[:, 1], rows[:, 0]) for _ in range(self.num_neg)]
         return torch.cat([rows, torch.stack(negs, 1)], 1)   # [B, 3 + num_neg]: user, video, pos, negatives
 
     def __getitem__(self, i):
@@ -499,7 +529,7 @@ def main(argv=None):
             model, ckpt = resume(args.PATH_weight_load, data, device, args)
         else:
             model = build_model(args.model_name, data, **hparams_from_flags(vars(args))).to(device)
-        sampler = TripleSampler(data, args.num_train_neg, args.neg_sampling == 'popularity')
+        sampler = TripleSampler(data, args.num_train_neg, args.neg_sampling)
     except (DataError, CheckpointError, ValueError) as e:
         raise SystemExit(f'error: {e}')
     config = dict(vars(args))

@@ -92,7 +92,7 @@ def test_sampled_softmax_and_hard_bpr_against_literal_loops(tiny_data):
 
 
 def test_popularity_negatives_follow_training_uses(tiny_data):
-    sampler = train.TripleSampler(tiny_data, num_neg=1, popularity=True)
+    sampler = train.TripleSampler(tiny_data, num_neg=1, negatives='popularity')
     torch.manual_seed(0)
     negs = torch.cat([sampler.__getitems__(list(range(len(sampler))))[:, 3] for _ in range(20)])
     uses = torch.bincount(tiny_data.train[:, 2], minlength=tiny_data.num_hashtag).float()
@@ -118,3 +118,18 @@ def test_trains_through_train_py_with_every_loss(tiny_dir, tmp_path):
         assert best['val']['recall@10'] > 0
         ckpt = torch.load(tmp_path / loss / 'best.pt', weights_only=True)
         assert ckpt['model_args']['identity'] and ckpt['model_args']['counts'] and ckpt['model_args']['content']
+
+
+def test_user_negatives_come_half_from_the_users_own_hashtags(tiny_data):
+    sampler = train.TripleSampler(tiny_data, num_neg=4, negatives='user')
+    torch.manual_seed(0)
+    batch = sampler.__getitems__(list(range(len(sampler))))
+    own = {(u, h) for u, h in zip(tiny_data.graph.pair_user.tolist(), tiny_data.graph.pair_hashtag.tolist())}
+    negs = [(int(r[0]), int(h)) for r in batch for h in r[3:]]
+    share = sum(x in own for x in negs) / len(negs)
+    assert 0.45 < share < 0.8, share          # half by design, plus uniform draws that happen to be the user's
+    for r in batch:                           # never a hashtag of the post itself
+        assert not sampler.on_video(r[1].repeat(4), r[3:]).any()
+    uniform = train.TripleSampler(tiny_data, num_neg=4)
+    batch = uniform.__getitems__(list(range(len(uniform))))
+    assert sum((int(r[0]), int(h)) in own for r in batch for h in r[3:]) / len(negs) < share - 0.2
