@@ -195,10 +195,14 @@ def execute(jobs, args, results):
                 print(f"{head}: FAILED: {rec['error']}", flush=True)
 
 
+CONFIGS = None   # --configs of this invocation (set by main)
+
+
 def selected(results, dataset, model):
     """The search record of best validation Recall@10 (ties: NDCG@10, then the first drawn), or None."""
+    planned = {config_key(c) for c in configurations(model, PLAN['configs'] if CONFIGS is None else CONFIGS)}
     search = [r for r in results if r['dataset'] == dataset and r['model'] == model and r['phase'] == 'search'
-              and r['status'] == 'ok']
+              and r['status'] == 'ok' and config_key(r['config']) in planned]   # runs of an older grid: ignored
     if not search:
         return None
     return max(search, key=lambda r: (r['val']['recall@10'], r['val']['ndcg@10'], -r['index']))
@@ -217,8 +221,9 @@ def plan_jobs(args, dataset, path, results, phase):
                                  config={}))
                 continue
             best = selected(results, dataset, model)
+            planned = {config_key(c) for c in configurations(model, args.configs)}
             n_search = sum(1 for r in results if r['dataset'] == dataset and r['model'] == model
-                           and r['phase'] == 'search' and r['status'] == 'ok')
+                           and r['phase'] == 'search' and r['status'] == 'ok' and config_key(r['config']) in planned)
             if best is None or n_search < min(args.configs, len(configurations(model, args.configs))):
                 continue   # the search is not complete: no selection yet
             jobs += [dict(dataset=dataset, path=path, model=model, phase='seed', index=best['index'], seed=s,
@@ -271,10 +276,16 @@ def mean_std(values):
     return f'{statistics.fmean(values):.4f} ± {s:.4f}'
 
 
+def seed_records(results, dataset, model):
+    """The seed runs of the model's current selection (seed runs of an earlier selection are left out)."""
+    best = selected(results, dataset, model)
+    return [r for r in results if r['dataset'] == dataset and r['model'] == model and r['phase'] == 'seed'
+            and r['status'] == 'ok' and (best is None or r['config'] == best['config'])]
+
+
 def seed_rows(results, dataset, model, seeds):
     """[S, R] arrays of per-row test R@10 and NDCG@10 for the seed runs, or None if one is missing."""
-    recs = {r['seed']: r for r in results if r['dataset'] == dataset and r['model'] == model
-            and r['phase'] == 'seed' and r['status'] == 'ok'}
+    recs = {r['seed']: r for r in seed_records(results, dataset, model)}
     det = not model_lib.MODELS[model].cls.trainable if model in model_lib.MODELS else False
     use = [recs.get(seeds[0])] * len(seeds) if det else [recs.get(s) for s in seeds]
     if any(r is None or not r.get('rows') or not os.path.exists(os.path.join(ROOT, r['rows'])) for r in use):
@@ -316,8 +327,10 @@ def report(args, results):
         for model in args.models:
             label = model_lib.MODELS[model].label if model in model_lib.MODELS else model
             trainable = model_lib.MODELS[model].cls.trainable
-            seeds = [r for r in recs if r['model'] == model and r['phase'] == 'seed' and r['status'] == 'ok']
-            n_search = sum(1 for r in recs if r['model'] == model and r['phase'] == 'search' and r['status'] == 'ok')
+            seeds = seed_records(recs, dataset, model)
+            planned = {config_key(c) for c in configurations(model, args.configs)} if trainable else set()
+            n_search = sum(1 for r in recs if r['model'] == model and r['phase'] == 'search' and r['status'] == 'ok'
+                           and config_key(r['config']) in planned)
             n_want = min(args.configs, len(configurations(model, args.configs))) if trainable else 0
             if not seeds:
                 out.append(f'| {label} | search {n_search}/{n_want} done, no seed run yet |' + ' |' * 10)
@@ -339,8 +352,6 @@ def report(args, results):
                     d, lo, hi = paired_bootstrap(ref[m], other[m])
                     cells += [f'{d:+.4f} [{lo:+.4f}, {hi:+.4f}]', verdict(lo, hi)]
             done = f'{n_search}/{n_want}' if trainable else '—'
-            if best is not None and best['config'] != seeds[0]['config']:
-                done += ' (selection changed: rerun seeds)'
             out.append(f'| {label} | {conf} | {epochs} | ' + ' | '.join(cells) + f' | {done} |')
         plus = seed_rows(results, dataset, 'GCN_PHR_plus', args.seeds) if 'GCN_PHR_plus' in args.models else None
         if plus is not None:
@@ -361,8 +372,11 @@ def report(args, results):
                 continue
             out += ['', f'Ablation of {model} (its chosen configuration, each part switched off in turn; test, mean ± '
                     f'std over seeds):', '', '| variant | seeds | test R@10 | test NDCG@10 | val R@10 |', '|---' * 5 + '|']
+            chosen = selected(recs, dataset, model)
             for part in (None,) + tuple(parts):
-                rs = [r for r in abl if (r['phase'] == 'seed' if part is None else r['config'].get(part) is False)]
+                rs = seed_records(recs, dataset, model) if part is None else \
+                    [r for r in abl if r['phase'] == 'ablation' and chosen is not None
+                     and r['config'] == dict(chosen['config'], **{part: False})]
                 if rs:
                     out.append(f'| {"full model" if part is None else "without " + part} | {len(rs)} | '
                                f'{mean_std([r["test"]["recall@10"] for r in rs])} | '
@@ -402,6 +416,8 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    global CONFIGS
+    CONFIGS = args.configs
     unknown = [m for m in args.models if m not in model_lib.MODELS]
     if unknown:
         raise SystemExit(f'error: --models {unknown}: not in the registry {tuple(model_lib.MODELS)}')
