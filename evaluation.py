@@ -58,21 +58,30 @@ def metric_sums(scores, pos_mask, valid, ks):
                                                                                       ks).items()}
 
 
-@torch.no_grad()
-def evaluate_rows(model, split, ks=(10,), batch_size=None, enc=None):
-    """Per-row metrics of ``model`` over an EvalSplit: {f'{metric}@{k}': [R] float tensor on the CPU}."""
+def _batches(model, split, ks, batch_size, enc, lo, hi):
+    """Per-row metrics of rows [lo, hi) of an EvalSplit, one batch at a time (see ``metric_rows``)."""
+    for s in range(lo, hi, batch_size):
+        sl = slice(s, min(s + batch_size, hi))
+        scores = model.score(enc, split.users[sl], split.videos[sl], split.candidates[sl]).float()
+        scores = torch.nan_to_num(scores, nan=float('-inf'))  # a NaN score must not win a comparison
+        yield metric_rows(scores, split.pos_mask[sl], split.valid[sl], ks)
+
+
+def _prepare(model, split, batch_size, enc):
     if batch_size is None:
         batch_size = 2048 if split.users.is_cuda else 256
     was_training = model.training
     model.eval()
-    if enc is None:
-        enc = model.encode()
+    return batch_size, was_training, (model.encode() if enc is None else enc)
+
+
+@torch.no_grad()
+def evaluate_rows(model, split, ks=(10,), batch_size=None, enc=None):
+    """Per-row metrics of ``model`` over an EvalSplit: {f'{metric}@{k}': [R] float tensor on the CPU}."""
+    batch_size, was_training, enc = _prepare(model, split, batch_size, enc)
     parts = {f'{m}@{k}': [] for k in ks for m in METRICS}
-    for s in range(0, len(split), batch_size):
-        sl = slice(s, s + batch_size)
-        scores = model.score(enc, split.users[sl], split.videos[sl], split.candidates[sl]).float()
-        scores = torch.nan_to_num(scores, nan=float('-inf'))
-        for k, per in metric_rows(scores, split.pos_mask[sl], split.valid[sl], ks).items():
+    for per_k in _batches(model, split, ks, batch_size, enc, 0, len(split)):
+        for k, per in per_k.items():
             for m, v in per.items():
                 parts[f'{m}@{k}'].append(v.cpu())
     model.train(was_training)
@@ -90,24 +99,16 @@ def evaluate(model, split, ks=(5, 10), batch_size=None, enc=None, shard=None):
     256 rows on CPU (the graph models' scorer splits a batch further into cache-sized blocks itself; larger
     batches only grow the metric code's temporaries), 2,048 on a GPU.
     """
-    if batch_size is None:
-        batch_size = 2048 if split.users.is_cuda else 256
-    was_training = model.training
-    model.eval()
-    if enc is None:
-        enc = model.encode()
+    batch_size, was_training, enc = _prepare(model, split, batch_size, enc)
     totals = {k: dict.fromkeys(METRICS, 0.0) for k in ks}
     lo, hi = 0, len(split)
     if shard is not None:
         rank, world = shard
         lo, hi = len(split) * rank // world, len(split) * (rank + 1) // world
-    for s in range(lo, hi, batch_size):
-        sl = slice(s, min(s + batch_size, hi))
-        scores = model.score(enc, split.users[sl], split.videos[sl], split.candidates[sl]).float()
-        scores = torch.nan_to_num(scores, nan=float('-inf'))  # a NaN score must not win a comparison
-        for k, sums in metric_sums(scores, split.pos_mask[sl], split.valid[sl], ks).items():
-            for m, v in sums.items():
-                totals[k][m] += v
+    for per_k in _batches(model, split, ks, batch_size, enc, lo, hi):
+        for k, per in per_k.items():
+            for m, v in per.items():
+                totals[k][m] += v.sum().item()
     model.train(was_training)
     if shard is not None:
         import torch.distributed as dist

@@ -54,16 +54,18 @@ def peak_memory_gb(device):
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # KiB on Linux
 
 
+def cpu_name():
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def describe(device):
     if device.type == 'cuda':
         return f'{torch.cuda.get_device_name(device)} (CUDA), torch {torch.__version__}'
-    cpu = platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
-    return f'CPU {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}'
+    return f'CPU {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}'
 
 
 def main(argv=None):

@@ -29,7 +29,6 @@ import concurrent.futures as cf
 import itertools
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -40,6 +39,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import model as model_lib  # noqa: E402
 from model import GraphModel  # noqa: E402
@@ -259,14 +259,9 @@ def verdict(lo, hi):
 # ---------------------------------------------------------------------------------------------------- report
 
 def machine():
-    cpu = platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
     import torch
-    return f'{cpu}, {os.cpu_count()} cores, torch {torch.__version__}'
+    from bench import cpu_name   # scripts/bench.py, next to this file
+    return f'{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}'
 
 
 def mean_std(values):
@@ -335,7 +330,6 @@ def report(args, results):
             if not seeds:
                 out.append(f'| {label} | search {n_search}/{n_want} done, no seed run yet |' + ' |' * 10)
                 continue
-            best = selected(recs, dataset, model)
             conf = ', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}'
                              for k, v in sorted(seeds[0]['config'].items())) or '—'
             epochs = ', '.join(f"{r['best_epoch']}{'!' if r['best_epoch'] == r['epochs_run'] - 1 and trainable else ''}"

@@ -4,7 +4,6 @@ is lost."""
 import gzip
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -1,7 +1,6 @@
 """GCN_PHR_plus, the extension (not the paper's model): its switches, its count input, its losses."""
 import itertools
 
-import pytest
 import torch
 
 import train
