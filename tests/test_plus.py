@@ -117,6 +117,18 @@ def test_trains_through_train_py_with_every_loss(tiny_dir, tmp_path):
         assert best['val']['recall@10'] > 0
         ckpt = torch.load(tmp_path / loss / 'best.pt', weights_only=True)
         assert ckpt['model_args']['identity'] and ckpt['model_args']['counts'] and ckpt['model_args']['content']
+    # served by recommend.py like every other model: a dataset post, and the same post as a new feature row
+    import numpy as np
+    import recommend
+    from data_load import load_dataset
+    d = load_dataset(tiny_dir, verbose=False)
+    ckpt = str(tmp_path / 'bpr' / 'best.pt')
+    v, u = int(d.test.videos[0]), int(d.test.users[0])        # a held-out post: no leave-one-out applies
+    np.save(tmp_path / 'post.npy', d.features[v].numpy())
+    base = ['--checkpoint', ckpt, '--data_path', tiny_dir, '--author', d.user_names[u]]
+    ids_v, s_v = recommend.main(base + ['--video', d.video_names[v]])
+    ids_f, s_f = recommend.main(base + ['--features', str(tmp_path / 'post.npy')])
+    assert torch.equal(ids_v, ids_f) and torch.allclose(s_v, s_f, atol=1e-5)
 
 
 def test_user_negatives_come_half_from_the_users_own_hashtags(tiny_data):
