@@ -4,7 +4,9 @@
     python train.py --data_path Data/yfcc100m --l_r=0.001 --weight_decay=0.1 --batch_size=1024 --dim_latent=64 \
         --num_workers=30 --aggr_mode='mean' --scoring_mode='cat'      # the authors' README command
     python train.py --model_name UTM --num_epoch 20  # a baseline through the same loop
-    python train.py --PATH_weight_load runs/GCN_PHR/last.pt          # resume (model, optimiser, epoch)
+    python train.py --PATH_weight_load runs/GCN_PHR/last.pt          # resume: the run continues where it stopped
+    python train.py --model_name GCN_PHR_plus --loss sampled_softmax --num_train_neg 8   # the extension (not the paper)
+    torchrun --nproc_per_node 4 train.py --data_path Data/yfcc100m    # data-parallel (DDP), --batch_size stays global
 
 One log line per epoch: training loss, validation and test P/R/NDCG@10, seconds. The checkpoint kept is the
 epoch of best validation Recall@10, ties broken by validation NDCG@10 (never test); the test numbers reported
