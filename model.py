@@ -530,12 +530,18 @@ class GCNPHR(GraphModel):
         super().__init__(data, dim, scoring_mode)
         self.layers = nn.ModuleList(AggregationNet(dim, aggr, attention) for _ in range(num_layers))
 
-    def propagate(self, x_user, x_hashtag, x_video):
+    def layer_outputs(self, x_user, x_hashtag, x_video):
+        """Each layer's (user, hashtag) vectors in turn; the video context is computed once for all layers."""
         g = self.g
         first = self.layers[0]
         ctx = video_context(x_video, g, first.aggr, first.attention, x_user.size(0), x_hashtag.size(0))
         for layer in self.layers:
             x_user, x_hashtag = layer(x_user, x_hashtag, x_video, g, ctx)
+            yield x_user, x_hashtag
+
+    def propagate(self, x_user, x_hashtag, x_video):
+        for x_user, x_hashtag in self.layer_outputs(x_user, x_hashtag, x_video):
+            pass
         return x_user, x_hashtag
 
 
@@ -586,12 +592,8 @@ class GCNPHRPlus(GCNPHR):
     def propagate(self, x_user, x_hashtag, x_video):
         if not self.identity:
             return super().propagate(x_user, x_hashtag, x_video)
-        g = self.g
-        first = self.layers[0]
-        ctx = video_context(x_video, g, first.aggr, first.attention, x_user.size(0), x_hashtag.size(0))
         sum_user, sum_hashtag = x_user, x_hashtag
-        for layer in self.layers:
-            x_user, x_hashtag = layer(x_user, x_hashtag, x_video, g, ctx)
+        for x_user, x_hashtag in self.layer_outputs(x_user, x_hashtag, x_video):
             sum_user, sum_hashtag = sum_user + x_user, sum_hashtag + x_hashtag
         n = len(self.layers) + 1
         return sum_user / n, sum_hashtag / n
