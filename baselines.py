@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
-from model import Recommender, gather_rows, register
+from model import Recommender, gather_rows, register, sorted_lookup
 
 
 def hashtag_popularity(data):
@@ -203,9 +203,7 @@ class UserPopularity(GlobalPopularity):
         self.register_buffer('counts', g.pair_count.float(), persistent=False)
 
     def score(self, enc, users, videos, hashtags):
-        keys = users.unsqueeze(1) * self.H + hashtags
-        pos = torch.searchsorted(self.keys, keys).clamp(max=len(self.keys) - 1)
-        own = torch.where(self.keys[pos] == keys, self.counts[pos], torch.zeros((), device=keys.device))
+        own = sorted_lookup(self.keys, self.counts, users.unsqueeze(1) * self.H + hashtags)
         pop = self.popularity[hashtags]
         return own + pop / (self.popularity.max() + 1)   # lexicographic: own count first, then global
 

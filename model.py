@@ -283,6 +283,12 @@ def gather_rows(table, index):
     return table.index_select(0, index.reshape(-1)).view(*index.shape, table.size(-1))
 
 
+def sorted_lookup(keys, values, query):
+    """values[i] where keys[i] == query (keys sorted ascending), 0 where query is not among keys: [*query.shape]."""
+    pos = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
+    return torch.where(keys[pos] == query, values[pos], torch.zeros((), dtype=values.dtype, device=query.device))
+
+
 class VideoProjection(nn.Module):
     """p_v = LeakyReLU(W_t f_v + b): the only place the 2276-d features enter (videos receive no messages)."""
 
@@ -575,11 +581,9 @@ class GCNPHRPlus(GCNPHR):
             self.hashtag_bias = nn.Parameter(torch.zeros(self.num_hashtag))
         if self.counts:
             g = data.graph
-            # (user, hashtag) keys of the training pairs, sorted (graph pairs are grouped by user, then hashtag)
-            keys = g.pair_user * self.num_hashtag + g.pair_hashtag
-            order = torch.argsort(keys)
-            self.register_buffer('count_keys', keys[order], persistent=False)
-            self.register_buffer('counts_uh', g.pair_count[order].float(), persistent=False)
+            # (user, hashtag) keys of the training pairs: sorted, as the graph's pairs are grouped by user, then hashtag
+            self.register_buffer('count_keys', g.pair_user * self.num_hashtag + g.pair_hashtag, persistent=False)
+            self.register_buffer('counts_uh', g.pair_count.float(), persistent=False)
             # (video, hashtag) keys of the training triples: the posts whose own use is left out of c_uh
             self.register_buffer('train_vh_keys', torch.unique(data.train[:, 1] * self.num_hashtag + data.train[:, 2]),
                                  persistent=False)
@@ -601,13 +605,10 @@ class GCNPHRPlus(GCNPHR):
     def log_count(self, users, hashtags, videos=None):
         """log(1 + c_uh) for users [B] and hashtags [B, C]: [B, C] (0 for pairs never seen in training). With
         ``videos`` [B] ids, a training post's own hashtags are left out of its count (leave-one-out)."""
-        keys = users.unsqueeze(1) * self.num_hashtag + hashtags
-        pos = torch.searchsorted(self.count_keys, keys).clamp(max=len(self.count_keys) - 1)
-        count = torch.where(self.count_keys[pos] == keys, self.counts_uh[pos], torch.zeros((), device=keys.device))
+        count = sorted_lookup(self.count_keys, self.counts_uh, users.unsqueeze(1) * self.num_hashtag + hashtags)
         if videos is not None and not videos.is_floating_point():
-            vh = videos.unsqueeze(1) * self.num_hashtag + hashtags
-            at = torch.searchsorted(self.train_vh_keys, vh).clamp(max=len(self.train_vh_keys) - 1)
-            count = count - (self.train_vh_keys[at] == vh).float()
+            own = torch.ones((), device=count.device).expand(len(self.train_vh_keys))
+            count = count - sorted_lookup(self.train_vh_keys, own, videos.unsqueeze(1) * self.num_hashtag + hashtags)
         return torch.log1p(count)
 
     def score(self, enc, users, videos, hashtags):

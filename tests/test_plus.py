@@ -66,6 +66,7 @@ def test_counts_come_from_training_triples_only(tiny_data):
     h = torch.tensor([[x[1]] for x in held])
     assert not m.log_count(u, h).any()
     assert m.count_keys.numel() == len(train_counts) and H == m.num_hashtag
+    assert (m.count_keys[1:] > m.count_keys[:-1]).all()   # the lookup's binary search needs sorted keys
 
 
 def test_sampled_softmax_and_hard_bpr_against_literal_loops(tiny_data):
