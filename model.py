@@ -564,8 +564,9 @@ class GCNPHRPlus(GCNPHR):
       embedding* (layer 0), as LightGCN combines its layers, so propagation cannot wash a node's identity out;
       plus a learned per-hashtag bias b_h and a direct user x hashtag id term <e_u, e_h>.
     - ``counts``: c_uh = how many training posts u tagged with h (training triples only), through a learned weight w
-      (initialised at 1): the mean over distinct (user, hashtag) pairs in the aggregation cannot carry it. For a
-      training post the count leaves that post out (leave-one-out: c_uh - 1 for its own hashtags), so in training
+      (initialised at ``count_weight``: a scalar under Adam moves about one learning rate per step, so where it
+      starts matters; the tuning grid tries 1 and 5). The mean over distinct (user, hashtag) pairs in the
+      aggregation cannot carry the count. For a training post the count leaves that post out (leave-one-out: c_uh - 1 for its own hashtags), so in training
       as at test time it says how often the user chose h on *other* posts; otherwise "count >= 1" would mark every
       training positive and teach nothing about held-out posts.
     - ``content``: a direct post x hashtag term, W_c p_v against a separate hashtag table q, so a hashtag the user
@@ -574,7 +575,7 @@ class GCNPHRPlus(GCNPHR):
     """
 
     def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat', attention=True,
-                 identity=True, counts=True, content=True):
+                 identity=True, counts=True, content=True, count_weight=1.0):
         super().__init__(data, dim, num_layers, aggr, scoring_mode, attention)
         self.identity, self.counts, self.content = bool(identity), bool(counts), bool(content)
         if self.identity:
@@ -587,7 +588,7 @@ class GCNPHRPlus(GCNPHR):
             # (video, hashtag) keys of the training triples: the posts whose own use is left out of c_uh
             self.register_buffer('train_vh_keys', torch.unique(data.train[:, 1] * self.num_hashtag + data.train[:, 2]),
                                  persistent=False)
-            self.count_weight = nn.Parameter(torch.ones(()))
+            self.count_weight = nn.Parameter(torch.full((), float(count_weight)))
         if self.content:
             self.content_video = nn.Linear(dim, dim, bias=False)
             self.content_hashtag = nn.Embedding(self.num_hashtag, dim)

@@ -81,6 +81,8 @@ def build_parser():
                        ('counts', "the user's training count of the hashtag, log(1 + c), in the score"),
                        ('content', 'a direct post x hashtag content term')):
         g.add_argument(f'--{part}', action=argparse.BooleanOptionalAction, default=True, help=what)
+    g.add_argument('--count_weight', type=float, default=1.0,
+                   help='initial weight w of the count term w log(1 + c) (learned; it moves about --l_r per step)')
     p.add_argument('--save_dir', default='runs', help='folder of run outputs (metrics, checkpoints)')
     p.add_argument('--run_name', default=None, help='subfolder of save_dir (default: model_name)')
     p.add_argument('--overwrite', action='store_true',
@@ -369,7 +371,7 @@ def write_test_rows(path, model, split, batch_size=None):
 
 
 def check_flags(args):
-    for flag in ('l_r', 'weight_decay'):
+    for flag in ('l_r', 'weight_decay', 'count_weight'):
         if not math.isfinite(getattr(args, flag)):
             raise SystemExit(f'error: --{flag} must be a finite number, got {getattr(args, flag)}')
     for flag in ('l_r', 'batch_size', 'dim_latent', 'num_epoch', 'num_layers', 'eval_batch', 'num_train_neg'):

@@ -56,7 +56,8 @@ DATASET_SETTINGS = {'rtweet': dict(batch_size=64, max_epoch=60, patience=20)}
 
 COMMON = {'l_r': [1e-3, 3e-3, 1e-2], 'weight_decay': [0.0, 1e-3, 0.1]}
 GRAPH = {'num_layers': [1, 2], 'aggr_mode': ['mean', 'add'], 'scoring_mode': ['cat', 'fully_con']}
-EXTRA = {'GCN_PHR_plus': {'loss': ['bpr', 'sampled_softmax'], 'num_train_neg': [1, 8]}}   # a model's own knobs
+EXTRA = {'GCN_PHR_plus': {'loss': ['bpr', 'sampled_softmax'], 'num_train_neg': [1, 8],   # a model's own knobs
+                         'count_weight': [1.0, 5.0]}}
 ABLATIONS = {'GCN_PHR_plus': ('identity', 'counts', 'content')}   # parts switched off one at a time, after its seeds
 
 
@@ -272,8 +273,11 @@ def mean_std(values):
 
 
 def seed_records(results, dataset, model):
-    """The seed runs of the model's current selection (seed runs of an earlier selection are left out)."""
+    """The seed runs of the model's current selection (seed runs of an earlier selection, or of an earlier grid
+    while the current grid's search has none yet, are left out)."""
     best = selected(results, dataset, model)
+    if best is None and model in model_lib.MODELS and model_lib.MODELS[model].cls.trainable:
+        return []
     return [r for r in results if r['dataset'] == dataset and r['model'] == model and r['phase'] == 'seed'
             and r['status'] == 'ok' and (best is None or r['config'] == best['config'])]
 
@@ -291,17 +295,22 @@ def seed_rows(results, dataset, model, seeds):
 
 def report(args, results):
     t_total = sum(r.get('seconds', 0) for r in results)
+    stale = sum(1 for r in results if r['model'] in model_lib.MODELS and model_lib.MODELS[r['model']].cls.trainable
+                and config_key({k: v for k, v in r['config'].items() if k not in ABLATIONS.get(r['model'], ())})
+                not in {config_key(c) for c in configurations(r['model'], args.configs)})
     out = ['# Reproduction table: equal tuning budget, selection on validation, 3 seeds, paired intervals', '',
            f'Rebuilt by `python scripts/tune.py --report` from `{os.path.relpath(args.results, ROOT)}` '
            f'({len(results)} runs, {t_total / 3600:.1f} hours of run time in all, summed over parallel jobs). '
-           f'The sweep: `python scripts/tune.py --jobs 2` (resumable; it skips every run already in that file).', '',
+           f'The sweep: `python scripts/tune.py --jobs 2` (resumable; it skips every run already in that file).'
+           + (f' {stale} runs of an earlier grid stay in that file for the record and are left out of the tables.'
+              if stale else ''), '',
            f'- Machine of the runs: {machine()}; each run one process with OMP_NUM_THREADS={args.threads}.',
            f'- Budget: every trainable model gets {args.configs} configurations drawn from its own grid, each '
            f'trained with seed {args.seeds[0]}, early stopping (patience {args.patience} epochs on validation '
            f'Recall@10, at most {args.max_epoch} epochs), batch {args.batch_size}, dim 64, BPR with one fresh negative '
            'per positive per epoch. Grids: learning rate {1e-3, 3e-3, 1e-2} x weight decay {0, 1e-3, 0.1} for all; '
            'graph models also num_layers {1, 2} x aggr_mode {mean, add} x scoring_mode {cat, fully_con}; '
-           'GCN_PHR_plus also loss {bpr, sampled_softmax} x num_train_neg {1, 8}.',
+           'GCN_PHR_plus also loss {bpr, sampled_softmax} x num_train_neg {1, 8} x count_weight (initial) {1, 5}.',
            '- Selection: the configuration and epoch of best **validation** Recall@10; then seeds '
            f'{", ".join(map(str, args.seeds))} at that configuration. Table: **test** metrics at each run\'s best '
            'validation epoch, mean ± std over seeds.',
@@ -362,11 +371,12 @@ def report(args, results):
                 out.append(f'| {model_lib.MODELS[model].label} | ' + ' | '.join(cells) + ' |')
         for model, parts in ABLATIONS.items():
             abl = [r for r in recs if r['model'] == model and r['phase'] in ('seed', 'ablation') and r['status'] == 'ok']
-            if not any(r['phase'] == 'ablation' for r in abl):
-                continue
+            chosen = selected(recs, dataset, model)
+            if chosen is None or not any(r['phase'] == 'ablation' and r['config'] == dict(chosen['config'], **{p: False})
+                                         for r in abl for p in parts):
+                continue   # no ablation run of the current selection yet
             out += ['', f'Ablation of {model} (its chosen configuration, each part switched off in turn; test, mean ± '
                     f'std over seeds):', '', '| variant | seeds | test R@10 | test NDCG@10 | val R@10 |', '|---' * 5 + '|']
-            chosen = selected(recs, dataset, model)
             for part in (None,) + tuple(parts):
                 rs = seed_records(recs, dataset, model) if part is None else \
                     [r for r in abl if r['phase'] == 'ablation' and chosen is not None

@@ -34,6 +34,11 @@ def test_all_parts_off_is_gcn_phr_and_each_part_changes_the_output(tiny_data):
         assert not torch.allclose(outs[on], base, atol=1e-4), on
     for a, b in itertools.combinations(PARTS, 2):
         assert not torch.allclose(outs[a], outs[b], atol=1e-4), (a, b)
+    # the count term's initial weight: w log(1 + c) at init, exactly
+    w1, w5 = build(tiny_data), build(tiny_data, count_weight=5.0)
+    assert w5.count_weight.item() == 5.0
+    u, c, v = tiny_data.val.users, tiny_data.val.candidates, tiny_data.val.videos
+    assert torch.allclose(scores(w5, tiny_data) - scores(w1, tiny_data), 4 * w1.log_count(u, c, v), atol=1e-5)
 
 
 def test_counts_come_from_training_triples_only(tiny_data):
