@@ -13,6 +13,8 @@ Prints:
   * Recall@10 / NDCG@10 on validation and test of the user's own hashtag frequency, of the model, and of the two
     together: the user's count first, its ties (mostly hashtags the user never used) broken by the model's score.
     What the model adds to counting is the last minus the first.
+  * for GCN_PHR_plus with its count term, validation Recall@10 / NDCG@10 with the learned count weight w scaled
+    by each of ``--count_scales`` (validation only: whether the model under- or over-weights counts).
 """
 import argparse
 import os
@@ -105,6 +107,8 @@ def main(argv=None):
     p.add_argument('checkpoint')
     p.add_argument('--data_path', required=True)
     p.add_argument('--device', default='cpu')
+    p.add_argument('--count_scales', type=float, nargs='+', default=[1, 1.5, 2, 3, 5],
+                   help='GCN_PHR_plus: factors of its learned count weight to evaluate on validation')
     args = p.parse_args(argv)
     try:
         data = load_dataset(args.data_path, verbose=False)
@@ -141,6 +145,17 @@ def main(argv=None):
         r = {s: evaluate(m, getattr(data, s).to(args.device), (10,)) for s in ('val', 'test')}
         print(f'{name:<36s} {r["val"]["recall@10"]:8.4f}  {r["val"]["ndcg@10"]:11.4f}  {r["test"]["recall@10"]:9.4f}'
               f'  {r["test"]["ndcg@10"]:12.4f}')
+    if getattr(model, 'counts', False) is True and hasattr(model, 'count_weight'):
+        w = model.count_weight.detach().clone()
+        val = data.val.to(args.device)
+        print(f'\ncount weight w = {w.item():.3f} (learned), scaled on validation:\n'
+              f'scale   val R@10  val NDCG@10')
+        with torch.no_grad():
+            for k in args.count_scales:
+                model.count_weight.copy_(w * k)
+                r = evaluate(model, val, (10,), enc=enc)
+                print(f'{k:5g}   {r["recall@10"]:8.4f}  {r["ndcg@10"]:11.4f}')
+            model.count_weight.copy_(w)
 
 
 if __name__ == '__main__':

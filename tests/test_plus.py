@@ -1,5 +1,8 @@
 """GCN_PHR_plus, the extension (not the paper's model): its switches, its count input, its losses."""
 import itertools
+import os
+import re
+import sys
 
 import torch
 
@@ -115,7 +118,7 @@ def test_one_step_moves_every_parameter(tiny_data):
         assert not torch.equal(before[k], v.detach()), f'{k} did not change after one step'
 
 
-def test_trains_through_train_py_with_every_loss(tiny_dir, tmp_path):
+def test_trains_through_train_py_with_every_loss(tiny_dir, tmp_path, capsys):
     for loss, k, neg in (('bpr', 1, 'uniform'), ('sampled_softmax', 4, 'popularity'), ('hard_bpr', 4, 'uniform')):
         best = train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR_plus', '--num_epoch', '2',
                            '--dim_latent', '8', '--loss', loss, '--num_train_neg', str(k), '--neg_sampling', neg,
@@ -135,6 +138,16 @@ def test_trains_through_train_py_with_every_loss(tiny_dir, tmp_path):
     ids_v, s_v = recommend.main(base + ['--video', d.video_names[v]])
     ids_f, s_f = recommend.main(base + ['--features', str(tmp_path / 'post.npy')])
     assert torch.equal(ids_v, ids_f) and torch.allclose(s_v, s_f, atol=1e-5)
+    # scripts/diagnose.py on the same checkpoint: scaling the count weight by 1 gives the model's own val metrics
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
+    import diagnose
+    diagnose.main([ckpt, '--data_path', tiny_dir, '--count_scales', '1', '4'])
+    out = capsys.readouterr().out
+    own = re.search(r'^this model\s+([\d.]+)\s+([\d.]+)', out, re.M).groups()
+    scaled = re.search(r'^\s+1\s+([\d.]+)\s+([\d.]+)$', out, re.M).groups()
+    assert own == scaled and re.search(r'^\s+4\s+[\d.]+\s+[\d.]+$', out, re.M)
+    assert torch.load(ckpt, weights_only=True)['model']['count_weight'] == \
+        diagnose.load_checkpoint(ckpt, d)[0].count_weight   # the checkpoint's weight is left as it was
 
 
 def test_user_negatives_come_half_from_the_users_own_hashtags(tiny_data):
