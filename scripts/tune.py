@@ -337,7 +337,8 @@ def report(args, results):
                            and config_key(r['config']) in planned)
             n_want = min(args.configs, len(configurations(model, args.configs))) if trainable else 0
             if not seeds:
-                out.append(f'| {label} | search {n_search}/{n_want} done, no seed run yet |' + ' |' * 10)
+                what = f'search {n_search}/{n_want} done, no seed run yet' if trainable else 'not run yet'
+                out.append(f'| {label} | {what} |' + ' |' * 10)
                 continue
             conf = ', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}'
                              for k, v in sorted(seeds[0]['config'].items())) or '—'
