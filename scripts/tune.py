@@ -45,7 +45,7 @@ import model as model_lib  # noqa: E402
 from model import GraphModel  # noqa: E402
 
 HOWYOUTAG_SRC = os.path.join(ROOT, '..', 'shared', 'data', 'howyoutag')
-# the committed plan: sized for about 6 hours on 2 CPU cores with --jobs 2 (README, Reproduction)
+# the committed plan: about 14 hours of wall time on 2 CPU cores with --jobs 2, measured (README, Reproduction table)
 PLAN = dict(datasets=['yfcc100m=0.02', 'rtweet', 'howyoutag', 'instagram=0.04', 'howyoutag_makers'],
             models=['GCN_PHR', 'no_att', 'var1', 'Net', 'UTM', 'ConTagNet', 'CSMN', 'USHM', 'GCN_PHR_plus',
                     'user_popularity', 'popularity'],
