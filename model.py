@@ -566,9 +566,10 @@ class GCNPHRPlus(GCNPHR):
     - ``counts``: c_uh = how many training posts u tagged with h (training triples only), through a learned weight w
       (initialised at ``count_weight``: a scalar under Adam moves about one learning rate per step, so where it
       starts matters; the tuning grid tries 1 and 5). The mean over distinct (user, hashtag) pairs in the
-      aggregation cannot carry the count. For a training post the count leaves that post out (leave-one-out: c_uh - 1 for its own hashtags), so in training
-      as at test time it says how often the user chose h on *other* posts; otherwise "count >= 1" would mark every
-      training positive and teach nothing about held-out posts.
+      aggregation cannot carry the count. For a training post the count leaves that post out (leave-one-out:
+      c_uh - 1 for its own hashtags), so in training as at test time it says how often the user chose h on
+      *other* posts; otherwise "count >= 1" would mark every training positive and teach nothing about held-out
+      posts.
     - ``content``: a direct post x hashtag term, W_c p_v against a separate hashtag table q, so a hashtag the user
       never used, and a new post, are ranked by what the post says.
     Each switch off removes its term; all off gives GCN-PHR's score exactly.

@@ -145,7 +145,7 @@ def main(argv=None):
         r = {s: evaluate(m, getattr(data, s).to(args.device), (10,)) for s in ('val', 'test')}
         print(f'{name:<36s} {r["val"]["recall@10"]:8.4f}  {r["val"]["ndcg@10"]:11.4f}  {r["test"]["recall@10"]:9.4f}'
               f'  {r["test"]["ndcg@10"]:12.4f}')
-    if getattr(model, 'counts', False) is True and hasattr(model, 'count_weight'):
+    if hasattr(model, 'count_weight'):   # GCN_PHR_plus with its count term
         w = model.count_weight.detach().clone()
         val = data.val.to(args.device)
         print(f'\ncount weight w = {w.item():.3f} (learned), scaled on validation:\n'

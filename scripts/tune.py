@@ -26,6 +26,7 @@ Each run is its own ``python train.py`` process with OMP_NUM_THREADS=1; ``--jobs
 """
 import argparse
 import concurrent.futures as cf
+import functools
 import itertools
 import json
 import os
@@ -45,7 +46,7 @@ import model as model_lib  # noqa: E402
 from model import GraphModel  # noqa: E402
 
 HOWYOUTAG_SRC = os.path.join(ROOT, '..', 'shared', 'data', 'howyoutag')
-# the committed plan: about 14 hours of wall time on 2 CPU cores with --jobs 2, measured (README, Reproduction table)
+# the committed plan: about 15 hours of wall time on 2 CPU cores with --jobs 2, measured (README, Reproduction table)
 PLAN = dict(datasets=['yfcc100m=0.02', 'rtweet', 'howyoutag', 'instagram=0.04', 'howyoutag_makers'],
             models=['GCN_PHR', 'no_att', 'var1', 'Net', 'UTM', 'ConTagNet', 'CSMN', 'USHM', 'GCN_PHR_plus',
                     'user_popularity', 'popularity'],
@@ -82,6 +83,20 @@ def configurations(name, n, seed=0):
 
 def config_key(config):
     return json.dumps(config, sort_keys=True)
+
+
+@functools.lru_cache(maxsize=None)
+def planned_keys(name, n):
+    """The keys of model ``name``'s ``n`` planned configurations (a run of any other configuration is of an
+    earlier grid)."""
+    return frozenset(config_key(c) for c in configurations(name, n))
+
+
+def search_records(results, dataset, model, n):
+    """The finished search runs of the model's current grid on ``dataset`` (runs of an older grid left out)."""
+    planned = planned_keys(model, n)
+    return [r for r in results if r['dataset'] == dataset and r['model'] == model and r['phase'] == 'search'
+            and r['status'] == 'ok' and config_key(r['config']) in planned]
 
 
 # ---------------------------------------------------------------------------------------------------- datasets
@@ -201,9 +216,7 @@ CONFIGS = None   # --configs of this invocation (set by main)
 
 def selected(results, dataset, model):
     """The search record of best validation Recall@10 (ties: NDCG@10, then the first drawn), or None."""
-    planned = {config_key(c) for c in configurations(model, PLAN['configs'] if CONFIGS is None else CONFIGS)}
-    search = [r for r in results if r['dataset'] == dataset and r['model'] == model and r['phase'] == 'search'
-              and r['status'] == 'ok' and config_key(r['config']) in planned]   # runs of an older grid: ignored
+    search = search_records(results, dataset, model, PLAN['configs'] if CONFIGS is None else CONFIGS)
     if not search:
         return None
     return max(search, key=lambda r: (r['val']['recall@10'], r['val']['ndcg@10'], -r['index']))
@@ -222,10 +235,8 @@ def plan_jobs(args, dataset, path, results, phase):
                                  config={}))
                 continue
             best = selected(results, dataset, model)
-            planned = {config_key(c) for c in configurations(model, args.configs)}
-            n_search = sum(1 for r in results if r['dataset'] == dataset and r['model'] == model
-                           and r['phase'] == 'search' and r['status'] == 'ok' and config_key(r['config']) in planned)
-            if best is None or n_search < min(args.configs, len(configurations(model, args.configs))):
+            n_search = len(search_records(results, dataset, model, args.configs))
+            if best is None or n_search < len(planned_keys(model, args.configs)):
                 continue   # the search is not complete: no selection yet
             jobs += [dict(dataset=dataset, path=path, model=model, phase='seed', index=best['index'], seed=s,
                           config=best['config']) for s in args.seeds]
@@ -297,7 +308,7 @@ def report(args, results):
     t_total = sum(r.get('seconds', 0) for r in results)
     stale = sum(1 for r in results if r['model'] in model_lib.MODELS and model_lib.MODELS[r['model']].cls.trainable
                 and config_key({k: v for k, v in r['config'].items() if k not in ABLATIONS.get(r['model'], ())})
-                not in {config_key(c) for c in configurations(r['model'], args.configs)})
+                not in planned_keys(r['model'], args.configs))
     out = ['# Reproduction table: equal tuning budget, selection on validation, 3 seeds, paired intervals', '',
            f'Rebuilt by `python scripts/tune.py --report` from `{os.path.relpath(args.results, ROOT)}` '
            f'({len(results)} runs, {t_total / 3600:.1f} hours of run time in all, summed over parallel jobs). '
@@ -332,10 +343,8 @@ def report(args, results):
             label = model_lib.MODELS[model].label if model in model_lib.MODELS else model
             trainable = model_lib.MODELS[model].cls.trainable
             seeds = seed_records(recs, dataset, model)
-            planned = {config_key(c) for c in configurations(model, args.configs)} if trainable else set()
-            n_search = sum(1 for r in recs if r['model'] == model and r['phase'] == 'search' and r['status'] == 'ok'
-                           and config_key(r['config']) in planned)
-            n_want = min(args.configs, len(configurations(model, args.configs))) if trainable else 0
+            n_search = len(search_records(recs, dataset, model, args.configs)) if trainable else 0
+            n_want = len(planned_keys(model, args.configs)) if trainable else 0
             if not seeds:
                 what = f'search {n_search}/{n_want} done, no seed run yet' if trainable else 'not run yet'
                 out.append(f'| {label} | {what} |' + ' |' * 10)
@@ -371,17 +380,18 @@ def report(args, results):
                     cells += [f'{d:+.4f} [{lo:+.4f}, {hi:+.4f}]', verdict(lo, hi)]
                 out.append(f'| {model_lib.MODELS[model].label} | ' + ' | '.join(cells) + ' |')
         for model, parts in ABLATIONS.items():
-            abl = [r for r in recs if r['model'] == model and r['phase'] in ('seed', 'ablation') and r['status'] == 'ok']
             chosen = selected(recs, dataset, model)
-            if chosen is None or not any(r['phase'] == 'ablation' and r['config'] == dict(chosen['config'], **{p: False})
-                                         for r in abl for p in parts):
+            if chosen is None:
+                continue
+            variants = {None: seed_records(recs, dataset, model)}
+            variants.update({part: [r for r in recs if r['model'] == model and r['phase'] == 'ablation'
+                                    and r['status'] == 'ok' and r['config'] == dict(chosen['config'], **{part: False})]
+                             for part in parts})
+            if not any(variants[part] for part in parts):
                 continue   # no ablation run of the current selection yet
             out += ['', f'Ablation of {model} (its chosen configuration, each part switched off in turn; test, mean ± '
                     f'std over seeds):', '', '| variant | seeds | test R@10 | test NDCG@10 | val R@10 |', '|---' * 5 + '|']
-            for part in (None,) + tuple(parts):
-                rs = seed_records(recs, dataset, model) if part is None else \
-                    [r for r in abl if r['phase'] == 'ablation' and chosen is not None
-                     and r['config'] == dict(chosen['config'], **{part: False})]
+            for part, rs in variants.items():
                 if rs:
                     out.append(f'| {"full model" if part is None else "without " + part} | {len(rs)} | '
                                f'{mean_std([r["test"]["recall@10"] for r in rs])} | '
