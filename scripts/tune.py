@@ -12,8 +12,9 @@ Protocol (as RecBole's ``run_hyper.py``: one command, any model, one declared se
      trains with seed 0 and early stopping (``--patience`` epochs without a better validation Recall@10, at most
      ``--max_epoch``); the selected epoch is the best on validation.
   2. **select**: the configuration of best validation Recall@10 (ties: NDCG@10). Test metrics are never read.
-  3. **seeds**: that configuration with seeds 0, 1, 2 (seed 0 repeats the search run, which gives the same
-     numbers, to write its per-row test metrics).
+  3. **seeds**: that configuration with seeds 0, 1, 2. Seed 0 is the search run: its per-row test metrics are
+     written from that run's best checkpoint when it is still in ``--save_dir`` (checked against the recorded
+     test metrics), else the run is repeated, which gives the same numbers.
   4. **intervals**: per test row, the difference between GCN-PHR and each other row in Recall@10 / NDCG@10,
      averaged over the 3 seeds (pairs of the same seed), then a paired bootstrap over test rows (1,000 draws):
      the 95% interval, and the verdict better / worse / not distinguishable.
@@ -140,8 +141,46 @@ def setting(args, dataset, key):
     return DATASET_SETTINGS.get(dataset, {}).get(key, getattr(args, key))
 
 
+def rows_from_search(job, args, search, rows):
+    """Seed 0 of the selected configuration *is* its search run (same flags, same seed, same numbers). When that
+    run's best checkpoint is still in ``--save_dir``, its per-row test metrics are written from the checkpoint
+    instead of training it again. The checkpoint must be that run's (flags, seed, data, epoch), and the rows must
+    average to the test metrics the search run recorded; otherwise None, and the run trains as usual."""
+    name = job['dataset'].replace('=', '_')
+    ckpt_path = os.path.join(args.save_dir, name, job['model'], f"search_{search['index']}_s{search['seed']}", 'best.pt')
+    if not os.path.exists(ckpt_path):
+        return None
+    import torch
+    from data_load import load_dataset
+    from train import write_test_rows
+    t0 = time.perf_counter()
+    try:
+        torch.set_num_threads(args.threads)
+        data = load_dataset(job['path'], verbose=False)
+        model, ckpt = model_lib.load_checkpoint(ckpt_path, data, job['device'])
+        flags = ckpt.get('config') or {}
+        same = (ckpt.get('epoch') == search['best_epoch'] and flags.get('seed') == job['seed']
+                and os.path.abspath(flags.get('data_path', '')) == os.path.abspath(job['path'])
+                and all(flags.get(k) == v for k, v in job['config'].items()))
+        if not same:
+            return None
+        with torch.no_grad():
+            write_test_rows(rows, model, data.test.to(job['device']))
+        got = np.load(rows)
+        if any(abs(float(got[k].mean()) - search['test'][k]) > 1e-5 for k in ('recall@10', 'ndcg@10')):
+            os.remove(rows)
+            return None
+    except Exception as e:   # anything unexpected: train instead, as if there were no checkpoint
+        print(f'{ckpt_path}: not reused ({type(e).__name__}: {e}); training instead', flush=True)
+        return None
+    return dict(job, status='ok', best_epoch=search['best_epoch'], epochs_run=search['epochs_run'], val=search['val'],
+                test=search['test'], seconds=round(time.perf_counter() - t0, 1), curve=search['curve'],
+                rows=os.path.relpath(rows, ROOT), from_run=os.path.relpath(os.path.dirname(ckpt_path), ROOT))
+
+
 def run_one(job, args):
-    """One train.py process; returns the record to append."""
+    """One train.py process (or, for seed 0 of a selection, the search run's checkpoint); returns the record."""
+    search = job.pop('search', None)
     name = job['dataset'].replace('=', '_')
     run = f"{name}/{job['model']}/{job['phase']}_{job['index']}_s{job['seed']}"
     if job['phase'] == 'ablation':
@@ -156,6 +195,10 @@ def run_one(job, args):
         argv += [f'--{k}' if v else f'--no-{k}'] if isinstance(v, bool) else [f'--{k}', str(v)]
     if rows:
         argv += ['--test_rows', rows]
+        if search is not None:
+            rec = rows_from_search(job, args, search, rows)
+            if rec is not None:
+                return rec
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     t0 = time.perf_counter()
     out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -239,7 +282,8 @@ def plan_jobs(args, dataset, path, results, phase):
             if best is None or n_search < len(planned_keys(model, args.configs)):
                 continue   # the search is not complete: no selection yet
             jobs += [dict(dataset=dataset, path=path, model=model, phase='seed', index=best['index'], seed=s,
-                          config=best['config']) for s in args.seeds]
+                          config=best['config'], **({'search': best} if s == best['seed'] else {}))
+                     for s in args.seeds]
             if phase == 'seed' and args.ablations:
                 jobs += [dict(dataset=dataset, path=path, model=model, phase='ablation', index=best['index'], seed=s,
                               config=dict(best['config'], **{part: False}))

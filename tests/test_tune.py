@@ -79,3 +79,24 @@ def test_jobs_2_gives_the_same_rows_as_jobs_1(tiny_dir, tmp_path):
     assert rows(sweep(1)) == rows(sweep(2))
     table = lambda j: [line for line in open(tmp_path / f'j{j}' / 'R.md') if line.startswith('| ')]
     assert table(1) == table(2)
+
+
+def test_seed_0_is_the_search_run_from_its_checkpoint(tiny_dir, tmp_path):
+    argv = ['--datasets', tiny_dir, '--models', 'GCN_PHR', '--configs', '2', '--max_epoch', '2', '--seeds', '0',
+            '--results', str(tmp_path / 'r.jsonl'), '--rows_dir', str(tmp_path / 'rows'), '--save_dir',
+            str(tmp_path / 'runs'), '--out', str(tmp_path / 'R.md'), '--no-ablations']
+    results = tune.main(argv)
+    seed = next(r for r in results if r['phase'] == 'seed')
+    search = tune.selected(results, tiny_dir, 'GCN_PHR')
+    assert seed['from_run'].endswith(f"search_{search['index']}_s0")       # no second training
+    assert (seed['val'], seed['test'], seed['best_epoch']) == (search['val'], search['test'], search['best_epoch'])
+    reused = dict(np.load(os.path.join(tune.ROOT, seed['rows'])))
+    # without the checkpoint the run trains again: the same rows
+    os.remove(os.path.join(tune.ROOT, seed['from_run'], 'best.pt'))
+    with open(tmp_path / 'r.jsonl', 'w') as f:
+        f.writelines(json.dumps(r) + '\n' for r in results if r['phase'] == 'search')
+    retrained = next(r for r in tune.main(argv) if r['phase'] == 'seed')
+    assert 'from_run' not in retrained and retrained['test'] == seed['test']
+    again = np.load(os.path.join(tune.ROOT, retrained['rows']))
+    for k in ('recall@10', 'ndcg@10'):
+        np.testing.assert_allclose(again[k], reused[k], atol=1e-6)
