@@ -23,7 +23,9 @@ The popularity floors have no knobs and no randomness: one run each.
 Every finished run is appended to ``--results`` (a small JSON-lines file, committed) and skipped when the command
 runs again, so a sweep continues where it stopped, on another day or machine; RESULTS.md is always rebuilt from
 that file alone. Per-row test metrics of the seed runs go to ``results/rows/`` (a few KB each), for the intervals.
-Each run is its own ``python train.py`` process with OMP_NUM_THREADS=1; ``--jobs N`` runs N at once.
+Each run is its own ``python train.py`` process with OMP_NUM_THREADS=1; ``--jobs N`` runs N at once, from one queue
+over every dataset and phase (a model's seeds start when its own search is done; the next dataset starts when the
+current one has no run left to start), so no core idles at a boundary.
 """
 import argparse
 import concurrent.futures as cf
@@ -230,28 +232,67 @@ def done_key(rec):
     return (rec['dataset'], rec['model'], rec['phase'], config_key(rec['config']), rec['seed'])
 
 
-def execute(jobs, args, results):
-    """Run the jobs not yet in the results file (``--jobs`` at once), appending each record as it finishes."""
-    done = {done_key(r) for r in results if r.get('status') == 'ok'}
-    todo = [j for j in jobs if done_key(j) not in done]
-    if not todo:
-        return
-    for i, j in enumerate(todo):   # devices round-robin; a device never changes a run's numbers, so not in the key
-        j['device'] = args.devices[i % len(args.devices)]
-    print(f'{len(todo)} run(s) to do ({len(jobs) - len(todo)} already in {args.results})', flush=True)
+def execute(args, results):
+    """Run every planned run of ``--datasets`` not yet in the results file, ``--jobs`` at once, appending each record
+    as it finishes. A run starts as soon as what it needs is there: a model's seed runs when *its* search is
+    complete, the next dataset's runs when the current one has none left to start, so no core waits at a phase or
+    dataset boundary. RESULTS.md is rebuilt each time a dataset has nothing left to run. A failed run is recorded
+    and tried again only by the next invocation."""
+    paths, reported, tried, running = {}, set(), set(), {}
+    load = dict.fromkeys(args.devices, 0)
+
+    def todo(dataset):
+        done = {done_key(r) for r in results if r.get('status') == 'ok'}
+        jobs = [j for phase in ('search', 'seed') for j in plan_jobs(args, dataset, paths[dataset], results, phase)]
+        return [j for j in jobs if done_key(j) not in done and done_key(j) not in tried], len(jobs)
+
+    def next_job():
+        for dataset in args.datasets:
+            if dataset not in paths:
+                paths[dataset] = prepare(dataset)
+                left, n = todo(dataset)
+                if left:
+                    print(f'{dataset}: {len(left)} run(s) to do now ({n - len(left)} already in {args.results})',
+                          flush=True)
+            left, _ = todo(dataset)
+            if left:
+                return left[0]
+        return None
+
+    def report_finished():
+        for dataset in list(paths):
+            if dataset not in reported and not any(j['dataset'] == dataset for j in running.values()) \
+                    and not todo(dataset)[0]:
+                reported.add(dataset)
+                report(args, results)
+
     with cf.ThreadPoolExecutor(args.jobs) as pool, open(args.results, 'a') as f:
-        futures = {pool.submit(run_one, j, args): j for j in todo}
-        for fut in cf.as_completed(futures):
-            rec = fut.result()
-            f.write(json.dumps(rec) + '\n')
-            f.flush()
-            results.append(rec)
-            head = f"{rec['dataset']} {rec['model']} {rec['phase']} {rec['index']} s{rec['seed']}"
-            if rec['status'] == 'ok':
-                print(f"{head}: val R@10 {rec['val']['recall@10']:.4f} at epoch {rec['best_epoch']} of "
-                      f"{rec['epochs_run']} ({rec['seconds']:.0f}s)", flush=True)
-            else:
-                print(f"{head}: FAILED: {rec['error']}", flush=True)
+        while True:
+            while len(running) < args.jobs:
+                job = next_job()
+                if job is None:
+                    break
+                tried.add(done_key(job))
+                # the least busy device; a device never changes a run's numbers, so it is not in the key
+                job['device'] = min(args.devices, key=load.get)
+                load[job['device']] += 1
+                running[pool.submit(run_one, job, args)] = job
+            if not running:
+                break
+            finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
+            for fut in finished:
+                load[running.pop(fut)['device']] -= 1
+                rec = fut.result()
+                f.write(json.dumps(rec) + '\n')
+                f.flush()
+                results.append(rec)
+                head = f"{rec['dataset']} {rec['model']} {rec['phase']} {rec['index']} s{rec['seed']}"
+                if rec['status'] == 'ok':
+                    print(f"{head}: val R@10 {rec['val']['recall@10']:.4f} at epoch {rec['best_epoch']} of "
+                          f"{rec['epochs_run']} ({rec['seconds']:.0f}s)", flush=True)
+                else:
+                    print(f"{head}: FAILED: {rec['error']}", flush=True)
+            report_finished()
 
 
 CONFIGS = None   # --configs of this invocation (set by main)
@@ -487,11 +528,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(args.results), exist_ok=True)
     results = load_results(args.results)
     if not args.report:
-        for dataset in args.datasets:
-            path = prepare(dataset)
-            execute(plan_jobs(args, dataset, path, results, 'search'), args, results)
-            execute(plan_jobs(args, dataset, path, results, 'seed'), args, results)
-            report(args, results)
+        execute(args, results)
     report(args, results)
     return results
 

@@ -100,3 +100,21 @@ def test_seed_0_is_the_search_run_from_its_checkpoint(tiny_dir, tmp_path):
     again = np.load(os.path.join(tune.ROOT, retrained['rows']))
     for k in ('recall@10', 'ndcg@10'):
         np.testing.assert_allclose(again[k], reused[k], atol=1e-6)
+
+
+def test_two_datasets_in_one_sweep(tiny_dir, tiny_copy, tmp_path, capsys):
+    # one pool for every dataset and phase: each model's seeds follow its own search, the second dataset's runs
+    # follow the first's; every planned run happens exactly once and both datasets reach the table
+    results = tune.main(['--datasets', tiny_dir, str(tiny_copy), '--models', 'UTM', 'user_popularity',
+                         '--configs', '2', '--max_epoch', '1', '--seeds', '0', '1', '--results',
+                         str(tmp_path / 'r.jsonl'), '--rows_dir', str(tmp_path / 'rows'), '--save_dir',
+                         str(tmp_path / 'runs'), '--out', str(tmp_path / 'R.md'), '--jobs', '2'])
+    keys = [tune.done_key(r) for r in results]
+    assert len(keys) == len(set(keys)) == 2 * (2 + 2 + 1)   # per dataset: 2 searched, 2 seeds, 1 floor
+    assert all(r['status'] == 'ok' for r in results)
+    for d in (tiny_dir, str(tiny_copy)):
+        seeds = [r for r in results if r['dataset'] == d and r['model'] == 'UTM' and r['phase'] == 'seed']
+        assert sorted(r['seed'] for r in seeds) == [0, 1]
+        assert seeds[0]['config'] == tune.selected(results, d, 'UTM')['config']
+    out = capsys.readouterr().out
+    assert out.count('run(s) to do now') == 2
