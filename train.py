@@ -87,7 +87,7 @@ def build_parser():
     p.add_argument('--run_name', default=None, help='subfolder of save_dir (default: model_name)')
     p.add_argument('--overwrite', action='store_true',
                    help='replace an earlier run in the run folder (default: a new folder <run>_2, _3, ...)')
-    p.add_argument('--decay_embeddings', action='store_true',
+    p.add_argument('--decay_embeddings', action=argparse.BooleanOptionalAction, default=False,
                    help='apply --weight_decay to id embeddings and biases too (the authors\' code never did: their '
                         'id tensors were outside model.parameters())')
     p.add_argument('--test_rows', default=None,

@@ -62,6 +62,9 @@ COMMON = {'l_r': [1e-3, 3e-3, 1e-2], 'weight_decay': [0.0, 1e-3, 0.1]}
 GRAPH = {'num_layers': [1, 2], 'aggr_mode': ['mean', 'add'], 'scoring_mode': ['cat', 'fully_con']}
 EXTRA = {'GCN_PHR_plus': {'loss': ['bpr', 'sampled_softmax'], 'num_train_neg': [1, 8],   # a model's own knobs
                          'count_weight': [1.0, 5.0]}}
+# weight decay on the id embeddings and biases too (train.py --decay_embeddings; off in the authors' code): a knob of
+# every model, drawn per configuration with this probability (``configurations``)
+EMBEDDING_DECAY_P = 0.5
 ABLATIONS = {'GCN_PHR_plus': ('identity', 'counts', 'content')}   # parts switched off one at a time, after its seeds
 
 
@@ -76,12 +79,18 @@ def space(name):
 
 
 def configurations(name, n, seed=0):
-    """``n`` configurations drawn without replacement from the model's grid (seeded; all of it if smaller)."""
+    """``n`` configurations drawn from the model's grid (seeded): the grid's knobs without replacement (all of it if
+    smaller), then for each drawn configuration whether its weight decay reaches the id embeddings and biases too
+    (``decay_embeddings``, probability 1/2 from a second seeded draw; always off at weight decay 0, where it
+    changes nothing). The second draw leaves the first unchanged, so runs drawn before the switch joined the grid
+    are kept where the switch came out off."""
     grid = space(name)
     keys = sorted(grid)
     every = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
     rng = random.Random(f'{seed}:{name}')
-    return every if len(every) <= n else rng.sample(every, n)
+    drawn = every if len(every) <= n else rng.sample(every, n)
+    coin = random.Random(f'{seed}:{name}:decay_embeddings')
+    return [dict(c, decay_embeddings=coin.random() < EMBEDDING_DECAY_P and c['weight_decay'] > 0) for c in drawn]
 
 
 def config_key(config):
@@ -222,9 +231,13 @@ def load_results(path):
     with open(path) as f:
         for line in f:
             try:
-                out.append(json.loads(line))
+                rec = json.loads(line)
             except json.JSONDecodeError:   # a line cut short by a killed sweep: that run is simply done again
                 continue
+            if model_lib.MODELS.get(rec.get('model')) and model_lib.MODELS[rec['model']].cls.trainable:
+                # runs from before decay_embeddings was a knob of the grid ran with train.py's default: off
+                rec['config'].setdefault('decay_embeddings', False)
+            out.append(rec)
     return out
 
 
@@ -404,7 +417,9 @@ def report(args, results):
            f'- Budget: every trainable model gets {args.configs} configurations drawn from its own grid, each '
            f'trained with seed {args.seeds[0]}, early stopping (patience {args.patience} epochs on validation '
            f'Recall@10, at most {args.max_epoch} epochs), batch {args.batch_size}, dim 64, BPR with one fresh negative '
-           'per positive per epoch. Grids: learning rate {1e-3, 3e-3, 1e-2} x weight decay {0, 1e-3, 0.1} for all; '
+           'per positive per epoch. Grids: learning rate {1e-3, 3e-3, 1e-2} x weight decay {0, 1e-3, 0.1} for all, '
+           'and whether that decay reaches the id embeddings and biases too (decay_embeddings, drawn on with '
+           'probability 1/2 per configuration of nonzero decay); '
            'graph models also num_layers {1, 2} x aggr_mode {mean, add} x scoring_mode {cat, fully_con}; '
            'GCN_PHR_plus also loss {bpr, sampled_softmax} x num_train_neg {1, 8} x count_weight (initial) {1, 5}.',
            '- Selection: the configuration and epoch of best **validation** Recall@10; then seeds '

@@ -31,7 +31,28 @@ def test_every_model_gets_the_same_number_of_configurations():
     assert set(n.values()) == {8}, n
     assert tune.configurations('GCN_PHR', 8) == tune.configurations('GCN_PHR', 8)      # seeded
     assert {'num_layers', 'aggr_mode', 'scoring_mode'} <= set(tune.configurations('GCN_PHR', 8)[0])
-    assert set(tune.configurations('USHM', 8)[0]) == {'l_r', 'weight_decay'}
+    assert set(tune.configurations('USHM', 8)[0]) == {'l_r', 'weight_decay', 'decay_embeddings'}
+
+
+def test_embedding_decay_is_drawn_per_configuration_and_keeps_earlier_runs(tmp_path):
+    for name in ('GCN_PHR', 'USHM', 'GCN_PHR_plus'):
+        drawn = tune.configurations(name, 8)
+        # the grid's other knobs are drawn as before the switch joined it (earlier runs stay usable)
+        grid = tune.space(name)
+        every = [dict(zip(sorted(grid), v)) for v in __import__('itertools').product(*(grid[k] for k in sorted(grid)))]
+        assert [{k: v for k, v in c.items() if k != 'decay_embeddings'} for c in drawn] == \
+            __import__('random').Random(f'0:{name}').sample(every, 8)
+        # never on where there is no decay to apply
+        assert not any(c['decay_embeddings'] for c in drawn if c['weight_decay'] == 0)
+    assert any(c['decay_embeddings'] for name in ('GCN_PHR', 'USHM') for c in tune.configurations(name, 8))
+    # a run recorded before the switch existed ran with train.py's default (off)
+    old = dict(dataset='d', model='USHM', phase='search', index=0, seed=0, status='ok',
+               config={'l_r': 0.01, 'weight_decay': 0.1})
+    floor = dict(old, model='user_popularity', config={})
+    (tmp_path / 'r.jsonl').write_text(json.dumps(old) + '\n' + json.dumps(floor) + '\n')
+    got = tune.load_results(str(tmp_path / 'r.jsonl'))
+    assert got[0]['config'] == {'l_r': 0.01, 'weight_decay': 0.1, 'decay_embeddings': False}
+    assert got[1]['config'] == {}
 
 
 def test_sweep_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
