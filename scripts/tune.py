@@ -152,13 +152,21 @@ def setting(args, dataset, key):
     return DATASET_SETTINGS.get(dataset, {}).get(key, getattr(args, key))
 
 
+def run_name(job):
+    """The run's folder under ``--save_dir``: <dataset>/<model>/<phase>_<index>_s<seed>[_no-<part>...]."""
+    run = f"{job['dataset'].replace('=', '_')}/{job['model']}/{job['phase']}_{job['index']}_s{job['seed']}"
+    if job['phase'] == 'ablation':
+        run += '_' + '_'.join(f'no-{k}' for k, v in sorted(job['config'].items()) if v is False)
+    return run
+
+
 def rows_from_search(job, args, search, rows):
     """Seed 0 of the selected configuration *is* its search run (same flags, same seed, same numbers). When that
     run's best checkpoint is still in ``--save_dir``, its per-row test metrics are written from the checkpoint
     instead of training it again. The checkpoint must be that run's (flags, seed, data, epoch), and the rows must
     average to the test metrics the search run recorded; otherwise None, and the run trains as usual."""
-    name = job['dataset'].replace('=', '_')
-    ckpt_path = os.path.join(args.save_dir, name, job['model'], f"search_{search['index']}_s{search['seed']}", 'best.pt')
+    ckpt_path = os.path.join(args.save_dir, run_name(dict(job, phase='search', index=search['index'],
+                                                          seed=search['seed'])), 'best.pt')
     if not os.path.exists(ckpt_path):
         return None
     import torch
@@ -193,9 +201,7 @@ def run_one(job, args):
     """One train.py process (or, for seed 0 of a selection, the search run's checkpoint); returns the record."""
     search = job.pop('search', None)
     name = job['dataset'].replace('=', '_')
-    run = f"{name}/{job['model']}/{job['phase']}_{job['index']}_s{job['seed']}"
-    if job['phase'] == 'ablation':
-        run += '_' + '_'.join(f'no-{k}' for k, v in sorted(job['config'].items()) if v is False)
+    run = run_name(job)
     rows = os.path.join(args.rows_dir, name, f"{job['model']}_s{job['seed']}.npz") if job['phase'] == 'seed' else None
     argv = [sys.executable, 'train.py', '--data_path', job['path'], '--model_name', job['model'],
             '--seed', str(job['seed']), '--num_epoch', str(setting(args, job['dataset'], 'max_epoch')),
@@ -261,13 +267,13 @@ def execute(args, results):
 
     def next_job():
         for dataset in args.datasets:
-            if dataset not in paths:
+            first = dataset not in paths
+            if first:
                 paths[dataset] = prepare(dataset)
-                left, n = todo(dataset)
-                if left:
-                    print(f'{dataset}: {len(left)} run(s) to do now ({n - len(left)} already in {args.results})',
-                          flush=True)
-            left, _ = todo(dataset)
+            left, n = todo(dataset)
+            if first and left:
+                print(f'{dataset}: {len(left)} run(s) to do now ({n - len(left)} already in {args.results})',
+                      flush=True)
             if left:
                 return left[0]
         return None
