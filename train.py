@@ -83,6 +83,9 @@ def build_parser():
         g.add_argument(f'--{part}', action=argparse.BooleanOptionalAction, default=True, help=what)
     g.add_argument('--count_weight', type=float, default=1.0,
                    help='initial weight w of the count term w log(1 + c) (learned; it moves about --l_r per step)')
+    g.add_argument('--calibrate_counts', action=argparse.BooleanOptionalAction, default=False,
+                   help='after training, scale the learned count weight w of the best checkpoint by the factor of '
+                        f'{list(COUNT_SCALES)} best on validation R@10 (ties: NDCG@10); best.pt keeps the scaled w')
     p.add_argument('--save_dir', default='runs', help='folder of run outputs (metrics, checkpoints)')
     p.add_argument('--run_name', default=None, help='subfolder of save_dir (default: model_name)')
     p.add_argument('--overwrite', action='store_true',
@@ -337,6 +340,32 @@ def save_checkpoint(path, model, optimizer, epoch, best, config, model_info, ext
         raise SystemExit(f'error: could not write the checkpoint {path} ({e}); the previous one is unchanged')
 
 
+# factors of the learned count weight tried on validation by --calibrate_counts (1 keeps it as trained)
+COUNT_SCALES = (0.5, 1, 1.5, 2, 3, 5, 8)
+
+
+def calibrate_count_weight(model, val, ks, batch_size=None, scales=COUNT_SCALES, k=10):
+    """Scale GCN_PHR_plus's learned count weight w by the factor of ``scales`` whose validation metrics are best
+    (``selection_key``: Recall@k, then NDCG@k; the smaller factor on an exact tie) and leave it scaled in ``model``.
+    w is one scalar under Adam, which moves it about one learning rate per step, so from where it starts it moves
+    little in the few hundred steps a run has; its scale is fitted here afterwards, on validation only, as the
+    epoch is. Returns (factor, w before, [(factor, val metrics), ...]); (1.0, None, []) without a count term."""
+    w = getattr(model, 'count_weight', None)
+    if w is None:
+        return 1.0, None, []
+    model.eval()
+    with torch.no_grad():
+        enc = model.encode()                # the count term is added after propagation: one encode serves all
+        w0 = w.detach().clone()
+        table = []
+        for f in scales:
+            w.copy_(w0 * f)
+            table.append((float(f), evaluate(model, val, ks, batch_size, enc=enc)))
+        best = max(table, key=lambda t: (selection_key(t[1], k), -t[0]))
+        w.copy_(w0 * best[0])
+    return best[0], float(w0), table
+
+
 def selection_key(metrics, k=10):
     """What checkpoint selection maximises, on validation metrics only: Recall@K, exact ties (common on small
     validation splits) broken by NDCG@K."""
@@ -370,7 +399,43 @@ def write_test_rows(path, model, split, batch_size=None):
     os.replace(tmp, path)
 
 
+def calibrate_run(best_path, run_dir, data, splits, ks, batch_size, device, k=10, config=None):
+    """--calibrate_counts after training: the best checkpoint's count weight scaled on validation
+    (``calibrate_count_weight``), the checkpoint rewritten with the scaled weight (and ``config``, when given, as its
+    run config), ``calibration.json`` written beside it. Returns the run's best record with the calibrated val/test
+    metrics, ``count_scale`` and ``count_weight``. scripts/tune.py calls it on an existing run's checkpoint too:
+    training does not depend on the flag, so that gives the numbers a fresh run would."""
+    try:
+        model, ckpt = load_checkpoint(best_path, data, device)
+    except CheckpointError as e:
+        raise SystemExit(f'error: {e}')
+    best = dict(ckpt.get('best') or {})
+    factor, w0, table = calibrate_count_weight(model, splits['val'], ks, batch_size, k=k)
+    if w0 is None:
+        print('--calibrate_counts: this model has no count term (--no-counts): nothing to calibrate')
+        return best
+    m = evaluate_splits(model, splits, ks, batch_size)
+    w = float(model.count_weight.detach())
+    print(f'count weight w = {w0:.3f} as trained; on validation (R@{k} / NDCG@{k}): '
+          + ', '.join(f'x{f:g} {t[f"recall@{k}"]:.4f} / {t[f"ndcg@{k}"]:.4f}' for f, t in table)
+          + f'; kept x{factor:g} (w = {w:.3f})')
+    best.update(val=m['val'], test=m['test'], count_scale=factor, count_weight=w, count_weight_trained=w0)
+    ckpt.update(model=model.state_dict(), best=best)
+    if config is not None:
+        ckpt['config'] = config
+    tmp = best_path + '.tmp'
+    torch.save(ckpt, tmp)
+    os.replace(tmp, best_path)
+    info = {'epoch': best.get('epoch'), 'count_weight_trained': w0, 'count_scale': factor, 'count_weight': w,
+            'val_by_scale': [{'scale': f, 'val': t} for f, t in table], 'val': m['val'], 'test': m['test']}
+    with open(os.path.join(run_dir, 'calibration.json'), 'w') as f:
+        json.dump(info, f, indent=1)
+    return best
+
+
 def check_flags(args):
+    if args.calibrate_counts and args.model_name != 'GCN_PHR_plus':
+        raise SystemExit(f'error: --calibrate_counts scales the count term of GCN_PHR_plus; {args.model_name} has none')
     for flag in ('l_r', 'weight_decay', 'count_weight'):
         if not math.isfinite(getattr(args, flag)):
             raise SystemExit(f'error: --{flag} must be a finite number, got {getattr(args, flag)}')
@@ -628,6 +693,10 @@ def main(argv=None):
             break
     metrics_file.close()
     best['epochs_run'] = epochs_run
+    if args.calibrate_counts and best['val'] is not None:
+        if rank0:
+            best = dict(calibrate_run(best_path, run_dir, data, splits, ks, args.eval_batch, device, k_sel),
+                        epochs_run=epochs_run)
     if rank0 and args.test_rows and best['val'] is not None:
         best_model, _ = load_checkpoint(best_path, data, device)
         write_test_rows(args.test_rows, best_model, splits['test'], args.eval_batch)

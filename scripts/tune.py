@@ -65,6 +65,9 @@ EXTRA = {'GCN_PHR_plus': {'loss': ['bpr', 'sampled_softmax'], 'num_train_neg': [
 # weight decay on the id embeddings and biases too (train.py --decay_embeddings; off in the authors' code): a knob of
 # every model, drawn per configuration with this probability (``configurations``)
 EMBEDDING_DECAY_P = 0.5
+# a model's fixed settings, in every configuration of it (not drawn): GCN-PHR+ scales its learned count weight on
+# validation after training (train.py --calibrate_counts; README, "Where the count weight starts")
+FIXED = {'GCN_PHR_plus': {'calibrate_counts': True}}
 ABLATIONS = {'GCN_PHR_plus': ('identity', 'counts', 'content')}   # parts switched off one at a time, after its seeds
 
 
@@ -83,14 +86,15 @@ def configurations(name, n, seed=0):
     smaller), then for each drawn configuration whether its weight decay reaches the id embeddings and biases too
     (``decay_embeddings``, probability 1/2 from a second seeded draw; always off at weight decay 0, where it
     changes nothing). The second draw leaves the first unchanged, so runs drawn before the switch joined the grid
-    are kept where the switch came out off."""
+    are kept where the switch came out off. The model's ``FIXED`` settings join every configuration."""
     grid = space(name)
     keys = sorted(grid)
     every = [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
     rng = random.Random(f'{seed}:{name}')
     drawn = every if len(every) <= n else rng.sample(every, n)
     coin = random.Random(f'{seed}:{name}:decay_embeddings')
-    return [dict(c, decay_embeddings=coin.random() < EMBEDDING_DECAY_P and c['weight_decay'] > 0) for c in drawn]
+    return [dict(c, decay_embeddings=coin.random() < EMBEDDING_DECAY_P and c['weight_decay'] > 0, **FIXED.get(name, {}))
+            for c in drawn]
 
 
 def config_key(config):
@@ -194,10 +198,60 @@ def rows_from_search(job, args, search, rows):
         return None
     return dict(job, status='ok', best_epoch=search['best_epoch'], epochs_run=search['epochs_run'], val=search['val'],
                 test=search['test'], seconds=round(time.perf_counter() - t0, 1), curve=search['curve'],
-                rows=os.path.relpath(rows, ROOT), from_run=os.path.relpath(os.path.dirname(ckpt_path), ROOT))
+                rows=os.path.relpath(rows, ROOT), from_run=os.path.relpath(os.path.dirname(ckpt_path), ROOT),
+                **{k: search[k] for k in ('count_scale',) if k in search})
 
 
-def run_one(job, args):
+def calibrated_from_twin(job, args, results, rows):
+    """A run with ``calibrate_counts`` whose twin without it (same model, flags, seed, run folder) finished before
+    the switch joined the plan: training does not depend on the switch, so the twin's best checkpoint *is* this
+    run's before calibration. It is calibrated in place (``train.calibrate_run``: the count weight scaled on
+    validation, the checkpoint rewritten) instead of training again. The checkpoint must be the twin's (flags,
+    seed, data, epoch) and its metrics must match the twin's record; otherwise None, and the run trains."""
+    if not job['config'].get('calibrate_counts'):
+        return None
+    bare = {k: v for k, v in job['config'].items() if k != 'calibrate_counts'}
+    twins = [r for r in results if r['status'] == 'ok' and r['dataset'] == job['dataset'] and r['model'] == job['model']
+             and r['phase'] == job['phase'] and r['index'] == job['index'] and r['seed'] == job['seed']
+             and config_key(r['config']) == config_key(bare)]
+    run_dir = os.path.join(args.save_dir, run_name(job))
+    ckpt_path = os.path.join(run_dir, 'best.pt')
+    if not twins or not os.path.exists(ckpt_path):
+        return None
+    twin = twins[-1]
+    import torch
+    import train
+    from data_load import load_dataset
+    t0 = time.perf_counter()
+    try:
+        torch.set_num_threads(args.threads)
+        data = load_dataset(job['path'], verbose=False)
+        device = torch.device(job['device'])
+        ckpt = model_lib.read_checkpoint(ckpt_path, 'cpu')
+        flags = ckpt.get('config') or {}
+        same = (ckpt.get('epoch') == twin['best_epoch'] and flags.get('seed') == job['seed']
+                and os.path.abspath(flags.get('data_path', '')) == os.path.abspath(job['path'])
+                and not flags.get('calibrate_counts') and all(flags.get(k) == v for k, v in bare.items())
+                and abs((ckpt.get('best') or {}).get('test', {}).get('recall@10', -1) - twin['test']['recall@10']) < 1e-6)
+        if not same:
+            return None
+        splits = {'val': data.val.to(device), 'test': data.test.to(device)}
+        ks = train.parse_topk(train.build_parser().get_default('topk'))
+        best = train.calibrate_run(ckpt_path, run_dir, data, splits, ks, None, device,
+                                   config=dict(flags, calibrate_counts=True))
+        if rows:
+            model, _ = model_lib.load_checkpoint(ckpt_path, data, device)
+            train.write_test_rows(rows, model, splits['test'])
+    except (Exception, SystemExit) as e:   # anything unexpected: train instead
+        print(f'{ckpt_path}: not calibrated in place ({type(e).__name__}: {e}); training instead', flush=True)
+        return None
+    return dict(job, status='ok', best_epoch=twin['best_epoch'], epochs_run=twin['epochs_run'], val=best['val'],
+                test=best['test'], seconds=round(time.perf_counter() - t0, 1), curve=twin['curve'],
+                rows=os.path.relpath(rows, ROOT) if rows else None, count_scale=best.get('count_scale'),
+                calibrated_from=f"the run of {config_key(bare)} ({twin['seconds']} s of training)")
+
+
+def run_one(job, args, results=()):
     """One train.py process (or, for seed 0 of a selection, the search run's checkpoint); returns the record."""
     search = job.pop('search', None)
     name = job['dataset'].replace('=', '_')
@@ -216,6 +270,12 @@ def run_one(job, args):
             rec = rows_from_search(job, args, search, rows)
             if rec is not None:
                 return rec
+    rec = calibrated_from_twin(job, args, results, rows)
+    if rec is not None:
+        return rec
+    calibration = os.path.join(args.save_dir, run, 'calibration.json')
+    if os.path.exists(calibration):   # an earlier run's, in this run folder
+        os.remove(calibration)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     t0 = time.perf_counter()
     out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -225,9 +285,15 @@ def run_one(job, args):
         return dict(job, status='failed', error=tail[0], seconds=round(secs, 1))
     lines = [json.loads(x) for x in open(os.path.join(args.save_dir, run, 'metrics.jsonl'))]
     best = max(lines, key=lambda x: (x['val']['recall@10'], x['val']['ndcg@10'], -x['epoch']))
+    extra = {}
+    if os.path.exists(calibration):   # --calibrate_counts: the best epoch's metrics after scaling the count weight
+        cal = json.load(open(calibration))
+        best = dict(best, val=cal['val'], test=cal['test'])
+        extra['count_scale'] = cal['count_scale']
     return dict(job, status='ok', best_epoch=best['epoch'], epochs_run=len(lines),
                 val=best['val'], test=best['test'], seconds=round(secs, 1),
-                curve=[round(x['val']['recall@10'], 4) for x in lines], rows=os.path.relpath(rows, ROOT) if rows else None)
+                curve=[round(x['val']['recall@10'], 4) for x in lines], rows=os.path.relpath(rows, ROOT) if rows else None,
+                **extra)
 
 
 def load_results(path):
@@ -295,7 +361,7 @@ def execute(args, results):
                 # the least busy device; a device never changes a run's numbers, so it is not in the key
                 job['device'] = min(args.devices, key=load.get)
                 load[job['device']] += 1
-                running[pool.submit(run_one, job, args)] = job
+                running[pool.submit(run_one, job, args, list(results))] = job
             if not running:
                 break
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
@@ -308,7 +374,8 @@ def execute(args, results):
                 head = f"{rec['dataset']} {rec['model']} {rec['phase']} {rec['index']} s{rec['seed']}"
                 if rec['status'] == 'ok':
                     print(f"{head}: val R@10 {rec['val']['recall@10']:.4f} at epoch {rec['best_epoch']} of "
-                          f"{rec['epochs_run']} ({rec['seconds']:.0f}s)", flush=True)
+                          f"{rec['epochs_run']}" + (f", count weight x{rec['count_scale']:g}" if 'count_scale' in rec
+                                                     else '') + f" ({rec['seconds']:.0f}s)", flush=True)
                 else:
                     print(f"{head}: FAILED: {rec['error']}", flush=True)
             report_finished()
@@ -458,7 +525,8 @@ def report(args, results):
             conf = ', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}'
                              for k, v in sorted(seeds[0]['config'].items())) or '—'
             epochs = ', '.join(f"{r['best_epoch']}{'!' if r['best_epoch'] == r['epochs_run'] - 1 and trainable else ''}"
-                               f" ({r['epochs_run']})" for r in sorted(seeds, key=lambda r: r['seed']))
+                               f" ({r['epochs_run']})" + (f" w x{r['count_scale']:g}" if 'count_scale' in r else '')
+                               for r in sorted(seeds, key=lambda r: r['seed']))
             cells = [mean_std([r['val']['recall@10'] for r in seeds])]
             cells += [mean_std([r['test'][m] for r in seeds]) for m in ('recall@10', 'ndcg@10', 'precision@10')]
             other = seed_rows(results, dataset, model, args.seeds)
@@ -505,7 +573,8 @@ def report(args, results):
                                f'{mean_std([r["val"]["recall@10"] for r in rs])} |')
         secs = sum(r.get('seconds', 0) for r in recs)
         out += ['', f'Run time on this dataset: {secs / 3600:.2f} hours (summed over runs). '
-                '"!" marks a selected epoch that was the last one run (the cap was reached while still improving).', '']
+                '"!" marks a selected epoch that was the last one run (the cap was reached while still improving); '
+                '"w xF": the factor of its learned count weight that GCN-PHR+ kept on validation (--calibrate_counts).', '']
     with open(args.out, 'w') as f:
         f.write('\n'.join(out))
     print(f'wrote {args.out}')

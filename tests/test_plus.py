@@ -163,3 +163,34 @@ def test_user_negatives_come_half_from_the_users_own_hashtags(tiny_data):
     uniform = train.TripleSampler(tiny_data, num_neg=4)
     batch = uniform.__getitems__(list(range(len(uniform))))
     assert sum((int(r[0]), int(h)) in own for r in batch for h in r[3:]) / len(negs) < share - 0.2
+
+
+def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path, capsys):
+    from data_load import load_dataset
+    from evaluation import evaluate
+    d = load_dataset(tiny_dir, verbose=False)
+    best = train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR_plus', '--num_epoch', '2', '--dim_latent',
+                       '8', '--save_dir', str(tmp_path), '--run_name', 'cal', '--no_progress', '--calibrate_counts',
+                       '--test_rows', str(tmp_path / 'rows.npz')])
+    ckpt = torch.load(tmp_path / 'cal' / 'best.pt', weights_only=True)
+    model, _ = train.load_checkpoint(str(tmp_path / 'cal' / 'best.pt'), d)
+    w0 = ckpt['best']['count_weight_trained']
+    assert abs(float(model.count_weight.detach()) - w0 * best['count_scale']) < 1e-6 and best['count_scale'] in train.COUNT_SCALES
+    # the kept scale is the best of every scale on validation (R@10, then NDCG@10), and the checkpoint scores so
+    keys = {}
+    with torch.no_grad():
+        for f in train.COUNT_SCALES:
+            model.count_weight.fill_(w0 * f)
+            keys[f] = train.selection_key(evaluate(model, d.val, (5, 10)))
+        model.count_weight.fill_(w0 * best['count_scale'])
+        assert evaluate(model, d.test, (5, 10))['recall@10'] == best['test']['recall@10']
+    assert keys[best['count_scale']] == max(keys.values())
+    import numpy as np
+    rows = np.load(tmp_path / 'rows.npz')                     # the per-row test metrics are the calibrated model's
+    assert abs(float(rows['recall@10'].mean()) - best['test']['recall@10']) < 1e-5
+    # only GCN_PHR_plus has a count term to calibrate
+    try:
+        train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR', '--calibrate_counts', '--num_epoch', '1'])
+        raise AssertionError('expected an error')
+    except SystemExit as e:
+        assert '--calibrate_counts' in str(e) and 'GCN_PHR has none' in str(e)

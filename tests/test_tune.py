@@ -40,7 +40,8 @@ def test_embedding_decay_is_drawn_per_configuration_and_keeps_earlier_runs(tmp_p
         # the grid's other knobs are drawn as before the switch joined it (earlier runs stay usable)
         grid = tune.space(name)
         every = [dict(zip(sorted(grid), v)) for v in __import__('itertools').product(*(grid[k] for k in sorted(grid)))]
-        assert [{k: v for k, v in c.items() if k != 'decay_embeddings'} for c in drawn] == \
+        fixed = set(tune.FIXED.get(name, {})) | {'decay_embeddings'}
+        assert [{k: v for k, v in c.items() if k not in fixed} for c in drawn] == \
             __import__('random').Random(f'0:{name}').sample(every, 8)
         # never on where there is no decay to apply
         assert not any(c['decay_embeddings'] for c in drawn if c['weight_decay'] == 0)
@@ -139,3 +140,33 @@ def test_two_datasets_in_one_sweep(tiny_dir, tiny_copy, tmp_path, capsys):
         assert seeds[0]['config'] == tune.selected(results, d, 'UTM')['config']
     out = capsys.readouterr().out
     assert out.count('run(s) to do now') == 2
+
+
+def test_calibrated_run_from_its_uncalibrated_twin(tiny_dir, tmp_path, monkeypatch):
+    # GCN-PHR+ runs that finished before --calibrate_counts joined its settings are calibrated in place from their
+    # checkpoints, with the numbers a fresh run with the flag gives
+    def sweep(d):
+        return tune.main(['--datasets', tiny_dir, '--models', 'GCN_PHR_plus', '--configs', '2', '--max_epoch', '2',
+                          '--seeds', '0', '1', '--results', str(d / 'r.jsonl'), '--rows_dir', str(d / 'rows'),
+                          '--save_dir', str(d / 'runs'), '--out', str(d / 'R.md'), '--no-ablations'])
+    monkeypatch.setattr(tune, 'FIXED', {})
+    tune.planned_keys.cache_clear()
+    before = sweep(tmp_path / 'a')
+    assert not any('calibrate_counts' in r['config'] for r in before)
+    monkeypatch.setattr(tune, 'FIXED', {'GCN_PHR_plus': {'calibrate_counts': True}})
+    tune.planned_keys.cache_clear()
+    derived = [r for r in sweep(tmp_path / 'a') if r['config'].get('calibrate_counts')]
+    fresh = sweep(tmp_path / 'b')
+    tune.planned_keys.cache_clear()
+    assert all(r['config']['calibrate_counts'] for r in fresh)
+    key = lambda r: (r['phase'], r['index'], r['seed'])
+    assert sorted(map(key, derived)) == sorted(map(key, fresh))
+    by_key = {key(r): r for r in fresh}
+    assert sum('calibrated_from' in r for r in derived) >= 2          # the searches (and seed 1): no training
+    for r in derived:
+        f = by_key[key(r)]
+        assert 'calibrated_from' not in f and r['count_scale'] == f['count_scale'] in __import__('train').COUNT_SCALES
+        assert (r['val'], r['test'], r['best_epoch']) == (f['val'], f['test'], f['best_epoch'])
+        if r['phase'] == 'seed':
+            a, b = np.load(os.path.join(tune.ROOT, r['rows'])), np.load(os.path.join(tune.ROOT, f['rows']))
+            np.testing.assert_allclose(a['ndcg@10'], b['ndcg@10'], atol=1e-6)
