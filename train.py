@@ -346,7 +346,8 @@ COUNT_SCALES = (0.5, 1, 1.5, 2, 3, 5, 8)
 
 def calibrate_count_weight(model, val, ks, batch_size=None, scales=COUNT_SCALES, k=10):
     """Scale GCN_PHR_plus's learned count weight w by the factor of ``scales`` whose validation metrics are best
-    (``selection_key``: Recall@k, then NDCG@k; the smaller factor on an exact tie) and leave it scaled in ``model``.
+    (``selection_key``: Recall@k, then NDCG@k; on an exact tie the factor nearest 1, so w moves only where
+    validation says so) and leave it scaled in ``model``.
     w is one scalar under Adam, which moves it about one learning rate per step, so from where it starts it moves
     little in the few hundred steps a run has; its scale is fitted here afterwards, on validation only, as the
     epoch is. Returns (factor, w before, [(factor, val metrics), ...]); (1.0, None, []) without a count term."""
@@ -361,7 +362,7 @@ def calibrate_count_weight(model, val, ks, batch_size=None, scales=COUNT_SCALES,
         for f in scales:
             w.copy_(w0 * f)
             table.append((float(f), evaluate(model, val, ks, batch_size, enc=enc)))
-        best = max(table, key=lambda t: (selection_key(t[1], k), -t[0]))
+        best = max(table, key=lambda t: (selection_key(t[1], k), -abs(math.log(t[0])), -t[0]))
         w.copy_(w0 * best[0])
     return best[0], float(w0), table
 
@@ -410,6 +411,9 @@ def calibrate_run(best_path, run_dir, data, splits, ks, batch_size, device, k=10
     except CheckpointError as e:
         raise SystemExit(f'error: {e}')
     best = dict(ckpt.get('best') or {})
+    if best.get('count_weight_trained') is not None:   # calibrated before: start again from the trained weight
+        with torch.no_grad():
+            model.count_weight.fill_(best['count_weight_trained'])
     factor, w0, table = calibrate_count_weight(model, splits['val'], ks, batch_size, k=k)
     if w0 is None:
         print('--calibrate_counts: this model has no count term (--no-counts): nothing to calibrate')

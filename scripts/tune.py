@@ -229,10 +229,13 @@ def calibrated_from_twin(job, args, results, rows):
         device = torch.device(job['device'])
         ckpt = model_lib.read_checkpoint(ckpt_path, 'cpu')
         flags = ckpt.get('config') or {}
+        was = ckpt.get('best') or {}
         same = (ckpt.get('epoch') == twin['best_epoch'] and flags.get('seed') == job['seed']
                 and os.path.abspath(flags.get('data_path', '')) == os.path.abspath(job['path'])
-                and not flags.get('calibrate_counts') and all(flags.get(k) == v for k, v in bare.items())
-                and abs((ckpt.get('best') or {}).get('test', {}).get('recall@10', -1) - twin['test']['recall@10']) < 1e-6)
+                and all(flags.get(k) == v for k, v in bare.items())
+                # as the twin left it, or calibrated since (it keeps the trained weight: calibrate_run restarts there)
+                and (was.get('count_weight_trained') is not None if flags.get('calibrate_counts') else
+                     abs(was.get('test', {}).get('recall@10', -1) - twin['test']['recall@10']) < 1e-6))
         if not same:
             return None
         splits = {'val': data.val.to(device), 'test': data.test.to(device)}

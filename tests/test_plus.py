@@ -188,6 +188,20 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
     import numpy as np
     rows = np.load(tmp_path / 'rows.npz')                     # the per-row test metrics are the calibrated model's
     assert abs(float(rows['recall@10'].mean()) - best['test']['recall@10']) < 1e-5
+    # calibrating the calibrated checkpoint again starts from the trained weight: the same result
+    splits = {'val': d.val, 'test': d.test}
+    again = train.calibrate_run(str(tmp_path / 'cal' / 'best.pt'), str(tmp_path / 'cal'), d, splits, (5, 10), None,
+                                'cpu')
+    assert (again['count_scale'], again['count_weight'], again['test']) == \
+        (best['count_scale'], best['count_weight'], best['test'])
+    # where validation cannot tell the factors apart, w stays as trained
+    flat = {'recall@10': 0.5, 'ndcg@10': 0.5}
+    orig = train.evaluate
+    try:
+        train.evaluate = lambda *a, **kw: flat
+        assert train.calibrate_count_weight(model, d.val, (5, 10))[0] == 1.0
+    finally:
+        train.evaluate = orig
     # only GCN_PHR_plus has a count term to calibrate
     try:
         train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR', '--calibrate_counts', '--num_epoch', '1'])
