@@ -199,7 +199,7 @@ def rows_from_search(job, args, search, rows):
     return dict(job, status='ok', best_epoch=search['best_epoch'], epochs_run=search['epochs_run'], val=search['val'],
                 test=search['test'], seconds=round(time.perf_counter() - t0, 1), curve=search['curve'],
                 rows=os.path.relpath(rows, ROOT), from_run=os.path.relpath(os.path.dirname(ckpt_path), ROOT),
-                **{k: search[k] for k in ('count_scale',) if k in search})
+                **{k: search[k] for k in ('count_scale',) if search.get(k) is not None})
 
 
 def calibrated_from_twin(job, args, results, rows):
@@ -250,7 +250,8 @@ def calibrated_from_twin(job, args, results, rows):
         return None
     return dict(job, status='ok', best_epoch=twin['best_epoch'], epochs_run=twin['epochs_run'], val=best['val'],
                 test=best['test'], seconds=round(time.perf_counter() - t0, 1), curve=twin['curve'],
-                rows=os.path.relpath(rows, ROOT) if rows else None, count_scale=best.get('count_scale'),
+                rows=os.path.relpath(rows, ROOT) if rows else None,
+                **{k: best[k] for k in ('count_scale',) if best.get(k) is not None},
                 calibrated_from=f"the run of {config_key(bare)} ({twin['seconds']} s of training)")
 
 
@@ -376,9 +377,10 @@ def execute(args, results):
                 results.append(rec)
                 head = f"{rec['dataset']} {rec['model']} {rec['phase']} {rec['index']} s{rec['seed']}"
                 if rec['status'] == 'ok':
+                    scale = rec.get('count_scale')
                     print(f"{head}: val R@10 {rec['val']['recall@10']:.4f} at epoch {rec['best_epoch']} of "
-                          f"{rec['epochs_run']}" + (f", count weight x{rec['count_scale']:g}" if 'count_scale' in rec
-                                                     else '') + f" ({rec['seconds']:.0f}s)", flush=True)
+                          f"{rec['epochs_run']}" + (f", count weight x{scale:g}" if scale is not None else '')
+                          + f" ({rec['seconds']:.0f}s)", flush=True)
                 else:
                     print(f"{head}: FAILED: {rec['error']}", flush=True)
             report_finished()
@@ -528,7 +530,8 @@ def report(args, results):
             conf = ', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}'
                              for k, v in sorted(seeds[0]['config'].items())) or '—'
             epochs = ', '.join(f"{r['best_epoch']}{'!' if r['best_epoch'] == r['epochs_run'] - 1 and trainable else ''}"
-                               f" ({r['epochs_run']})" + (f" w x{r['count_scale']:g}" if 'count_scale' in r else '')
+                               f" ({r['epochs_run']})"
+                               + (f" w x{r['count_scale']:g}" if r.get('count_scale') is not None else '')
                                for r in sorted(seeds, key=lambda r: r['seed']))
             cells = [mean_std([r['val']['recall@10'] for r in seeds])]
             cells += [mean_std([r['test'][m] for r in seeds]) for m in ('recall@10', 'ndcg@10', 'precision@10')]
