@@ -296,7 +296,8 @@ def run_one(job, args, results=()):
         extra['count_scale'] = cal['count_scale']
     return dict(job, status='ok', best_epoch=best['epoch'], epochs_run=len(lines),
                 val=best['val'], test=best['test'], seconds=round(secs, 1),
-                curve=[round(x['val']['recall@10'], 4) for x in lines], rows=os.path.relpath(rows, ROOT) if rows else None,
+                curve=[round(x['val']['recall@10'], 4) for x in lines],
+                rows=os.path.relpath(rows, ROOT) if rows else None,
                 **extra)
 
 

@@ -175,7 +175,8 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
     ckpt = torch.load(tmp_path / 'cal' / 'best.pt', weights_only=True)
     model, _ = train.load_checkpoint(str(tmp_path / 'cal' / 'best.pt'), d)
     w0 = ckpt['best']['count_weight_trained']
-    assert abs(float(model.count_weight.detach()) - w0 * best['count_scale']) < 1e-6 and best['count_scale'] in train.COUNT_SCALES
+    assert best['count_scale'] in train.COUNT_SCALES
+    assert abs(float(model.count_weight.detach()) - w0 * best['count_scale']) < 1e-6
     # the kept scale is the best of every scale on validation (R@10, then NDCG@10), and the checkpoint scores so
     keys = {}
     with torch.no_grad():
