@@ -8,7 +8,8 @@
 Protocol (as RecBole's ``run_hyper.py``: one command, any model, one declared search space):
   1. **search**: every trainable model draws the same number of configurations (``--configs``, 8) from its own
      grid (``SPACE``: learning rate and weight decay for all; ``num_layers`` / ``aggr_mode`` / ``scoring_mode`` for
-     the graph models, and the extension's own switches), by a seeded random draw without replacement. Each
+     the graph models, and the extension's own switches; ``FIXED`` settings, such as GCN-PHR+'s
+     ``--calibrate_counts``, join every configuration), by a seeded random draw without replacement. Each
      trains with seed 0 and early stopping (``--patience`` epochs without a better validation Recall@10, at most
      ``--max_epoch``); the selected epoch is the best on validation.
   2. **select**: the configuration of best validation Recall@10 (ties: NDCG@10). Test metrics are never read.
