@@ -327,12 +327,17 @@ def evaluate_splits(model, splits, ks, batch_size=None, shard=None):
 
 def save_checkpoint(path, model, optimizer, epoch, best, config, model_info, extra=None):
     """model weights + ``model_info`` (model_name, model_args: what rebuilds the model) + the run state."""
+    write_checkpoint(path, {'model': model.state_dict(), **model_info,
+                            'optimizer': optimizer.state_dict() if optimizer else None,
+                            'epoch': epoch, 'best': best, 'config': config, **(extra or {})})
+
+
+def write_checkpoint(path, ckpt):
+    """``torch.save`` through a temporary file: a failed write leaves the previous checkpoint, and one clear error."""
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     tmp = path + '.tmp'
     try:
-        torch.save({'model': model.state_dict(), **model_info,
-                    'optimizer': optimizer.state_dict() if optimizer else None,
-                    'epoch': epoch, 'best': best, 'config': config, **(extra or {})}, tmp)
+        torch.save(ckpt, tmp)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as e:   # a full disk, a folder gone: keep the previous checkpoint, no .tmp
         if os.path.exists(tmp):
@@ -418,7 +423,7 @@ def calibrate_run(best_path, run_dir, data, splits, ks, batch_size, device, k=10
     if w0 is None:
         print('--calibrate_counts: this model has no count term (--no-counts): nothing to calibrate')
         return best
-    m = evaluate_splits(model, splits, ks, batch_size)
+    m = {'val': dict(table)[factor], **evaluate_splits(model, {'test': splits['test']}, ks, batch_size)}
     w = float(model.count_weight.detach())
     print(f'count weight w = {w0:.3f} as trained; on validation (R@{k} / NDCG@{k}): '
           + ', '.join(f'x{f:g} {t[f"recall@{k}"]:.4f} / {t[f"ndcg@{k}"]:.4f}' for f, t in table)
@@ -427,9 +432,7 @@ def calibrate_run(best_path, run_dir, data, splits, ks, batch_size, device, k=10
     ckpt.update(model=model.state_dict(), best=best)
     if config is not None:
         ckpt['config'] = config
-    tmp = best_path + '.tmp'
-    torch.save(ckpt, tmp)
-    os.replace(tmp, best_path)
+    write_checkpoint(best_path, ckpt)
     info = {'epoch': best.get('epoch'), 'count_weight_trained': w0, 'count_scale': factor, 'count_weight': w,
             'val_by_scale': [{'scale': f, 'val': t} for f, t in table], 'val': m['val'], 'test': m['test']}
     with open(os.path.join(run_dir, 'calibration.json'), 'w') as f:
@@ -697,10 +700,9 @@ def main(argv=None):
             break
     metrics_file.close()
     best['epochs_run'] = epochs_run
-    if args.calibrate_counts and best['val'] is not None:
-        if rank0:
-            best = dict(calibrate_run(best_path, run_dir, data, splits, ks, args.eval_batch, device, k_sel),
-                        epochs_run=epochs_run)
+    if rank0 and args.calibrate_counts and best['val'] is not None:
+        best = dict(calibrate_run(best_path, run_dir, data, splits, ks, args.eval_batch, device, k_sel),
+                    epochs_run=epochs_run)
     if rank0 and args.test_rows and best['val'] is not None:
         best_model, _ = load_checkpoint(best_path, data, device)
         write_test_rows(args.test_rows, best_model, splits['test'], args.eval_batch)

@@ -165,6 +165,14 @@ def run_name(job):
     return run
 
 
+def same_run(ckpt, job, config, epoch):
+    """Whether checkpoint ``ckpt`` is of ``job``'s run: its seed, dataset, ``config`` flags and best ``epoch``."""
+    flags = ckpt.get('config') or {}
+    return (ckpt.get('epoch') == epoch and flags.get('seed') == job['seed']
+            and os.path.abspath(flags.get('data_path', '')) == os.path.abspath(job['path'])
+            and all(flags.get(k) == v for k, v in config.items()))
+
+
 def rows_from_search(job, args, search, rows):
     """Seed 0 of the selected configuration *is* its search run (same flags, same seed, same numbers). When that
     run's best checkpoint is still in ``--save_dir``, its per-row test metrics are written from the checkpoint
@@ -182,11 +190,7 @@ def rows_from_search(job, args, search, rows):
         torch.set_num_threads(args.threads)
         data = load_dataset(job['path'], verbose=False)
         model, ckpt = model_lib.load_checkpoint(ckpt_path, data, job['device'])
-        flags = ckpt.get('config') or {}
-        same = (ckpt.get('epoch') == search['best_epoch'] and flags.get('seed') == job['seed']
-                and os.path.abspath(flags.get('data_path', '')) == os.path.abspath(job['path'])
-                and all(flags.get(k) == v for k, v in job['config'].items()))
-        if not same:
+        if not same_run(ckpt, job, job['config'], search['best_epoch']):
             return None
         with torch.no_grad():
             write_test_rows(rows, model, data.test.to(job['device']))
@@ -231,9 +235,7 @@ def calibrated_from_twin(job, args, results, rows):
         ckpt = model_lib.read_checkpoint(ckpt_path, 'cpu')
         flags = ckpt.get('config') or {}
         was = ckpt.get('best') or {}
-        same = (ckpt.get('epoch') == twin['best_epoch'] and flags.get('seed') == job['seed']
-                and os.path.abspath(flags.get('data_path', '')) == os.path.abspath(job['path'])
-                and all(flags.get(k) == v for k, v in bare.items())
+        same = (same_run(ckpt, job, bare, twin['best_epoch'])
                 # as the twin left it, or calibrated since (it keeps the trained weight: calibrate_run restarts there)
                 and (was.get('count_weight_trained') is not None if flags.get('calibrate_counts') else
                      abs(was.get('test', {}).get('recall@10', -1) - twin['test']['recall@10']) < 1e-6))
