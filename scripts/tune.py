@@ -129,6 +129,12 @@ def dataset_path(spec):
     return os.path.join(ROOT, 'Data', name + ('' if scale in ('', '1') else f'_{float(scale):g}'))
 
 
+def dataset_slug(spec):
+    """The folder name of a dataset's runs and per-row files: 'yfcc100m=0.02' -> 'yfcc100m_0.02'; a dataset given as
+    a folder path -> that path with its separators as '_' (so it stays under --save_dir and --rows_dir)."""
+    return spec.replace('=', '_').strip(os.sep).replace(os.sep, '_')
+
+
 def prepare(spec):
     path = dataset_path(spec)
     if os.path.exists(os.path.join(path, 'test.npy')):
@@ -151,6 +157,32 @@ def prepare(spec):
     return path
 
 
+def history_shares(data):
+    """Per test row, the share of the post's hashtags its user had used in training ([R] float): 1 where counting
+    the user's own hashtags can find all of them, 0 where it can find none."""
+    H = data.num_hashtag
+    used = (data.graph.pair_user * H + data.graph.pair_hashtag).numpy()
+    t = data.test
+    seen = np.isin(t.users.numpy()[:, None] * H + t.candidates.numpy(), used) & t.pos_mask.numpy()
+    return seen.sum(1) / t.pos_mask.numpy().sum(1)
+
+
+def write_history(path, out):
+    """``history.npz`` beside a dataset's per-row files (once): what the report's history table splits on, so that
+    the table, like the rest of RESULTS.md, is rebuilt from ``results/`` alone."""
+    if os.path.exists(out):
+        return
+    from data_load import load_dataset
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = out + '.tmp.npz'
+    np.savez(tmp, seen=history_shares(load_dataset(path, verbose=False)))
+    os.replace(tmp, out)
+
+
+HISTORY = (('all used before', lambda s: s == 1), ('some', lambda s: (s > 0) & (s < 1)),
+           ('none', lambda s: s == 0))
+
+
 # ---------------------------------------------------------------------------------------------------- runs
 
 def setting(args, dataset, key):
@@ -159,7 +191,7 @@ def setting(args, dataset, key):
 
 def run_name(job):
     """The run's folder under ``--save_dir``: <dataset>/<model>/<phase>_<index>_s<seed>[_no-<part>...]."""
-    run = f"{job['dataset'].replace('=', '_')}/{job['model']}/{job['phase']}_{job['index']}_s{job['seed']}"
+    run = f"{dataset_slug(job['dataset'])}/{job['model']}/{job['phase']}_{job['index']}_s{job['seed']}"
     if job['phase'] == 'ablation':
         run += '_' + '_'.join(f'no-{k}' for k, v in sorted(job['config'].items()) if v is False)
     return run
@@ -261,7 +293,7 @@ def calibrated_from_twin(job, args, results, rows):
 def run_one(job, args, results=()):
     """One train.py process (or, for seed 0 of a selection, the search run's checkpoint); returns the record."""
     search = job.pop('search', None)
-    name = job['dataset'].replace('=', '_')
+    name = dataset_slug(job['dataset'])
     run = run_name(job)
     rows = os.path.join(args.rows_dir, name, f"{job['model']}_s{job['seed']}.npz") if job['phase'] == 'seed' else None
     argv = [sys.executable, 'train.py', '--data_path', job['path'], '--model_name', job['model'],
@@ -344,6 +376,8 @@ def execute(args, results):
             first = dataset not in paths
             if first:
                 paths[dataset] = prepare(dataset)
+                write_history(paths[dataset], os.path.join(args.rows_dir, dataset_slug(dataset),
+                                                           'history.npz'))
             left, n = todo(dataset)
             if first and left:
                 print(f'{dataset}: {len(left)} run(s) to do now ({n - len(left)} already in {args.results})',
@@ -484,6 +518,30 @@ def seed_rows(results, dataset, model, seeds):
     return {m: np.stack([a[m] for a in arrays]) for m in ('recall@10', 'ndcg@10')}
 
 
+def history_table(args, results, dataset):
+    """Test Recall@10 of every model with seed rows, split by how many of the post's hashtags its user had used in
+    training (``history.npz``): counting can only find those, so this shows where a model adds to counting."""
+    fname = os.path.join(args.rows_dir, dataset_slug(dataset), 'history.npz')
+    if not os.path.exists(fname):
+        return []
+    seen = np.load(fname)['seen']
+    masks = [(label, pick(seen)) for label, pick in HISTORY]
+    out = ['', 'Test Recall@10 by the user\'s history with the post\'s hashtags (share of them the user used in '
+           'training; mean over seeds of the same per-row metrics as above):', '',
+           '| model | ' + ' | '.join(f'{label} ({int(m.sum())} rows)' for label, m in masks) + ' |',
+           '|---' * (len(masks) + 1) + '|']
+    n = 0
+    for model in args.models:
+        rows = seed_rows(results, dataset, model, args.seeds)
+        if rows is None or rows['recall@10'].shape[1] != len(seen):
+            continue
+        r = rows['recall@10'].mean(0)
+        out.append(f'| {model_lib.MODELS[model].label} | '
+                   + ' | '.join(f'{r[m].mean():.3f}' if m.any() else '—' for _, m in masks) + ' |')
+        n += 1
+    return out if n else []
+
+
 def report(args, results):
     t_total = sum(r.get('seconds', 0) for r in results)
     stale = sum(1 for r in results if r['model'] in model_lib.MODELS and model_lib.MODELS[r['model']].cls.trainable
@@ -581,6 +639,7 @@ def report(args, results):
                                f'{mean_std([r["test"]["recall@10"] for r in rs])} | '
                                f'{mean_std([r["test"]["ndcg@10"] for r in rs])} | '
                                f'{mean_std([r["val"]["recall@10"] for r in rs])} |')
+        out += history_table(args, results, dataset)
         secs = sum(r.get('seconds', 0) for r in recs)
         out += ['', f'Run time on this dataset: {secs / 3600:.2f} hours (summed over runs). '
                 '"!" marks a selected epoch that was the last one run (the cap was reached while still improving); '

@@ -57,6 +57,7 @@ def test_embedding_decay_is_drawn_per_configuration_and_keeps_earlier_runs(tmp_p
 
 
 def test_sweep_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
+    before = sorted(os.listdir(tiny_dir))
     argv = ['--datasets', tiny_dir, '--models', 'GCN_PHR', 'USHM', 'user_popularity', '--configs', '2',
             '--max_epoch', '1', '--seeds', '0', '--results', str(tmp_path / 'r.jsonl'), '--rows_dir',
             str(tmp_path / 'rows'), '--save_dir', str(tmp_path / 'runs'), '--out', str(tmp_path / 'R.md'),
@@ -76,6 +77,11 @@ def test_sweep_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
         assert abs(rows['recall@10'].mean() - seed['test']['recall@10']) < 1e-5
     table = open(tmp_path / 'R.md').read()
     assert '| GCN-PHR (paper, Fig. 2) |' in table and 'floor: user\'s own frequency' in table
+    # runs and per-row files stay under --save_dir / --rows_dir, not in the dataset's folder
+    assert sorted(os.listdir(tiny_dir)) == before
+    slug = tune.dataset_slug(tiny_dir)
+    assert os.path.exists(tmp_path / 'rows' / slug / 'history.npz') and os.path.isdir(tmp_path / 'runs' / slug)
+    assert "by the user's history" in table
     assert '(reference)' in table and ('better' in table or 'worse' in table or 'not distinguishable' in table)
     # run again: nothing left to do, the same file
     n = len(open(tmp_path / 'r.jsonl').readlines())
@@ -179,3 +185,16 @@ def test_calibrated_run_from_its_uncalibrated_twin(tiny_dir, tmp_path, monkeypat
         if r['phase'] == 'seed':
             a, b = np.load(os.path.join(tune.ROOT, r['rows'])), np.load(os.path.join(tune.ROOT, f['rows']))
             np.testing.assert_allclose(a['ndcg@10'], b['ndcg@10'], atol=1e-6)
+
+
+def test_history_shares_against_a_literal_loop(tiny_data):
+    # per test row, the share of the post's hashtags that its user tagged some training post with
+    used = set(zip(tiny_data.train[:, 0].tolist(), tiny_data.train[:, 2].tolist()))
+    t = tiny_data.test
+    want = []
+    for r in range(len(t)):
+        pos = t.candidates[r][t.pos_mask[r]].tolist()
+        want.append(sum((int(t.users[r]), h) in used for h in pos) / len(pos))
+    got = tune.history_shares(tiny_data)
+    assert np.allclose(got, want) and len(got) == len(t)
+    assert 0 < (got == 1).sum() + ((got > 0) & (got < 1)).sum() and (got >= 0).all() and (got <= 1).all()
