@@ -17,6 +17,7 @@ at small scale) the rows already hold every hashtag and the two protocols agree.
 import argparse
 import os
 import sys
+import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -85,12 +86,14 @@ def main(argv=None):
             groups[label] = [load_checkpoint(path, data, args.device)[0] for path in paths]
     except (DataError, CheckpointError) as e:
         raise SystemExit(f'error: {e}')
-    results = {}
+    results, t0 = {}, time.perf_counter()
     for label, models in groups.items():
         sampled = [evaluate_rows(m, split.to(args.device), ks=(10,)) for m in models]
         full = [full_rank_rows(m, data, split, args.device, args.rows) for m in models]
         results[label] = {'sampled': {k: np.stack([s[k].numpy() for s in sampled]) for k in ('recall@10', 'ndcg@10')},
                           'full': {k: np.stack([f[k] for f in full]) for k in ('recall@10', 'ndcg@10')}}
+        print(f"{label}: full R@10 {results[label]['full']['recall@10'].mean():.4f} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
     print(f'{args.data_path} {args.split}: {len(split)} rows, {data.num_hashtag} hashtags '
           f'(sampled rows: {int(split.valid.sum(1).float().mean())} candidates on average)')
     print('| model | checkpoints | sampled R@10 | sampled NDCG@10 | full R@10 | full NDCG@10 | full R@10 − floor '
