@@ -29,6 +29,7 @@ over every dataset and phase (a model's seeds start when its own search is done;
 current one has no run left to start), so no core idles at a boundary.
 """
 import argparse
+import collections
 import concurrent.futures as cf
 import functools
 import itertools
@@ -233,7 +234,8 @@ def rows_from_search(job, args, search, rows):
     except Exception as e:   # anything unexpected: train instead, as if there were no checkpoint
         print(f'{ckpt_path}: not reused ({type(e).__name__}: {e}); training instead', flush=True)
         return None
-    return dict(job, status='ok', best_epoch=search['best_epoch'], epochs_run=search['epochs_run'], val=search['val'],
+    return dict(job, status='ok', machine=machine(), best_epoch=search['best_epoch'], epochs_run=search['epochs_run'],
+                val=search['val'],
                 test=search['test'], seconds=round(time.perf_counter() - t0, 1), curve=search['curve'],
                 rows=os.path.relpath(rows, ROOT), from_run=os.path.relpath(os.path.dirname(ckpt_path), ROOT),
                 **{k: search[k] for k in ('count_scale',) if search.get(k) is not None})
@@ -283,8 +285,8 @@ def calibrated_from_twin(job, args, results, rows):
     except (Exception, SystemExit) as e:   # anything unexpected: train instead
         print(f'{ckpt_path}: not calibrated in place ({type(e).__name__}: {e}); training instead', flush=True)
         return None
-    return dict(job, status='ok', best_epoch=twin['best_epoch'], epochs_run=twin['epochs_run'], val=best['val'],
-                test=best['test'], seconds=round(time.perf_counter() - t0, 1), curve=twin['curve'],
+    return dict(job, status='ok', machine=machine(), best_epoch=twin['best_epoch'], epochs_run=twin['epochs_run'],
+                val=best['val'], test=best['test'], seconds=round(time.perf_counter() - t0, 1), curve=twin['curve'],
                 rows=os.path.relpath(rows, ROOT) if rows else None,
                 **{k: best[k] for k in ('count_scale',) if best.get(k) is not None},
                 calibrated_from=f"the run of {config_key(bare)} ({twin['seconds']} s of training)")
@@ -321,7 +323,7 @@ def run_one(job, args, results=()):
     secs = time.perf_counter() - t0
     if out.returncode != 0:
         tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ['(no output)']
-        return dict(job, status='failed', error=tail[0], seconds=round(secs, 1))
+        return dict(job, status='failed', machine=machine(), error=tail[0], seconds=round(secs, 1))
     lines = [json.loads(x) for x in open(os.path.join(args.save_dir, run, 'metrics.jsonl'))]
     best = max(lines, key=lambda x: (x['val']['recall@10'], x['val']['ndcg@10'], -x['epoch']))
     extra = {}
@@ -329,7 +331,7 @@ def run_one(job, args, results=()):
         cal = json.load(open(calibration))
         best = dict(best, val=cal['val'], test=cal['test'])
         extra['count_scale'] = cal['count_scale']
-    return dict(job, status='ok', best_epoch=best['epoch'], epochs_run=len(lines),
+    return dict(job, status='ok', machine=machine(), best_epoch=best['epoch'], epochs_run=len(lines),
                 val=best['val'], test=best['test'], seconds=round(secs, 1),
                 curve=[round(x['val']['recall@10'], 4) for x in lines],
                 rows=os.path.relpath(rows, ROOT) if rows else None,
@@ -490,6 +492,13 @@ def machine():
     return f'{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}'
 
 
+def machines(results):
+    """The machines the records name (``machine`` of each run, recorded since 2026-12-01), most runs first."""
+    seen = collections.Counter(r.get('machine', 'not recorded (earlier runs: 2-core CPU VMs of this project)')
+                               for r in results)
+    return '; '.join(f'{m} ({n} runs)' for m, n in seen.most_common())
+
+
 def mean_std(values):
     if not values:
         return '—'
@@ -553,7 +562,7 @@ def report(args, results):
            f'The sweep: `python scripts/tune.py --jobs 2` (resumable; it skips every run already in that file).'
            + (f' {stale} runs of an earlier grid stay in that file for the record and are left out of the tables.'
               if stale else ''), '',
-           f'- Machine of the runs: {machine()}; each run one process with OMP_NUM_THREADS={args.threads}.',
+           f'- Machines of the runs: {machines(results)}; each run one process with OMP_NUM_THREADS={args.threads}.',
            f'- Budget: every trainable model gets {args.configs} configurations drawn from its own grid, each '
            f'trained with seed {args.seeds[0]}, early stopping (patience {args.patience} epochs on validation '
            f'Recall@10, at most {args.max_epoch} epochs), batch {args.batch_size}, dim 64, BPR with one fresh negative '

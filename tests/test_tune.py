@@ -82,6 +82,8 @@ def test_sweep_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
     slug = tune.dataset_slug(tiny_dir)
     assert os.path.exists(tmp_path / 'rows' / slug / 'history.npz') and os.path.isdir(tmp_path / 'runs' / slug)
     assert "by the user's history" in table
+    # each record names the machine it ran on, and the table lists them
+    assert all(r['machine'] == tune.machine() for r in results) and f'{tune.machine()} (' in table
     assert '(reference)' in table and ('better' in table or 'worse' in table or 'not distinguishable' in table)
     # run again: nothing left to do, the same file
     n = len(open(tmp_path / 'r.jsonl').readlines())
