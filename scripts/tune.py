@@ -15,7 +15,8 @@ Protocol (as RecBole's ``run_hyper.py``: one command, any model, one declared se
   2. **select**: the configuration of best validation Recall@10 (ties: NDCG@10). Test metrics are never read.
   3. **seeds**: that configuration with seeds 0, 1, 2. Seed 0 is the search run: its per-row test metrics are
      written from that run's best checkpoint when it is still in ``--save_dir`` (checked against the recorded
-     test metrics), else the run is repeated, which gives the same numbers.
+     test metrics), else the run is repeated, which gives the same numbers on the same machine (on another CPU
+     close but not bit-identical ones: README, "full ranking").
   4. **intervals**: per test row, the difference between GCN-PHR and each other row in Recall@10 / NDCG@10,
      averaged over the 3 seeds (pairs of the same seed), then a paired bootstrap over test rows (1,000 draws):
      the 95% interval, and the verdict better / worse / not distinguishable.
