@@ -86,9 +86,9 @@ def main(argv=None):
             groups[label] = [load_checkpoint(path, data, args.device)[0] for path in paths]
     except (DataError, CheckpointError) as e:
         raise SystemExit(f'error: {e}')
-    results, t0 = {}, time.perf_counter()
+    results, t0, on_device = {}, time.perf_counter(), split.to(args.device)
     for label, models in groups.items():
-        sampled = [evaluate_rows(m, split.to(args.device), ks=(10,)) for m in models]
+        sampled = [evaluate_rows(m, on_device, ks=(10,)) for m in models]
         full = [full_rank_rows(m, data, split, args.device, args.rows) for m in models]
         results[label] = {'sampled': {k: np.stack([s[k].numpy() for s in sampled]) for k in ('recall@10', 'ndcg@10')},
                           'full': {k: np.stack([f[k] for f in full]) for k in ('recall@10', 'ndcg@10')}}

@@ -137,6 +137,11 @@ def dataset_slug(spec):
     return spec.replace('=', '_').strip(os.sep).replace(os.sep, '_')
 
 
+def rows_folder(args, dataset):
+    """Where a dataset's per-row test metrics and its ``history.npz`` go."""
+    return os.path.join(args.rows_dir, dataset_slug(dataset))
+
+
 def prepare(spec):
     path = dataset_path(spec)
     if os.path.exists(os.path.join(path, 'test.npy')):
@@ -235,8 +240,7 @@ def rows_from_search(job, args, search, rows):
     except Exception as e:   # anything unexpected: train instead, as if there were no checkpoint
         print(f'{ckpt_path}: not reused ({type(e).__name__}: {e}); training instead', flush=True)
         return None
-    return dict(job, status='ok', machine=machine(), best_epoch=search['best_epoch'], epochs_run=search['epochs_run'],
-                val=search['val'],
+    return dict(job, status='ok', best_epoch=search['best_epoch'], epochs_run=search['epochs_run'], val=search['val'],
                 test=search['test'], seconds=round(time.perf_counter() - t0, 1), curve=search['curve'],
                 rows=os.path.relpath(rows, ROOT), from_run=os.path.relpath(os.path.dirname(ckpt_path), ROOT),
                 **{k: search[k] for k in ('count_scale',) if search.get(k) is not None})
@@ -286,8 +290,8 @@ def calibrated_from_twin(job, args, results, rows):
     except (Exception, SystemExit) as e:   # anything unexpected: train instead
         print(f'{ckpt_path}: not calibrated in place ({type(e).__name__}: {e}); training instead', flush=True)
         return None
-    return dict(job, status='ok', machine=machine(), best_epoch=twin['best_epoch'], epochs_run=twin['epochs_run'],
-                val=best['val'], test=best['test'], seconds=round(time.perf_counter() - t0, 1), curve=twin['curve'],
+    return dict(job, status='ok', best_epoch=twin['best_epoch'], epochs_run=twin['epochs_run'], val=best['val'],
+                test=best['test'], seconds=round(time.perf_counter() - t0, 1), curve=twin['curve'],
                 rows=os.path.relpath(rows, ROOT) if rows else None,
                 **{k: best[k] for k in ('count_scale',) if best.get(k) is not None},
                 calibrated_from=f"the run of {config_key(bare)} ({twin['seconds']} s of training)")
@@ -296,9 +300,9 @@ def calibrated_from_twin(job, args, results, rows):
 def run_one(job, args, results=()):
     """One train.py process (or, for seed 0 of a selection, the search run's checkpoint); returns the record."""
     search = job.pop('search', None)
-    name = dataset_slug(job['dataset'])
     run = run_name(job)
-    rows = os.path.join(args.rows_dir, name, f"{job['model']}_s{job['seed']}.npz") if job['phase'] == 'seed' else None
+    rows = os.path.join(rows_folder(args, job['dataset']), f"{job['model']}_s{job['seed']}.npz") \
+        if job['phase'] == 'seed' else None
     argv = [sys.executable, 'train.py', '--data_path', job['path'], '--model_name', job['model'],
             '--seed', str(job['seed']), '--num_epoch', str(setting(args, job['dataset'], 'max_epoch')),
             '--patience', str(setting(args, job['dataset'], 'patience')),
@@ -324,7 +328,7 @@ def run_one(job, args, results=()):
     secs = time.perf_counter() - t0
     if out.returncode != 0:
         tail = (out.stderr or out.stdout).strip().splitlines()[-1:] or ['(no output)']
-        return dict(job, status='failed', machine=machine(), error=tail[0], seconds=round(secs, 1))
+        return dict(job, status='failed', error=tail[0], seconds=round(secs, 1))
     lines = [json.loads(x) for x in open(os.path.join(args.save_dir, run, 'metrics.jsonl'))]
     best = max(lines, key=lambda x: (x['val']['recall@10'], x['val']['ndcg@10'], -x['epoch']))
     extra = {}
@@ -332,7 +336,7 @@ def run_one(job, args, results=()):
         cal = json.load(open(calibration))
         best = dict(best, val=cal['val'], test=cal['test'])
         extra['count_scale'] = cal['count_scale']
-    return dict(job, status='ok', machine=machine(), best_epoch=best['epoch'], epochs_run=len(lines),
+    return dict(job, status='ok', best_epoch=best['epoch'], epochs_run=len(lines),
                 val=best['val'], test=best['test'], seconds=round(secs, 1),
                 curve=[round(x['val']['recall@10'], 4) for x in lines],
                 rows=os.path.relpath(rows, ROOT) if rows else None,
@@ -379,8 +383,7 @@ def execute(args, results):
             first = dataset not in paths
             if first:
                 paths[dataset] = prepare(dataset)
-                write_history(paths[dataset], os.path.join(args.rows_dir, dataset_slug(dataset),
-                                                           'history.npz'))
+                write_history(paths[dataset], os.path.join(rows_folder(args, dataset), 'history.npz'))
             left, n = todo(dataset)
             if first and left:
                 print(f'{dataset}: {len(left)} run(s) to do now ({n - len(left)} already in {args.results})',
@@ -412,7 +415,7 @@ def execute(args, results):
             finished, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
             for fut in finished:
                 load[running.pop(fut)['device']] -= 1
-                rec = fut.result()
+                rec = dict(fut.result(), machine=machine())   # every record names the machine it ran on
                 f.write(json.dumps(rec) + '\n')
                 f.flush()
                 results.append(rec)
@@ -531,7 +534,7 @@ def seed_rows(results, dataset, model, seeds):
 def history_table(args, results, dataset):
     """Test Recall@10 of every model with seed rows, split by how many of the post's hashtags its user had used in
     training (``history.npz``): counting can only find those, so this shows where a model adds to counting."""
-    fname = os.path.join(args.rows_dir, dataset_slug(dataset), 'history.npz')
+    fname = os.path.join(rows_folder(args, dataset), 'history.npz')
     if not os.path.exists(fname):
         return []
     seen = np.load(fname)['seen']

@@ -9,7 +9,6 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
 
 import full_rank  # noqa: E402
-from data_load import load_dataset  # noqa: E402
 from evaluation import evaluate_rows  # noqa: E402
 from model import build_model  # noqa: E402
 
