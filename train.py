@@ -86,6 +86,9 @@ def build_parser():
     g.add_argument('--calibrate_counts', action=argparse.BooleanOptionalAction, default=False,
                    help='after training, scale the learned count weight w of the best checkpoint by the factor of '
                         f'{list(COUNT_SCALES)} best on validation R@10 (ties: NDCG@10); best.pt keeps the scaled w')
+    g.add_argument('--select_calibrated', action=argparse.BooleanOptionalAction, default=False,
+                   help='fit that factor on validation at every epoch too, and select the epoch and stop early on '
+                        'the calibrated validation metrics (training keeps the learned w); implies --calibrate_counts')
     p.add_argument('--save_dir', default='runs', help='folder of run outputs (metrics, checkpoints)')
     p.add_argument('--run_name', default=None, help='subfolder of save_dir (default: model_name)')
     p.add_argument('--overwrite', action='store_true',
@@ -349,24 +352,26 @@ def write_checkpoint(path, ckpt):
 COUNT_SCALES = (0.5, 1, 1.5, 2, 3, 5, 8)
 
 
-def calibrate_count_weight(model, val, ks, batch_size=None, scales=COUNT_SCALES, k=10):
+def calibrate_count_weight(model, val, ks, batch_size=None, scales=COUNT_SCALES, k=10, shard=None, enc=None):
     """Scale GCN_PHR_plus's learned count weight w by the factor of ``scales`` whose validation metrics are best
     (``selection_key``: Recall@k, then NDCG@k; on an exact tie the factor nearest 1, so w moves only where
     validation says so) and leave it scaled in ``model``.
     w is one scalar under Adam, which moves it about one learning rate per step, so from where it starts it moves
     little in the few hundred steps a run has; its scale is fitted here afterwards, on validation only, as the
-    epoch is. Returns (factor, w before, [(factor, val metrics), ...]); (1.0, None, []) without a count term."""
+    epoch is. Returns (factor, w before, [(factor, val metrics), ...]); (1.0, None, []) without a count term.
+    ``shard``: rows shared out over data-parallel processes (``evaluate``); ``enc``: a propagation to reuse."""
     w = getattr(model, 'count_weight', None)
     if w is None:
         return 1.0, None, []
     model.eval()
     with torch.no_grad():
-        enc = model.encode()                # the count term is added after propagation: one encode serves all
+        if enc is None:
+            enc = model.encode()            # the count term is added after propagation: one encode serves all
         w0 = w.detach().clone()
         table = []
         for f in scales:
             w.copy_(w0 * f)
-            table.append((float(f), evaluate(model, val, ks, batch_size, enc=enc)))
+            table.append((float(f), evaluate(model, val, ks, batch_size, enc=enc, shard=shard)))
         best = max(table, key=lambda t: (selection_key(t[1], k), -abs(math.log(t[0])), -t[0]))
         w.copy_(w0 * best[0])
     return best[0], float(w0), table
@@ -405,6 +410,24 @@ def write_test_rows(path, model, split, batch_size=None):
     os.replace(tmp, path)
 
 
+def evaluate_epoch(model, splits, ks, batch_size=None, shard=None, calibrate=False, k=10):
+    """An epoch's {split: metrics}, and the count-weight factor they were taken at (None: not calibrated). With
+    ``calibrate`` (--select_calibrated) and a count term, the factor is the one ``calibrate_count_weight`` fits on
+    validation; validation and test are measured at it, then w goes back to its learned value, so training never
+    sees the factor: only which epoch is selected, and when patience stops the run, do."""
+    if not calibrate or getattr(model, 'count_weight', None) is None:
+        return evaluate_splits(model, splits, ks, batch_size, shard), None
+    model.eval()
+    with torch.no_grad():
+        enc = model.encode()
+        factor, w0, table = calibrate_count_weight(model, splits['val'], ks, batch_size, k=k, shard=shard, enc=enc)
+        m = {'val': dict(table)[factor]}
+        m.update({name: evaluate(model, split, ks, batch_size, enc=enc, shard=shard)
+                  for name, split in splits.items() if name != 'val'})
+        model.count_weight.copy_(w0)
+    return m, factor
+
+
 def calibrate_run(best_path, run_dir, data, splits, ks, batch_size, device, k=10, config=None):
     """--calibrate_counts after training: the best checkpoint's count weight scaled on validation
     (``calibrate_count_weight``), the checkpoint rewritten with the scaled weight (and ``config``, when given, as its
@@ -441,6 +464,8 @@ def calibrate_run(best_path, run_dir, data, splits, ks, batch_size, device, k=10
 
 
 def check_flags(args):
+    if args.select_calibrated:
+        args.calibrate_counts = True
     if args.calibrate_counts and args.model_name != 'GCN_PHR_plus':
         raise SystemExit(f'error: --calibrate_counts scales the count term of GCN_PHR_plus; {args.model_name} has none')
     for flag in ('l_r', 'weight_decay', 'count_weight'):
@@ -677,13 +702,15 @@ def main(argv=None):
                              f'features for extreme values')
         except DataError as e:
             raise SystemExit(f'error: {e}')
-        m = evaluate_splits(model, splits, ks, args.eval_batch, shard)
+        m, factor = evaluate_epoch(model, splits, ks, args.eval_batch, shard, args.select_calibrated, k_sel)
         secs = time.perf_counter() - t0
         improved = best['val'] is None or selection_key(m['val'], k_sel) > selection_key(best['val'], k_sel)
         print(f'epoch {epoch:3d} | loss {loss:.4f} | val {fmt(m["val"], k_sel)} | test {fmt(m["test"], k_sel)} '
-              f'| {secs:.1f}s{" *" if improved else ""}', flush=True)
+              + (f'| w x{factor:g} ' if factor is not None else '') + f'| {secs:.1f}s{" *" if improved else ""}',
+              flush=True)
         metrics_file.write(json.dumps({'epoch': epoch, 'loss': loss, 'val': m['val'], 'test': m['test'],
-                                       'seconds': secs}) + '\n')
+                                       'seconds': secs, **({'count_scale': factor} if factor is not None else {})})
+                           + '\n')
         metrics_file.flush()
         if improved:
             best, since_best = {'epoch': epoch, 'val': m['val'], 'test': m['test']}, 0
