@@ -209,3 +209,25 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
         raise AssertionError('expected an error')
     except SystemExit as e:
         assert '--calibrate_counts' in str(e) and 'GCN_PHR has none' in str(e)
+
+
+def test_select_calibrated_selects_on_the_calibrated_validation_and_leaves_training_alone(tiny_dir, tmp_path):
+    import json
+    common = ['--data_path', tiny_dir, '--model_name', 'GCN_PHR_plus', '--num_epoch', '3', '--patience', '0',
+              '--dim_latent', '8', '--save_dir', str(tmp_path), '--no_progress']
+    best = train.main(common + ['--run_name', 'sel', '--select_calibrated'])
+    train.main(common + ['--run_name', 'plain'])
+    lines = [json.loads(x) for x in open(tmp_path / 'sel' / 'metrics.jsonl')]
+    plain = [json.loads(x) for x in open(tmp_path / 'plain' / 'metrics.jsonl')]
+    # training never sees the factor: the same losses epoch by epoch as a run without the flag
+    assert [x['loss'] for x in lines] == [x['loss'] for x in plain]
+    # every epoch is measured at the factor fitted on its validation, never below the learned weight's validation
+    assert all(x['count_scale'] in train.COUNT_SCALES for x in lines)
+    assert all(train.selection_key(x['val']) >= train.selection_key(y['val']) for x, y in zip(lines, plain))
+    # the selected epoch is the best calibrated one, and the kept model is that epoch's at its factor
+    top = max(lines, key=lambda x: (train.selection_key(x['val']), -x['epoch']))
+    assert best['epoch'] == top['epoch'] and best['count_scale'] == top['count_scale']
+    assert best['val']['recall@10'] == top['val']['recall@10'] and best['test'] == top['test']
+    ckpt = torch.load(tmp_path / 'sel' / 'best.pt', weights_only=True)
+    assert ckpt['config']['calibrate_counts'] is True            # the flag implies --calibrate_counts
+    assert abs(ckpt['best']['count_weight'] - ckpt['best']['count_weight_trained'] * top['count_scale']) < 1e-6
