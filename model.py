@@ -613,18 +613,22 @@ class GCNPHRPlus(GCNPHR):
             count = count - sorted_lookup(self.train_vh_keys, own, videos.unsqueeze(1) * self.num_hashtag + hashtags)
         return torch.log1p(count)
 
-    def score(self, enc, users, videos, hashtags):
+    def score_parts(self, enc, users, videos, hashtags):
+        """(every term but the count term, log(1 + c_uh) or None without ``counts``): score = a + w * b."""
         p_v = self.project(self.video_features(videos))
         s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags)
         if self.identity:
             e_u = self.user_emb(users).unsqueeze(-1)                               # [B, d, 1]
             s = s + self.hashtag_bias[hashtags] + (self.hashtag_emb(hashtags) @ e_u).squeeze(-1)
-        if self.counts:
-            s = s + self.count_weight * self.log_count(users, hashtags, videos)
         if self.content:
             q = self.content_video(p_v).unsqueeze(-1)                              # [B, d, 1]
             s = s + (self.content_hashtag(hashtags) @ q).squeeze(-1)
-        return s
+        return s, (self.log_count(users, hashtags, videos) if self.counts else None)
+
+    def score(self, enc, users, videos, hashtags):
+        s, log_count = self.score_parts(enc, users, videos, hashtags)
+        # the count term last: train.calibrate_count_weight scores every factor of w from one score_parts call
+        return s if log_count is None else s + self.count_weight * log_count
 
 
 class HomogeneousNet(GraphModel):

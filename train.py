@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from data_load import DataError, csr_gather, csr_rows, load_dataset
-from evaluation import evaluate, evaluate_rows
+from evaluation import evaluate, evaluate_rows, evaluate_variants
 import model as model_lib
 from model import (AGGR, MODELS, SCORING_MODES, CheckpointError, build_model, checkpoint_model_args,
                    hparams_from_flags, load_checkpoint)
@@ -368,10 +368,14 @@ def calibrate_count_weight(model, val, ks, batch_size=None, scales=COUNT_SCALES,
         if enc is None:
             enc = model.encode()            # the count term is added after propagation: one encode serves all
         w0 = w.detach().clone()
-        table = []
-        for f in scales:
-            w.copy_(w0 * f)
-            table.append((float(f), evaluate(model, val, ks, batch_size, enc=enc, shard=shard)))
+        weights = [w0 * f for f in scales]
+
+        def variants(enc, users, videos, hashtags):   # the rest of the score once, every factor's count term on it
+            s, log_count = model.score_parts(enc, users, videos, hashtags)
+            return [s + wf * log_count for wf in weights]
+
+        table = list(zip(map(float, scales), evaluate_variants(model, val, variants, len(scales), ks, batch_size,
+                                                               enc=enc, shard=shard)))
         best = max(table, key=lambda t: (selection_key(t[1], k), -abs(math.log(t[0])), -t[0]))
         w.copy_(w0 * best[0])
     return best[0], float(w0), table

@@ -186,6 +186,16 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
         model.count_weight.fill_(w0 * best['count_scale'])
         assert evaluate(model, d.test, (5, 10))['recall@10'] == best['test']['recall@10']
     assert keys[best['count_scale']] == max(keys.values())
+    # the calibration scores every factor from one pass (score_parts): the same metrics, exactly, as scoring the
+    # model with w set to each factor
+    with torch.no_grad():
+        model.count_weight.fill_(w0)
+    _, _, table = train.calibrate_count_weight(model, d.val, (5, 10))
+    with torch.no_grad():
+        for f, m in table:
+            model.count_weight.fill_(w0 * f)
+            assert m == evaluate(model, d.val, (5, 10))
+        model.count_weight.fill_(w0 * best['count_scale'])
     import numpy as np
     rows = np.load(tmp_path / 'rows.npz')                     # the per-row test metrics are the calibrated model's
     assert abs(float(rows['recall@10'].mean()) - best['test']['recall@10']) < 1e-5
@@ -197,12 +207,12 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
         (best['count_scale'], best['count_weight'], best['test'])
     # where validation cannot tell the factors apart, w stays as trained
     flat = {'recall@10': 0.5, 'ndcg@10': 0.5}
-    orig = train.evaluate
+    orig = train.evaluate_variants
     try:
-        train.evaluate = lambda *a, **kw: flat
+        train.evaluate_variants = lambda model, split, variants, n, *a, **kw: [flat] * n
         assert train.calibrate_count_weight(model, d.val, (5, 10))[0] == 1.0
     finally:
-        train.evaluate = orig
+        train.evaluate_variants = orig
     # only GCN_PHR_plus has a count term to calibrate
     try:
         train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR', '--calibrate_counts', '--num_epoch', '1'])
