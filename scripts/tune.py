@@ -69,8 +69,9 @@ EXTRA = {'GCN_PHR_plus': {'loss': ['bpr', 'sampled_softmax'], 'num_train_neg': [
 # every model, drawn per configuration with this probability (``configurations``)
 EMBEDDING_DECAY_P = 0.5
 # a model's fixed settings, in every configuration of it (not drawn): GCN-PHR+ scales its learned count weight on
-# validation after training (train.py --calibrate_counts; README, "Where the count weight starts")
-FIXED = {'GCN_PHR_plus': {'calibrate_counts': True}}
+# validation, at every epoch, and selects the epoch on the calibrated validation (train.py --select_calibrated, which
+# implies --calibrate_counts; README, "Where the count weight starts")
+FIXED = {'GCN_PHR_plus': {'calibrate_counts': True, 'select_calibrated': True}}
 ABLATIONS = {'GCN_PHR_plus': ('identity', 'counts', 'content')}   # parts switched off one at a time, after its seeds
 
 
@@ -574,7 +575,9 @@ def report(args, results):
            'and whether that decay reaches the id embeddings and biases too (decay_embeddings, drawn on with '
            'probability 1/2 per configuration of nonzero decay); '
            'graph models also num_layers {1, 2} x aggr_mode {mean, add} x scoring_mode {cat, fully_con}; '
-           'GCN_PHR_plus also loss {bpr, sampled_softmax} x num_train_neg {1, 8} x count_weight (initial) {1, 5}.',
+           'GCN_PHR_plus also loss {bpr, sampled_softmax} x num_train_neg {1, 8} x count_weight (initial) {1, 5}, '
+           'and in every configuration its count weight scaled on validation at every epoch (select_calibrated), '
+           'so its epochs are selected and stopped on the calibrated validation.',
            '- Selection: the configuration and epoch of best **validation** Recall@10; then seeds '
            f'{", ".join(map(str, args.seeds))} at that configuration. Table: **test** metrics at each run\'s best '
            'validation epoch, mean ± std over seeds.',
