@@ -740,6 +740,10 @@ def main(argv=None):
     if best['val'] is not None:
         print(f"best epoch {best['epoch']} (by val R@{k_sel}, then N@{k_sel}) | val {fmt(best['val'], k_sel)} | "
               f"test {fmt(best['test'], k_sel)} | checkpoint {best_path}")
+    # the DDP wrapper goes before the process group: freed after it (when main returns), its reducer would hold the
+    # group's last reference, and the gloo destructor, joining its worker thread with the GIL held while that thread
+    # waits for the GIL to free a finished allreduce's tensors, deadlocks now and then (seen in tests/test_distributed)
+    del train_model
     finish_distributed(ddp)
     return best
 
