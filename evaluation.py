@@ -59,17 +59,16 @@ def metric_sums(scores, pos_mask, valid, ks):
 
 
 def _batches(model, split, ks, batch_size, enc, lo, hi, variants=None):
-    """Per-row metrics of rows [lo, hi) of an EvalSplit, one batch at a time (see ``metric_rows``). With
-    ``variants`` (``evaluate_variants``), a list of them per batch, one per score variant."""
+    """Per-row metrics of rows [lo, hi) of an EvalSplit, one batch at a time (see ``metric_rows``): a list per
+    batch, one entry per score variant (``evaluate_variants``; without ``variants``, the one of ``model.score``)."""
+    score = variants or (lambda *args: [model.score(*args)])
     for s in range(lo, hi, batch_size):
         sl = slice(s, min(s + batch_size, hi))
-        args = (enc, split.users[sl], split.videos[sl], split.candidates[sl])
-        many = [model.score(*args)] if variants is None else variants(*args)
         per = []
-        for scores in many:
+        for scores in score(enc, split.users[sl], split.videos[sl], split.candidates[sl]):
             scores = torch.nan_to_num(scores.float(), nan=float('-inf'))  # a NaN score must not win a comparison
             per.append(metric_rows(scores, split.pos_mask[sl], split.valid[sl], ks))
-        yield per[0] if variants is None else per
+        yield per
 
 
 def _prepare(model, split, batch_size, enc):
@@ -85,7 +84,7 @@ def evaluate_rows(model, split, ks=(10,), batch_size=None, enc=None):
     """Per-row metrics of ``model`` over an EvalSplit: {f'{metric}@{k}': [R] float tensor on the CPU}."""
     batch_size, was_training, enc = _prepare(model, split, batch_size, enc)
     parts = {f'{m}@{k}': [] for k in ks for m in METRICS}
-    for per_k in _batches(model, split, ks, batch_size, enc, 0, len(split)):
+    for (per_k,) in _batches(model, split, ks, batch_size, enc, 0, len(split)):
         for k, per in per_k.items():
             for m, v in per.items():
                 parts[f'{m}@{k}'].append(v.cpu())
@@ -104,14 +103,14 @@ def evaluate(model, split, ks=(5, 10), batch_size=None, enc=None, shard=None):
     256 rows on CPU (the graph models' scorer splits a batch further into cache-sized blocks itself; larger
     batches only grow the metric code's temporaries), 2,048 on a GPU.
     """
-    return evaluate_variants(model, split, None, 1, ks, batch_size, enc, shard)
+    return evaluate_variants(model, split, None, 1, ks, batch_size, enc, shard)[0]
 
 
 @torch.no_grad()
 def evaluate_variants(model, split, variants, n, ks=(5, 10), batch_size=None, enc=None, shard=None):
     """``evaluate`` for several scorings of the same rows at once: ``variants(enc, users, videos, candidates)``
     returns a list of ``n`` [B, C] score tensors, and the result is a list of ``n`` metric dicts in that order
-    (``variants`` None: ``model.score``, one dict). What the variants share (propagation, the expensive part of a score) is
+    (``variants`` None: ``model.score``, n = 1). What the variants share (propagation, the expensive part of a score) is
     computed once per batch, e.g. the count-weight factors of ``train.calibrate_count_weight``."""
     batch_size, was_training, enc = _prepare(model, split, batch_size, enc)
     lo, hi = 0, len(split)
@@ -120,7 +119,6 @@ def evaluate_variants(model, split, variants, n, ks=(5, 10), batch_size=None, en
         lo, hi = len(split) * rank // world, len(split) * (rank + 1) // world
     totals = [{k: dict.fromkeys(METRICS, 0.0) for k in ks} for _ in range(n)]
     for per in _batches(model, split, ks, batch_size, enc, lo, hi, variants):
-        per = [per] if variants is None else per
         for t, per_k in zip(totals, per):
             for k, m_v in per_k.items():
                 for m, v in m_v.items():
@@ -133,5 +131,4 @@ def evaluate_variants(model, split, variants, n, ks=(5, 10), batch_size=None, en
         dist.all_reduce(flat)
         it = iter(flat.tolist())
         totals = [{k: {m: next(it) for m in METRICS} for k in ks} for _ in totals]
-    out = [{f'{m}@{k}': t[k][m] / len(split) for k in ks for m in METRICS} for t in totals]
-    return out[0] if variants is None else out
+    return [{f'{m}@{k}': t[k][m] / len(split) for k in ks for m in METRICS} for t in totals]

@@ -320,11 +320,13 @@ def train_epoch(model, loader, optimizer, loss_fn, sampler=None, device='cpu', d
     return total / count
 
 
-def evaluate_splits(model, splits, ks, batch_size=None, shard=None):
-    """{split name: metrics} for every EvalSplit given, from one propagation (rows shared out with ``shard``)."""
+def evaluate_splits(model, splits, ks, batch_size=None, shard=None, enc=None):
+    """{split name: metrics} for every EvalSplit given, from one propagation (``enc``, or one made here; rows
+    shared out with ``shard``)."""
     model.eval()
-    with torch.no_grad():
-        enc = model.encode()
+    if enc is None:
+        with torch.no_grad():
+            enc = model.encode()
     return {name: evaluate(model, split, ks, batch_size, enc=enc, shard=shard) for name, split in splits.items()}
 
 
@@ -425,9 +427,8 @@ def evaluate_epoch(model, splits, ks, batch_size=None, shard=None, calibrate=Fal
     with torch.no_grad():
         enc = model.encode()
         factor, w0, table = calibrate_count_weight(model, splits['val'], ks, batch_size, k=k, shard=shard, enc=enc)
-        m = {'val': dict(table)[factor]}
-        m.update({name: evaluate(model, split, ks, batch_size, enc=enc, shard=shard)
-                  for name, split in splits.items() if name != 'val'})
+        m = {'val': dict(table)[factor], **evaluate_splits(model, {n: s for n, s in splits.items() if n != 'val'}, ks,
+                                                           batch_size, shard, enc)}
         model.count_weight.copy_(w0)
     return m, factor
 
