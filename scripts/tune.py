@@ -33,6 +33,7 @@ import argparse
 import collections
 import concurrent.futures as cf
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -141,6 +142,13 @@ def dataset_slug(spec):
 def rows_folder(args, dataset):
     """Where a dataset's per-row test metrics and its ``history.npz`` go."""
     return os.path.join(args.rows_dir, dataset_slug(dataset))
+
+
+def rows_path(args, job):
+    """Per-row test metrics of a seed or ablation run: <model>_<configuration hash>_s<seed>.npz, so a rerun of
+    the model at another configuration (a new grid, a new selection, a part switched off) never overwrites them."""
+    digest = hashlib.sha1(config_key(job['config']).encode()).hexdigest()[:8]
+    return os.path.join(rows_folder(args, job['dataset']), f"{job['model']}_{digest}_s{job['seed']}.npz")
 
 
 def prepare(spec):
@@ -302,8 +310,7 @@ def run_one(job, args, results=()):
     """One train.py process (or, for seed 0 of a selection, the search run's checkpoint); returns the record."""
     search = job.pop('search', None)
     run = run_name(job)
-    rows = os.path.join(rows_folder(args, job['dataset']), f"{job['model']}_s{job['seed']}.npz") \
-        if job['phase'] == 'seed' else None
+    rows = rows_path(args, job) if job['phase'] in ('seed', 'ablation') else None
     argv = [sys.executable, 'train.py', '--data_path', job['path'], '--model_name', job['model'],
             '--seed', str(job['seed']), '--num_epoch', str(setting(args, job['dataset'], 'max_epoch')),
             '--patience', str(setting(args, job['dataset'], 'patience')),
@@ -365,6 +372,26 @@ def done_key(rec):
     return (rec['dataset'], rec['model'], rec['phase'], config_key(rec['config']), rec['seed'])
 
 
+def is_done(rec):
+    """A finished run that is not run again: status ok and, for a seed or ablation run, its per-row test metrics
+    on disk (ablation runs wrote none before the ablation table had intervals: they run again, with them)."""
+    if rec.get('status') != 'ok':
+        return False
+    return rec['phase'] not in ('seed', 'ablation') or bool(rec.get('rows'))
+
+
+def current(results):
+    """One record per run (``done_key``): the last finished one, else the last one. A run done again (a failed
+    run, an ablation run without per-row metrics) supersedes its earlier records in every table."""
+    last = {}
+    for rec in results:
+        key = done_key(rec)
+        if rec.get('status') == 'ok' or last.get(key, {}).get('status') != 'ok':
+            last[key] = rec
+    keep = {id(r) for r in last.values()}
+    return [r for r in results if id(r) in keep]
+
+
 def execute(args, results):
     """Run every planned run of ``--datasets`` not yet in the results file, ``--jobs`` at once, appending each record
     as it finishes. A run starts as soon as what it needs is there: a model's seed runs when *its* search is
@@ -375,7 +402,7 @@ def execute(args, results):
     load = dict.fromkeys(args.devices, 0)
 
     def todo(dataset):
-        done = {done_key(r) for r in results if r.get('status') == 'ok'}
+        done = {done_key(r) for r in results if is_done(r)}
         jobs = [j for phase in ('search', 'seed') for j in plan_jobs(args, dataset, paths[dataset], results, phase)]
         return [j for j in jobs if done_key(j) not in done and done_key(j) not in tried], len(jobs)
 
@@ -521,9 +548,10 @@ def seed_records(results, dataset, model):
             and r['status'] == 'ok' and (best is None or r['config'] == best['config'])]
 
 
-def seed_rows(results, dataset, model, seeds):
-    """[S, R] arrays of per-row test R@10 and NDCG@10 for the seed runs, or None if one is missing."""
-    recs = {r['seed']: r for r in seed_records(results, dataset, model)}
+def seed_rows(results, dataset, model, seeds, records=None):
+    """[S, R] arrays of per-row test R@10 and NDCG@10 for the seed runs (or the given ``records``, one per seed,
+    such as an ablation's), or None if one is missing."""
+    recs = {r['seed']: r for r in (seed_records(results, dataset, model) if records is None else records)}
     det = not model_lib.MODELS[model].cls.trainable if model in model_lib.MODELS else False
     use = [recs.get(seeds[0])] * len(seeds) if det else [recs.get(s) for s in seeds]
     if any(r is None or not r.get('rows') or not os.path.exists(os.path.join(ROOT, r['rows'])) for r in use):
@@ -561,9 +589,11 @@ def report(args, results):
     stale = sum(1 for r in results if r['model'] in model_lib.MODELS and model_lib.MODELS[r['model']].cls.trainable
                 and config_key({k: v for k, v in r['config'].items() if k not in ABLATIONS.get(r['model'], ())})
                 not in planned_keys(r['model'], args.configs))
+    n_all, results = len(results), current(results)
+    redone = f', {n_all - len(results)} of them superseded by a later run of the same run' if n_all > len(results) else ''
     out = ['# Reproduction table: equal tuning budget, selection on validation, 3 seeds, paired intervals', '',
            f'Rebuilt by `python scripts/tune.py --report` from `{os.path.relpath(args.results, ROOT)}` '
-           f'({len(results)} runs, {t_total / 3600:.1f} hours of run time in all, summed over parallel jobs). '
+           f'({n_all} runs{redone}, {t_total / 3600:.1f} hours of run time in all, summed over parallel jobs). '
            f'The sweep: `python scripts/tune.py --jobs 2` (resumable; it skips every run already in that file).'
            + (f' {stale} runs of an earlier grid stay in that file for the record and are left out of the tables.'
               if stale else ''), '',
@@ -648,13 +678,27 @@ def report(args, results):
             if not any(variants[part] for part in parts):
                 continue   # no ablation run of the current selection yet
             out += ['', f'Ablation of {model} (its chosen configuration, each part switched off in turn; test, mean ± '
-                    f'std over seeds):', '', '| variant | seeds | test R@10 | test NDCG@10 | val R@10 |', '|---' * 5 + '|']
+                    f'std over seeds; full model minus the variant by the same seed-paired bootstrap over test rows, '
+                    f'where the variant\'s runs wrote per-row metrics):', '',
+                    '| variant | seeds | test R@10 | test NDCG@10 | val R@10 | full − variant, R@10 [95% CI] | verdict '
+                    '| full − variant, NDCG@10 [95% CI] | verdict |', '|---' * 9 + '|']
+            full = seed_rows(recs, dataset, model, args.seeds)
             for part, rs in variants.items():
-                if rs:
-                    out.append(f'| {"full model" if part is None else "without " + part} | {len(rs)} | '
-                               f'{mean_std([r["test"]["recall@10"] for r in rs])} | '
-                               f'{mean_std([r["test"]["ndcg@10"] for r in rs])} | '
-                               f'{mean_std([r["val"]["recall@10"] for r in rs])} |')
+                if not rs:
+                    continue
+                cells = [f'{"full model" if part is None else "without " + part}', str(len(rs)),
+                         mean_std([r["test"]["recall@10"] for r in rs]), mean_std([r["test"]["ndcg@10"] for r in rs]),
+                         mean_std([r["val"]["recall@10"] for r in rs])]
+                rows = None if part is None or full is None else seed_rows(recs, dataset, model, args.seeds, rs)
+                if part is None:
+                    cells += ['(reference)', '', '(reference)', '']
+                elif rows is None:
+                    cells += ['no per-row metrics', '', '', '']
+                else:
+                    for m in ('recall@10', 'ndcg@10'):
+                        d, lo, hi = paired_bootstrap(full[m], rows[m])
+                        cells += [f'{d:+.4f} [{lo:+.4f}, {hi:+.4f}]', verdict(lo, hi)]
+                out.append('| ' + ' | '.join(cells) + ' |')
         out += history_table(args, results, dataset)
         secs = sum(r.get('seconds', 0) for r in recs)
         out += ['', f'Run time on this dataset: {secs / 3600:.2f} hours (summed over runs). '

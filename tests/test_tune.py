@@ -187,6 +187,20 @@ def test_calibrated_run_from_its_uncalibrated_twin(tiny_dir, tmp_path, monkeypat
         if r['phase'] == 'seed':
             a, b = np.load(os.path.join(tune.ROOT, r['rows'])), np.load(os.path.join(tune.ROOT, f['rows']))
             np.testing.assert_allclose(a['ndcg@10'], b['ndcg@10'], atol=1e-6)
+    # ablation runs write per-row metrics too, to files of their own (keyed by configuration), and the ablation
+    # table pairs them with the full model's, seed by seed
+    seeds = {(r['phase'], r['seed']): r for r in fresh if r['phase'] in ('seed', 'ablation')}
+    for s in (0, 1):
+        full, abl = seeds[('seed', s)], seeds[('ablation', s)]
+        assert full['rows'] != abl['rows'] and abl['rows'].endswith(f'_s{s}.npz')
+        assert abs(float(np.load(os.path.join(tune.ROOT, abl['rows']))['recall@10'].mean())
+                   - abl['test']['recall@10']) < 1e-5
+    line = next(x for x in (tmp_path / 'b' / 'R.md').read_text().splitlines() if x.startswith('| without counts |'))
+    cells = [c.strip() for c in line.strip('|').split('|')]
+    full = tune.seed_rows(fresh, tiny_dir, 'GCN_PHR_plus', [0, 1])
+    part = tune.seed_rows(fresh, tiny_dir, 'GCN_PHR_plus', [0, 1], [seeds[('ablation', 0)], seeds[('ablation', 1)]])
+    d, lo, hi = tune.paired_bootstrap(full['recall@10'], part['recall@10'])
+    assert cells[5] == f'{d:+.4f} [{lo:+.4f}, {hi:+.4f}]' and cells[6] == tune.verdict(lo, hi)
 
 
 def test_history_shares_against_a_literal_loop(tiny_data):
@@ -200,3 +214,16 @@ def test_history_shares_against_a_literal_loop(tiny_data):
     got = tune.history_shares(tiny_data)
     assert np.allclose(got, want) and len(got) == len(t)
     assert 0 < (got == 1).sum() + ((got > 0) & (got < 1)).sum() and (got >= 0).all() and (got <= 1).all()
+
+
+def test_a_run_done_again_supersedes_its_earlier_records():
+    base = dict(dataset='d', model='GCN_PHR_plus', config={'l_r': 0.01}, seed=0)
+    failed = dict(base, phase='seed', status='failed', rows=None)
+    ok = dict(base, phase='seed', status='ok', rows='results/rows/d/x.npz')
+    old_ablation = dict(base, phase='ablation', status='ok', rows=None)   # from before ablation runs wrote rows
+    new_ablation = dict(base, phase='ablation', status='ok', rows='results/rows/d/y.npz')
+    assert not tune.is_done(failed) and tune.is_done(ok)
+    assert not tune.is_done(old_ablation) and tune.is_done(new_ablation)
+    assert tune.current([failed, ok, old_ablation, new_ablation]) == [ok, new_ablation]
+    assert tune.current([ok, failed]) == [ok]                  # a later failure does not hide a finished run
+    assert tune.current([old_ablation]) == [old_ablation]      # until it is done again, the old record stays
