@@ -551,6 +551,10 @@ class GCNPHR(GraphModel):
         return x_user, x_hashtag
 
 
+CONTENT_NETS = ('linear', 'mlp')
+COUNT_GATES = ('none', 'post', 'pair')
+
+
 class GCNPHRPlus(GCNPHR):
     r"""**Not the paper's model**: GCN-PHR plus what a trained GCN-PHR loses (README, "Beyond the paper").
 
@@ -576,9 +580,14 @@ class GCNPHRPlus(GCNPHR):
     """
 
     def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat', attention=True,
-                 identity=True, counts=True, content=True, count_weight=1.0):
+                 identity=True, counts=True, content=True, count_weight=1.0, content_net='linear', count_gate='none'):
         super().__init__(data, dim, num_layers, aggr, scoring_mode, attention)
         self.identity, self.counts, self.content = bool(identity), bool(counts), bool(content)
+        if content_net not in CONTENT_NETS:
+            raise ValueError(f'content_net {content_net!r}: choose from {CONTENT_NETS}')
+        if count_gate not in COUNT_GATES:
+            raise ValueError(f'count_gate {count_gate!r}: choose from {COUNT_GATES}')
+        self.content_net, self.count_gate = content_net, (count_gate if self.counts else 'none')
         if self.identity:
             self.hashtag_bias = nn.Parameter(torch.zeros(self.num_hashtag))
         if self.counts:
@@ -591,9 +600,25 @@ class GCNPHRPlus(GCNPHR):
                                  persistent=False)
             self.count_weight = nn.Parameter(torch.full((), float(count_weight)))
         if self.content:
-            self.content_video = nn.Linear(dim, dim, bias=False)
+            if content_net == 'mlp':   # its own 2-layer MLP on the post's features (ConTagNet's content branch)
+                self.content_video = nn.Sequential(self.feature_linear(dim), nn.ReLU(), nn.Linear(dim, dim))
+            else:                      # a linear map of p_v, the projection the GCN-PHR scorer reads too
+                self.content_video = nn.Linear(dim, dim, bias=False)
             self.content_hashtag = nn.Embedding(self.num_hashtag, dim)
             nn.init.normal_(self.content_hashtag.weight, std=0.1)
+        if self.count_gate != 'none':
+            # a factor on the count term, 2 sigmoid(logit), 1 at the start (zero weights): per post, logit =
+            # a . p_v + <G p_v, e_u> + b; per (post, hashtag) also + <K p_v, k_h>
+            self.gate_video = nn.Linear(dim, 1)
+            self.gate_user = nn.Linear(dim, dim, bias=False)
+            for lin in (self.gate_video, self.gate_user):
+                nn.init.zeros_(lin.weight)
+            nn.init.zeros_(self.gate_video.bias)
+            if self.count_gate == 'pair':
+                self.gate_hashtag_map = nn.Linear(dim, dim, bias=False)
+                nn.init.zeros_(self.gate_hashtag_map.weight)
+                self.gate_hashtag = nn.Embedding(self.num_hashtag, dim)
+                nn.init.normal_(self.gate_hashtag.weight, std=0.1)
 
     def propagate(self, x_user, x_hashtag, x_video):
         if not self.identity:
@@ -615,15 +640,24 @@ class GCNPHRPlus(GCNPHR):
 
     def score_parts(self, enc, users, videos, hashtags):
         """(every term but the count term, log(1 + c_uh) or None without ``counts``): score = a + w * b."""
-        p_v = self.project(self.video_features(videos))
+        feats = self.video_features(videos)
+        p_v = self.project(feats)
         s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags)
         if self.identity:
             e_u = self.user_emb(users).unsqueeze(-1)                               # [B, d, 1]
             s = s + self.hashtag_bias[hashtags] + (self.hashtag_emb(hashtags) @ e_u).squeeze(-1)
         if self.content:
-            q = self.content_video(p_v).unsqueeze(-1)                              # [B, d, 1]
+            q = self.content_video(feats if self.content_net == 'mlp' else p_v).unsqueeze(-1)   # [B, d, 1]
             s = s + (self.content_hashtag(hashtags) @ q).squeeze(-1)
-        return s, (self.log_count(users, hashtags, videos) if self.counts else None)
+        if not self.counts:
+            return s, None
+        log_count = self.log_count(users, hashtags, videos)
+        if self.count_gate != 'none':
+            logit = self.gate_video(p_v) + (self.gate_user(p_v) * self.user_emb(users)).sum(-1, keepdim=True)
+            if self.count_gate == 'pair':                                          # [B, 1] -> [B, C]
+                logit = logit + (self.gate_hashtag(hashtags) @ self.gate_hashtag_map(p_v).unsqueeze(-1)).squeeze(-1)
+            log_count = log_count * (2 * torch.sigmoid(logit))
+        return s, log_count
 
     def score(self, enc, users, videos, hashtags):
         s, log_count = self.score_parts(enc, users, videos, hashtags)

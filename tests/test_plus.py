@@ -241,3 +241,42 @@ def test_select_calibrated_selects_on_the_calibrated_validation_and_leaves_train
     ckpt = torch.load(tmp_path / 'sel' / 'best.pt', weights_only=True)
     assert ckpt['config']['calibrate_counts'] is True            # the flag implies --calibrate_counts
     assert abs(ckpt['best']['count_weight'] - ckpt['best']['count_weight_trained'] * top['count_scale']) < 1e-6
+
+
+def test_content_net_and_count_gate_options(tiny_data, tiny_dir, tmp_path):
+    # tried on validation and not adopted (README, "What was tried"): off by default, each changes the output
+    base = build(tiny_data)
+    gated = build(tiny_data, count_gate='post')
+    # the gate starts at exactly 1 (zero weights): the same scores as without it until it learns
+    assert torch.allclose(scores(gated, tiny_data), scores(base, tiny_data), atol=1e-6)
+    outs = {}
+    for kw in (dict(), dict(content_net='mlp'), dict(count_gate='post'), dict(count_gate='pair')):
+        m = build(tiny_data, **kw)
+        before = {k: v.detach().clone() for k, v in m.named_parameters()}
+        train_steps(m, tiny_data, steps=2)
+        for k, v in m.named_parameters():            # every parameter of each option learns
+            assert not torch.equal(before[k], v.detach()), (kw, k)
+        outs[tuple(kw.items())] = scores(m, tiny_data)
+    for a, b in itertools.combinations(outs, 2):
+        assert not torch.allclose(outs[a], outs[b], atol=1e-4), (a, b)
+    # the gate multiplies the count term only: no counts, no gate
+    assert build(tiny_data, counts=False, count_gate='pair').count_gate == 'none'
+    for bad in (dict(content_net='cnn'), dict(count_gate='yes')):
+        try:
+            build(tiny_data, **bad)
+        except ValueError as e:
+            assert repr(next(iter(bad.values()))) in str(e)
+        else:
+            raise AssertionError(bad)
+    # through train.py, and a checkpoint that serves a new post (a feature row) as it serves the dataset's post
+    train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR_plus', '--num_epoch', '1', '--dim_latent', '8',
+                '--content_net', 'mlp', '--count_gate', 'pair', '--save_dir', str(tmp_path), '--run_name', 'opt',
+                '--no_progress'])
+    model, ckpt = train.load_checkpoint(str(tmp_path / 'opt' / 'best.pt'), tiny_data)
+    assert ckpt['model_args']['content_net'] == 'mlp' and ckpt['model_args']['count_gate'] == 'pair'
+    t = tiny_data.test
+    with torch.no_grad():
+        enc = model.encode()
+        by_id = model.score(enc, t.users, t.videos, t.candidates)
+        by_row = model.score(enc, t.users, tiny_data.features[t.videos], t.candidates)
+    assert torch.allclose(by_id, by_row, atol=1e-5)
