@@ -73,6 +73,7 @@ EMBEDDING_DECAY_P = 0.5
 # validation, at every epoch, and selects the epoch on the calibrated validation (train.py --select_calibrated, which
 # implies --calibrate_counts; README, "Where the count weight starts")
 FIXED = {'GCN_PHR_plus': {'calibrate_counts': True, 'select_calibrated': True}}
+EXTRA_FIXED = {}   # --fixed MODEL:FLAG=VALUE of this invocation, joined to FIXED (a variant tried under the protocol)
 ABLATIONS = {'GCN_PHR_plus': ('identity', 'counts', 'content')}   # parts switched off one at a time, after its seeds
 
 
@@ -98,7 +99,8 @@ def configurations(name, n, seed=0):
     rng = random.Random(f'{seed}:{name}')
     drawn = every if len(every) <= n else rng.sample(every, n)
     coin = random.Random(f'{seed}:{name}:decay_embeddings')
-    return [dict(c, decay_embeddings=coin.random() < EMBEDDING_DECAY_P and c['weight_decay'] > 0, **FIXED.get(name, {}))
+    fixed = dict(FIXED.get(name, {}), **EXTRA_FIXED.get(name, {}))
+    return [dict(c, decay_embeddings=coin.random() < EMBEDDING_DECAY_P and c['weight_decay'] > 0, **fixed)
             for c in drawn]
 
 
@@ -709,6 +711,27 @@ def report(args, results):
     print(f'wrote {args.out}')
 
 
+def parse_fixed(item):
+    """'MODEL:FLAG=VALUE' (``--fixed``) -> (model, flag, value): true / false, an int, a float, else the string."""
+    model, _, rest = item.partition(':')
+    flag, eq, value = rest.partition('=')
+    if not (model and flag and eq and value):
+        raise SystemExit(f'error: --fixed {item!r}: expected MODEL:FLAG=VALUE, e.g. GCN_PHR_plus:count_gate=post')
+    if model not in model_lib.MODELS:
+        raise SystemExit(f'error: --fixed {item!r}: model {model!r} is not in the registry {tuple(model_lib.MODELS)}')
+    from train import build_parser as train_parser
+    if flag not in {a.dest for a in train_parser()._actions}:
+        raise SystemExit(f'error: --fixed {item!r}: train.py has no flag --{flag}')
+    if value.lower() in ('true', 'false'):
+        return model, flag, value.lower() == 'true'
+    for cast in (int, float):
+        try:
+            return model, flag, cast(value)
+        except ValueError:
+            pass
+    return model, flag, value
+
+
 def build_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--datasets', nargs='+', default=PLAN['datasets'],
@@ -728,6 +751,10 @@ def build_parser():
     p.add_argument('--save_dir', default=os.path.join(ROOT, 'runs', 'tune'))
     p.add_argument('--out', default=os.path.join(ROOT, 'RESULTS.md'))
     p.add_argument('--report', action='store_true', help='only rebuild --out from --results')
+    p.add_argument('--fixed', nargs='+', default=[], metavar='MODEL:FLAG=VALUE',
+                   help="one more fixed setting of a model, in every configuration of it (joins FIXED), to try a "
+                        "variant under the same protocol, e.g. GCN_PHR_plus:count_gate=post (true/false for switches); "
+                        "give it --results, --rows_dir, --save_dir and --out of its own")
     p.add_argument('--ablations', action=argparse.BooleanOptionalAction, default=True,
                    help='after its seeds, run each part of GCN_PHR_plus switched off (ABLATIONS), same seeds')
     return p
@@ -742,6 +769,11 @@ def main(argv=None):
         raise SystemExit(f'error: --models {unknown}: not in the registry {tuple(model_lib.MODELS)}')
     if args.configs < 1 or args.max_epoch < 1 or args.jobs < 1:
         raise SystemExit('error: --configs, --max_epoch and --jobs must be positive')
+    EXTRA_FIXED.clear()
+    for item in args.fixed:
+        model, flag, value = parse_fixed(item)
+        EXTRA_FIXED.setdefault(model, {})[flag] = value
+    planned_keys.cache_clear()
     args.results, args.rows_dir, args.save_dir, args.out = map(os.path.abspath, (args.results, args.rows_dir,
                                                                                  args.save_dir, args.out))
     os.makedirs(os.path.dirname(args.results), exist_ok=True)

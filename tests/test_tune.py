@@ -4,6 +4,7 @@ import os
 import sys
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
 import tune  # noqa: E402
@@ -227,3 +228,19 @@ def test_a_run_done_again_supersedes_its_earlier_records():
     assert tune.current([failed, ok, old_ablation, new_ablation]) == [ok, new_ablation]
     assert tune.current([ok, failed]) == [ok]                  # a later failure does not hide a finished run
     assert tune.current([old_ablation]) == [old_ablation]      # until it is done again, the old record stays
+
+
+def test_fixed_joins_every_configuration_of_its_model(monkeypatch):
+    monkeypatch.setattr(tune, 'EXTRA_FIXED', {})
+    assert tune.parse_fixed('GCN_PHR_plus:count_gate=post') == ('GCN_PHR_plus', 'count_gate', 'post')
+    assert tune.parse_fixed('GCN_PHR_plus:counts=false') == ('GCN_PHR_plus', 'counts', False)
+    assert tune.parse_fixed('GCN_PHR:l_r=0.01') == ('GCN_PHR', 'l_r', 0.01)
+    for bad, says in (('GCN_PHR_plus:nope=1', 'no flag --nope'), ('gcn:l_r=1', 'not in the registry'),
+                      ('GCN_PHR_plus:count_gate', 'MODEL:FLAG=VALUE')):
+        with pytest.raises(SystemExit, match=says):
+            tune.parse_fixed(bad)
+    plain = tune.configurations('GCN_PHR_plus', 8)
+    tune.EXTRA_FIXED['GCN_PHR_plus'] = {'count_gate': 'post'}
+    tried = tune.configurations('GCN_PHR_plus', 8)
+    assert tried == [dict(c, count_gate='post') for c in plain]        # the same draws, one more fixed setting
+    assert tune.configurations('GCN_PHR', 8) == tune.configurations('GCN_PHR', 8, seed=0)
