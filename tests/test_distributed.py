@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -10,13 +11,30 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def torchrun(nproc, tiny_dir, out, *extra):
-    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(nproc), 'train.py', '--data_path', tiny_dir, '--save_dir', str(out),
+def torchrun(nproc, tiny_dir, out, *extra, script='train.py', timeout=300):
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(nproc), script, '--data_path', tiny_dir, '--save_dir', str(out),
            '--no_progress', '--dim_latent', '8', '--device', 'cpu', *extra]
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return res.stdout
+    # output to files, not pipes: a worker left running would hold a pipe open and block the read
+    with tempfile.TemporaryFile('w+') as fo, tempfile.TemporaryFile('w+') as fe:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fo, stderr=fe, text=True)
+        late = ''
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # SIGTERM first: torchrun forwards it to its workers, which run in sessions of their own (a SIGKILL
+            # of torchrun alone, as subprocess.run's timeout sends, leaves them running)
+            late = f' (ran past {timeout} s and was stopped)'
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        fo.seek(0), fe.seek(0)
+        out, err = fo.read(), fe.read()
+    assert proc.returncode == 0, f'torchrun with {nproc} processes: exit {proc.returncode}{late}\n{err[-2000:]}'
+    return out
 
 
 @pytest.fixture(scope='module')
