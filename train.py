@@ -83,10 +83,10 @@ def build_parser():
         g.add_argument(f'--{part}', action=argparse.BooleanOptionalAction, default=True, help=what)
     g.add_argument('--count_weight', type=float, default=1.0,
                    help='initial weight w of the count term w log(1 + c) (learned; it moves about --l_r per step)')
-    g.add_argument('--content_net', default='linear', choices=('linear', 'mlp'),
+    g.add_argument('--content_net', default='linear', choices=model_lib.CONTENT_NETS,
                    help="the content term's post vector: linear (a linear map of p_v, the projection GCN-PHR's scorer "
                         "reads) | mlp (its own 2-layer MLP on the post's features, as ConTagNet's content branch)")
-    g.add_argument('--count_gate', default='none', choices=('none', 'post', 'pair'),
+    g.add_argument('--count_gate', default='none', choices=model_lib.COUNT_GATES,
                    help="a factor 2 sigmoid(logit) on the count term, 1 at the start: none | post: logit = a . p_v + "
                         "<G p_v, e_u> + b, so a post unlike the user's history can turn the count down | pair: also "
                         "+ <K p_v, k_h>, so the post decides which of the user's hashtags its count speaks for")
