@@ -3,6 +3,7 @@
     python scripts/bench.py                                   # Data/yfcc100m (generated if absent), CPU or CUDA
     python scripts/bench.py --device cuda --models GCN_PHR Net --aggr_modes mean max add
     python scripts/bench.py --data_path Data/instagram --steps 5
+    python scripts/bench.py --models GCN_PHR GCN_PHR_plus GCN_PHR_plus:sampled_softmax:8   # a model at a loss, K negatives
 
 Per model / aggr_mode: seconds per training step (forward + backward + Adam) at ``--batch_size``, the forward
 time of its three parts (video projection, propagation, scoring of the batch), seconds per epoch (step x steps
@@ -10,6 +11,9 @@ per epoch), evaluation seconds for the whole test split and rows per second, and
 on CPU, torch.cuda.max_memory_allocated on CUDA). The floor is the unavoidable part: the projection of the
 training graph's video features, [Vg, F] @ [F, d], forward and backward, timed alone on the same device.
 Timings are medians over ``--steps`` after one warm-up step, measured with time.perf_counter (CUDA synchronised).
+A model is timed with BPR against one negative per row (the authors' step) unless it is given as
+``NAME:LOSS:K``: train.py's ``--loss LOSS`` (a candidate loss: bpr, hard_bpr, sampled_softmax) with
+``--num_train_neg K`` negatives per row, e.g. the configuration GCN_PHR_plus was selected with on yfcc100m.
 """
 import argparse
 import math
@@ -28,7 +32,7 @@ import torch  # noqa: E402
 from data_load import load_dataset  # noqa: E402
 from evaluation import evaluate  # noqa: E402
 from model import AGGR, MODELS, GraphModel, Recommender, build_model  # noqa: E402
-from train import TripleSampler, bpr_loss, keep_freed_memory  # noqa: E402
+from train import CANDIDATE_LOSSES, LOSSES, TripleSampler, keep_freed_memory  # noqa: E402
 
 
 def sync(device):
@@ -68,11 +72,28 @@ def describe(device):
     return f'CPU {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}'
 
 
+GRAPH_MODELS = tuple(n for n, s in MODELS.items() if issubclass(s.cls, GraphModel))
+
+
+def model_spec(text):
+    """``NAME`` or ``NAME:LOSS:K`` -> (name, loss, K); an argparse type, so a bad one is one clear error."""
+    name, *rest = text.split(':')
+    if name not in GRAPH_MODELS:
+        raise argparse.ArgumentTypeError(f'{text!r}: model {name!r} is not a graph model ({", ".join(GRAPH_MODELS)})')
+    if not rest:
+        return name, 'bpr', 1
+    if len(rest) != 2 or rest[0] not in CANDIDATE_LOSSES or not rest[1].isdigit() or int(rest[1]) < 1:
+        raise argparse.ArgumentTypeError(f'{text!r}: write NAME:LOSS:K, LOSS one of {", ".join(CANDIDATE_LOSSES)} '
+                                         f'and K >= 1 negatives per row')
+    return name, rest[0], int(rest[1])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--data_path', default=os.path.join('Data', 'yfcc100m'))
-    p.add_argument('--models', nargs='+', default=['GCN_PHR'], 
-                   choices=[n for n, s in MODELS.items() if issubclass(s.cls, GraphModel)])
+    p.add_argument('--models', nargs='+', default=[('GCN_PHR', 'bpr', 1)], type=model_spec, metavar='NAME[:LOSS:K]',
+                   help=f'graph models ({", ".join(GRAPH_MODELS)}), each optionally at a loss and number of '
+                        f'negatives (default bpr:1)')
     p.add_argument('--aggr_modes', nargs='+', default=['mean'], choices=tuple(AGGR))
     p.add_argument('--device', default='auto')
     p.add_argument('--batch_size', type=int, default=1024)
@@ -89,6 +110,8 @@ def main(argv=None):
                         'out saves, e.g. on imported posts without visual/acoustic features)')
     args = p.parse_args(argv)
     if args.nproc:
+        if any(spec[1:] != ('bpr', 1) for spec in args.models):
+            p.error('--nproc times train.py at its default loss; give the models by name only')
         return bench_nproc(args)
     kept = keep_freed_memory() if args.keep_freed_memory else False
     if args.keep_zero_columns:
@@ -100,14 +123,17 @@ def main(argv=None):
         generate.main(['--preset', preset, '--out', args.data_path])
     data = load_dataset(args.data_path)
     test = data.test.to(device)
-    sampler = TripleSampler(data)
+    sampler = TripleSampler(data, max(k for _, _, k in args.models))
     torch.manual_seed(0)
-    batch = sampler.__getitems__(torch.randperm(len(sampler))[:args.batch_size].tolist()).to(device)
+    # one batch for every row of the table: a model at K negatives reads the first K of them
+    batches = sampler.__getitems__(torch.randperm(len(sampler))[:args.batch_size].tolist()).to(device)
     steps_per_epoch = math.ceil(len(sampler) / args.batch_size)
 
     rows = []
     floor = None
-    for name in args.models:
+    for name, loss_name, num_neg in args.models:
+        batch = batches[:, :3 + num_neg]
+        loss_fn = LOSSES[loss_name]
         for aggr in args.aggr_modes:
             if device.type == 'cuda':
                 torch.cuda.reset_peak_memory_stats(device)
@@ -120,8 +146,7 @@ def main(argv=None):
                 floor = timed(lambda: (x @ w).sum().backward(), device, args.steps)
 
             def step():
-                s = model(batch[:, 0], batch[:, 1], batch[:, 2:4])
-                loss = bpr_loss(s[:, 0], s[:, 1])
+                loss = loss_fn(model, batch, sampler)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -133,9 +158,9 @@ def main(argv=None):
                 t_prop = timed(lambda: model.propagate(model.user_emb.weight, model.hashtag_emb.weight, x_video),
                                device, args.steps)
                 enc = model.encode()
-                t_score = timed(lambda: model.score(enc, batch[:, 0], batch[:, 1], batch[:, 2:4]), device, args.steps)
+                t_score = timed(lambda: model.score(enc, batch[:, 0], batch[:, 1], batch[:, 2:]), device, args.steps)
             t_eval = timed(lambda: evaluate(model, test, batch_size=args.eval_batch), device, 1)
-            rows.append((name, aggr, t_step, t_proj, t_prop, t_score, t_step * steps_per_epoch, t_eval,
+            rows.append((name, aggr, f'{loss_name} x{num_neg}', t_step, t_proj, t_prop, t_score, t_step * steps_per_epoch, t_eval,
                          len(test) / t_eval, peak_memory_gb(device)))
             del model, opt
 
@@ -147,12 +172,12 @@ def main(argv=None):
     print(f'floor: projection matmul alone [{model_rows(data)} x {width}] @ '
           f'[{width} x {args.dim_latent}], fwd+bwd: {floor:.3f} s (feature columns {width} of '
           f'{data.features.size(1)}{"" if width == data.features.size(1) else "; all-zero columns left out"})\n')
-    head = ('model', 'aggr', 'step s', 'x floor', 'proj fwd', 'prop fwd', 'score fwd', 'epoch s', 'eval s',
+    head = ('model', 'aggr', 'loss x negatives', 'step s', 'x floor', 'proj fwd', 'prop fwd', 'score fwd', 'epoch s', 'eval s',
             'rows/s', 'peak GB')
     print('| ' + ' | '.join(head) + ' |')
     print('|' + '---|' * len(head))
-    for name, aggr, ts, tp, tg, tc, te, tv, rps, mem in rows:
-        print(f'| {name} | {aggr} | {ts:.3f} | {ts / floor:.1f} | {tp:.3f} | {tg:.3f} | {tc:.4f} | {te:.0f} | '
+    for name, aggr, loss, ts, tp, tg, tc, te, tv, rps, mem in rows:
+        print(f'| {name} | {aggr} | {loss} | {ts:.3f} | {ts / floor:.1f} | {tp:.3f} | {tg:.3f} | {tc:.4f} | {te:.0f} | '
               f'{tv:.2f} | {rps:,.0f} | {mem:.2f} |')
 
 
@@ -166,7 +191,7 @@ def bench_nproc(args):
     print(f'device: {describe(torch.device(device))}; data {args.data_path}; batch {args.batch_size} (global)')
     print('| model | processes | epoch s (train + eval) | loss | val R@10 |')
     print('|---|---|---|---|---|')
-    for name in args.models:
+    for name, _, _ in args.models:
         for n in args.nproc:
             with tempfile.TemporaryDirectory() as out:
                 env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // n)))
