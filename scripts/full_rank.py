@@ -7,7 +7,14 @@ replacement for it: models are still selected on the sampled validation rows.
         GCN_PHR_plus=runs/tune/howyoutag_makers/GCN_PHR_plus/search_3_s0/best.pt
 
 Each argument is LABEL=CHECKPOINT[,CHECKPOINT...] (e.g. one per seed); the user-frequency and global-popularity
-floors are always added. Prints, per label, test Recall@10 / NDCG@10 with the sampled candidates and with every
+floors are always added.
+
+``--calibrate_full``: for every checkpoint with a count term (GCN_PHR_plus), one more row, LABEL@full_val: its count
+weight refitted on the *validation* rows under full ranking (each factor of ``--scales`` times the weight as
+trained, best full-ranking validation Recall@10, ties NDCG@10, then the factor nearest 1), as --calibrate_counts
+fits it on the sampled validation rows. Selection stays on validation; it asks whether the sampled protocol's
+calibration is what costs the model under full ranking. Only the count weight is refitted, and only for models
+that have one: it is a diagnostic of that one scale, not a protocol that every model went through. Prints, per label, test Recall@10 / NDCG@10 with the sampled candidates and with every
 hashtag, mean ± std over its checkpoints, and the paired bootstrap (over test rows, seed-averaged rows) of each
 label minus the user-frequency floor under full ranking. Why it matters: with 22,301 hashtags and 1,000 sampled
 negatives, a #HowYouTagTweets test row holds only about 8% of its user's earlier hashtags, so a candidate the user
@@ -15,6 +22,8 @@ has used is a positive about 44% of the time; where the vocabulary is smaller th
 at small scale) the rows already hold every hashtag and the two protocols agree.
 """
 import argparse
+import copy
+import math
 import os
 import sys
 import time
@@ -27,7 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from data_load import DataError, EvalSplit, csr_gather, load_dataset  # noqa: E402
-from evaluation import evaluate_rows  # noqa: E402
+from evaluation import evaluate_rows, evaluate_variants  # noqa: E402
 from model import CheckpointError, build_model, load_checkpoint  # noqa: E402
 
 FLOORS = ('user_popularity', 'popularity')
@@ -59,6 +68,39 @@ def full_rank_rows(model, data, split, device='cpu', rows=256):
     return {m: np.concatenate(v) for m, v in parts.items()}
 
 
+# factors of the trained count weight tried by --calibrate_full: the sampled calibration's grid and beyond it, as the
+# sampled calibration keeps its largest factor (x8) on both #HowYouTagTweets splits
+FULL_SCALES = (1, 2, 3, 5, 8, 12, 20, 32)
+
+
+@torch.no_grad()
+def calibrate_full(model, data, split, scales=FULL_SCALES, device='cpu', rows=256):
+    """Refit ``model``'s count weight on ``split`` (validation) under full ranking and leave it set: the factor of
+    ``scales`` x the weight as trained with the best Recall@10 (ties NDCG@10, then the factor nearest 1). All factors
+    are scored from one pass (the count term is added last: ``GCNPHRPlus.score_parts``). Returns (factor, the
+    trained weight, [(factor, full-ranking R@10, NDCG@10), ...])."""
+    w = model.count_weight
+    trained = (model.checkpoint_best or {}).get('count_weight_trained')
+    w0 = torch.full_like(w, trained) if trained is not None else w.detach().clone()
+    weights = [w0 * f for f in scales]
+
+    def variants(enc, users, videos, hashtags):
+        s, log_count = model.score_parts(enc, users, videos, hashtags)
+        return [s + wf * log_count for wf in weights]
+
+    model.eval()
+    enc = model.encode()
+    sums = np.zeros((len(scales), 2))
+    for chunk in full_chunks(data, split, rows):
+        for i, m in enumerate(evaluate_variants(model, chunk.to(device), variants, len(scales), ks=(10,),
+                                                batch_size=64, enc=enc)):
+            sums[i] += (m['recall@10'] * len(chunk), m['ndcg@10'] * len(chunk))
+    table = [(float(f), r / len(split), n / len(split)) for f, (r, n) in zip(scales, sums)]
+    best = max(table, key=lambda t: (t[1], t[2], -abs(math.log(t[0]))))
+    w.copy_(w0 * best[0])
+    return best[0], float(w0), table
+
+
 def parse_models(specs):
     out = {}
     for spec in specs:
@@ -76,16 +118,44 @@ def main(argv=None):
     p.add_argument('--split', default='test', choices=('test', 'val'))
     p.add_argument('--device', default='cpu')
     p.add_argument('--rows', type=int, default=256, help='rows per chunk of the full [rows, hashtags] candidate table')
+    p.add_argument('--calibrate_full', action='store_true',
+                   help='also each count-term model with its count weight refitted on full-ranking validation '
+                        '(rows LABEL@full_val; see above)')
+    p.add_argument('--scales', nargs='+', type=float, default=FULL_SCALES,
+                   help='factors of the trained count weight tried by --calibrate_full')
     args = p.parse_args(argv)
+    if args.calibrate_full and args.split != 'test':
+        p.error('--calibrate_full fits on the validation rows; it reports --split test only')
+    if any(not f > 0 for f in args.scales):
+        p.error('--scales: every factor must be > 0')
     from tune import paired_bootstrap, verdict
     try:
         data = load_dataset(args.data_path, verbose=False)
         split = getattr(data, args.split)
         groups = {name: [build_model(name, data).to(args.device).eval()] for name in FLOORS}
         for label, paths in parse_models(args.models).items():
-            groups[label] = [load_checkpoint(path, data, args.device)[0] for path in paths]
+            groups[label] = []
+            for path in paths:
+                model, ckpt = load_checkpoint(path, data, args.device)
+                model.checkpoint_best = ckpt.get('best')
+                groups[label].append(model.eval())
     except (DataError, CheckpointError) as e:
         raise SystemExit(f'error: {e}')
+    if args.calibrate_full:
+        for label in [g for g in groups if g not in FLOORS]:
+            fitted = []
+            for model in groups[label]:
+                if getattr(model, 'count_weight', None) is None:
+                    continue
+                model = copy.deepcopy(model)
+                factor, w0, table = calibrate_full(model, data, data.val, tuple(args.scales), args.device, args.rows)
+                sampled = (model.checkpoint_best or {}).get('count_scale')
+                print(f'{label}: count weight {w0:.3f} as trained; full-ranking validation R@10 / NDCG@10: '
+                      + ', '.join(f'x{f:g} {r:.4f} / {n:.4f}' for f, r, n in table) + f'; kept x{factor:g}'
+                      + (f' (sampled validation kept x{sampled:g})' if sampled is not None else ''), flush=True)
+                fitted.append(model)
+            if fitted:
+                groups[f'{label}@full_val'] = fitted
     results, t0, on_device = {}, time.perf_counter(), split.to(args.device)
     for label, models in groups.items():
         sampled = [evaluate_rows(m, on_device, ks=(10,)) for m in models]

@@ -54,3 +54,34 @@ def test_bad_arguments_get_one_clear_error(tiny_dir, tmp_path):
         full_rank.main(['--data_path', tiny_dir, f'X={tmp_path / "missing.pt"}'])
     with pytest.raises(SystemExit, match='no such dataset folder'):
         full_rank.main(['--data_path', str(tmp_path / 'nowhere')])
+
+
+def test_calibrate_full_fits_the_count_weight_on_full_ranking_validation(tiny_dir, tmp_path, capsys):
+    import train
+    from data_load import load_dataset
+    d = load_dataset(tiny_dir, verbose=False)
+    train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR_plus', '--num_epoch', '2', '--dim_latent', '8',
+                '--save_dir', str(tmp_path), '--run_name', 'cal', '--no_progress', '--calibrate_counts'])
+    path = str(tmp_path / 'cal' / 'best.pt')
+    model, ckpt = train.load_checkpoint(path, d)
+    model.checkpoint_best = ckpt['best']
+    w0 = ckpt['best']['count_weight_trained']
+    scales = (0.5, 1, 4, 16)
+    factor, trained, table = full_rank.calibrate_full(model, d, d.val, scales, rows=7)
+    assert trained == pytest.approx(w0) and [t[0] for t in table] == list(scales)
+    # each factor's metrics are those of scoring the validation rows under full ranking with w set to it
+    literal = train.load_checkpoint(path, d)[0].eval()
+    for f, r, n in table:
+        with torch.no_grad():
+            literal.count_weight.fill_(w0 * f)
+        rows = full_rank.full_rank_rows(literal, d, d.val, rows=5)
+        assert (r, n) == pytest.approx((rows['recall@10'].mean(), rows['ndcg@10'].mean()), abs=1e-6)
+    assert (factor, ) == max(table, key=lambda t: (t[1], t[2], -abs(np.log(t[0]))))[:1]
+    assert float(model.count_weight.detach()) == pytest.approx(w0 * factor)
+    # the command adds a LABEL@full_val row for a model with a count term, none for one without
+    capsys.readouterr()
+    res = full_rank.main(['--data_path', tiny_dir, f'plus={path}', '--calibrate_full', '--scales', '1', '4'])
+    assert set(res) == {'user_popularity', 'popularity', 'plus', 'plus@full_val'}
+    assert 'full-ranking validation R@10 / NDCG@10: x1 ' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        full_rank.main(['--data_path', tiny_dir, f'plus={path}', '--calibrate_full', '--split', 'val'])
