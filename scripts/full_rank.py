@@ -142,6 +142,9 @@ def main(argv=None):
     except (DataError, CheckpointError) as e:
         raise SystemExit(f'error: {e}')
     if args.calibrate_full:
+        floor_val = full_rank_rows(groups['user_popularity'][0], data, data.val, args.device, args.rows)
+        print(f"user_popularity: full-ranking validation R@10 / NDCG@10 {floor_val['recall@10'].mean():.4f} / "
+              f"{floor_val['ndcg@10'].mean():.4f}", flush=True)
         for label in [g for g in groups if g not in FLOORS]:
             fitted = []
             for model in groups[label]:
