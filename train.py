@@ -385,9 +385,15 @@ def calibrate_count_weight(model, val, ks, batch_size=None, scales=COUNT_SCALES,
 
         table = list(zip(map(float, scales), evaluate_variants(model, val, variants, len(scales), ks, batch_size,
                                                                enc=enc, shard=shard)))
-        best = max(table, key=lambda t: (selection_key(t[1], k), -abs(math.log(t[0])), -t[0]))
+        best = best_scale(table, k)
         w.copy_(w0 * best[0])
     return best[0], float(w0), table
+
+
+def best_scale(table, k=10):
+    """The (factor, metrics) of ``table`` that count-weight calibration keeps: best ``selection_key``, then the
+    factor nearest 1 (w moves only where validation says so), then the smaller one."""
+    return max(table, key=lambda t: (selection_key(t[1], k), -abs(math.log(t[0])), -t[0]))
 
 
 def selection_key(metrics, k=10):

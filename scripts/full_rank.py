@@ -11,7 +11,7 @@ floors are always added.
 
 ``--calibrate_full``: for every checkpoint with a count term (GCN_PHR_plus), one more row, LABEL@full_val: its count
 weight refitted on the *validation* rows under full ranking (each factor of ``--scales`` times the weight as
-trained, best full-ranking validation Recall@10, ties NDCG@10, then the factor nearest 1), as --calibrate_counts
+trained, best full-ranking validation Recall@10, ties NDCG@10, then the factor nearest 1: train.best_scale), as --calibrate_counts
 fits it on the sampled validation rows. Selection stays on validation; it asks whether the sampled protocol's
 calibration is what costs the model under full ranking. Only the count weight is refitted, and only for models
 that have one: it is a diagnostic of that one scale, not a protocol that every model went through. Prints, per label, test Recall@10 / NDCG@10 with the sampled candidates and with every
@@ -23,7 +23,6 @@ at small scale) the rows already hold every hashtag and the two protocols agree.
 """
 import argparse
 import copy
-import math
 import os
 import sys
 import time
@@ -38,6 +37,7 @@ import torch  # noqa: E402
 from data_load import DataError, EvalSplit, csr_gather, load_dataset  # noqa: E402
 from evaluation import evaluate_rows, evaluate_variants  # noqa: E402
 from model import CheckpointError, build_model, load_checkpoint  # noqa: E402
+from train import best_scale  # noqa: E402
 
 FLOORS = ('user_popularity', 'popularity')
 
@@ -76,7 +76,7 @@ FULL_SCALES = (1, 2, 3, 5, 8, 12, 20, 32)
 @torch.no_grad()
 def calibrate_full(model, data, split, scales=FULL_SCALES, device='cpu', rows=256):
     """Refit ``model``'s count weight on ``split`` (validation) under full ranking and leave it set: the factor of
-    ``scales`` x the weight as trained with the best Recall@10 (ties NDCG@10, then the factor nearest 1). All factors
+    ``scales`` x the weight as trained that ``train.best_scale`` keeps (Recall@10, NDCG@10, nearest 1). All factors
     are scored from one pass (the count term is added last: ``GCNPHRPlus.score_parts``). Returns (factor, the
     trained weight, [(factor, full-ranking R@10, NDCG@10), ...])."""
     w = model.count_weight
@@ -96,9 +96,9 @@ def calibrate_full(model, data, split, scales=FULL_SCALES, device='cpu', rows=25
                                                 batch_size=64, enc=enc)):
             sums[i] += (m['recall@10'] * len(chunk), m['ndcg@10'] * len(chunk))
     table = [(float(f), r / len(split), n / len(split)) for f, (r, n) in zip(scales, sums)]
-    best = max(table, key=lambda t: (t[1], t[2], -abs(math.log(t[0]))))
-    w.copy_(w0 * best[0])
-    return best[0], float(w0), table
+    factor = best_scale([(f, {'recall@10': r, 'ndcg@10': n}) for f, r, n in table])[0]
+    w.copy_(w0 * factor)
+    return factor, float(w0), table
 
 
 def parse_models(specs):
