@@ -320,7 +320,10 @@ def fit_text_model(texts, dim=100, seed=2019):
                 'dim': np.array(dim)}
     k = min(dim, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
     if k >= 1:
-        svd = TruncatedSVD(n_components=k, random_state=seed).fit(tfidf)
+        # only components_ is kept: explained_variance_ratio_ divides by the total variance, which is 0 where every
+        # post has the same words (a tiny import), and numpy's warning there says nothing about the features
+        with np.errstate(invalid='ignore', divide='ignore'):
+            svd = TruncatedSVD(n_components=k, random_state=seed).fit(tfidf)
         components = svd.components_
     else:
         components = np.zeros((0, tfidf.shape[1]))
