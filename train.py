@@ -377,17 +377,21 @@ def calibrate_count_weight(model, val, ks, batch_size=None, scales=COUNT_SCALES,
         if enc is None:
             enc = model.encode()            # the count term is added after propagation: one encode serves all
         w0 = w.detach().clone()
-        weights = [w0 * f for f in scales]
-
-        def variants(enc, users, videos, hashtags):   # the rest of the score once, every factor's count term on it
-            s, log_count = model.score_parts(enc, users, videos, hashtags)
-            return [s + wf * log_count for wf in weights]
-
+        variants = count_weight_variants(model, [w0 * f for f in scales])
         table = list(zip(map(float, scales), evaluate_variants(model, val, variants, len(scales), ks, batch_size,
                                                                enc=enc, shard=shard)))
         best = best_scale(table, k)
         w.copy_(w0 * best[0])
     return best[0], float(w0), table
+
+
+def count_weight_variants(model, weights):
+    """``variants`` for ``evaluation.evaluate_variants``: GCN_PHR_plus's score at each count weight of ``weights``,
+    the rest of the score computed once and each weight's count term added to it (``GCNPHRPlus.score_parts``)."""
+    def variants(enc, users, videos, hashtags):
+        s, log_count = model.score_parts(enc, users, videos, hashtags)
+        return [s + wf * log_count for wf in weights]
+    return variants
 
 
 def best_scale(table, k=10):

@@ -3,7 +3,7 @@
     python scripts/bench.py                                   # Data/yfcc100m (generated if absent), CPU or CUDA
     python scripts/bench.py --device cuda --models GCN_PHR Net --aggr_modes mean max add
     python scripts/bench.py --data_path Data/instagram --steps 5
-    python scripts/bench.py --models GCN_PHR GCN_PHR_plus GCN_PHR_plus:sampled_softmax:8   # a model at a loss, K negatives
+    python scripts/bench.py --models GCN_PHR GCN_PHR_plus GCN_PHR_plus:sampled_softmax:8   # a loss, K negatives
 
 Per model / aggr_mode: seconds per training step (forward + backward + Adam) at ``--batch_size``, the forward
 time of its three parts (video projection, propagation, scoring of the batch), seconds per epoch (step x steps
@@ -160,8 +160,8 @@ def main(argv=None):
                 enc = model.encode()
                 t_score = timed(lambda: model.score(enc, batch[:, 0], batch[:, 1], batch[:, 2:]), device, args.steps)
             t_eval = timed(lambda: evaluate(model, test, batch_size=args.eval_batch), device, 1)
-            rows.append((name, aggr, f'{loss_name} x{num_neg}', t_step, t_proj, t_prop, t_score, t_step * steps_per_epoch, t_eval,
-                         len(test) / t_eval, peak_memory_gb(device)))
+            rows.append((name, aggr, f'{loss_name} x{num_neg}', t_step, t_proj, t_prop, t_score,
+                         t_step * steps_per_epoch, t_eval, len(test) / t_eval, peak_memory_gb(device)))
             del model, opt
 
     print(f'\ndevice: {describe(device)}; malloc keeps freed memory: {"yes" if kept else "no"}')
@@ -172,8 +172,8 @@ def main(argv=None):
     print(f'floor: projection matmul alone [{model_rows(data)} x {width}] @ '
           f'[{width} x {args.dim_latent}], fwd+bwd: {floor:.3f} s (feature columns {width} of '
           f'{data.features.size(1)}{"" if width == data.features.size(1) else "; all-zero columns left out"})\n')
-    head = ('model', 'aggr', 'loss x negatives', 'step s', 'x floor', 'proj fwd', 'prop fwd', 'score fwd', 'epoch s', 'eval s',
-            'rows/s', 'peak GB')
+    head = ('model', 'aggr', 'loss x negatives', 'step s', 'x floor', 'proj fwd', 'prop fwd', 'score fwd', 'epoch s',
+            'eval s', 'rows/s', 'peak GB')
     print('| ' + ' | '.join(head) + ' |')
     print('|' + '---|' * len(head))
     for name, aggr, loss, ts, tp, tg, tc, te, tv, rps, mem in rows:

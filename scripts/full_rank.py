@@ -7,19 +7,19 @@ replacement for it: models are still selected on the sampled validation rows.
         GCN_PHR_plus=runs/tune/howyoutag_makers/GCN_PHR_plus/search_3_s0/best.pt
 
 Each argument is LABEL=CHECKPOINT[,CHECKPOINT...] (e.g. one per seed); the user-frequency and global-popularity
-floors are always added.
-
-``--calibrate_full``: for every checkpoint with a count term (GCN_PHR_plus), one more row, LABEL@full_val: its count
-weight refitted on the *validation* rows under full ranking (each factor of ``--scales`` times the weight as
-trained, best full-ranking validation Recall@10, ties NDCG@10, then the factor nearest 1: train.best_scale), as --calibrate_counts
-fits it on the sampled validation rows. Selection stays on validation; it asks whether the sampled protocol's
-calibration is what costs the model under full ranking. Only the count weight is refitted, and only for models
-that have one: it is a diagnostic of that one scale, not a protocol that every model went through. Prints, per label, test Recall@10 / NDCG@10 with the sampled candidates and with every
+floors are always added. Prints, per label, test Recall@10 / NDCG@10 with the sampled candidates and with every
 hashtag, mean ± std over its checkpoints, and the paired bootstrap (over test rows, seed-averaged rows) of each
 label minus the user-frequency floor under full ranking. Why it matters: with 22,301 hashtags and 1,000 sampled
 negatives, a #HowYouTagTweets test row holds only about 8% of its user's earlier hashtags, so a candidate the user
 has used is a positive about 44% of the time; where the vocabulary is smaller than the sample (the generated presets
 at small scale) the rows already hold every hashtag and the two protocols agree.
+
+``--calibrate_full``: for every checkpoint with a count term (GCN_PHR_plus), one more row, LABEL@full_val: its count
+weight refitted on the *validation* rows under full ranking (each factor of ``--scales`` times the weight as
+trained, kept by ``train.best_scale``: best Recall@10, ties NDCG@10, then the factor nearest 1), as
+--calibrate_counts fits it on the sampled validation rows. Selection stays on validation; it asks whether the
+sampled protocol's calibration is what costs the model under full ranking. Only the count weight is refitted, and
+only for models that have one: it is a diagnostic of that one scale, not a protocol that every model went through.
 """
 import argparse
 import copy
@@ -37,7 +37,7 @@ import torch  # noqa: E402
 from data_load import DataError, EvalSplit, csr_gather, load_dataset  # noqa: E402
 from evaluation import evaluate_rows, evaluate_variants  # noqa: E402
 from model import CheckpointError, build_model, load_checkpoint  # noqa: E402
-from train import best_scale  # noqa: E402
+from train import best_scale, count_weight_variants  # noqa: E402
 
 FLOORS = ('user_popularity', 'popularity')
 
@@ -74,20 +74,15 @@ FULL_SCALES = (1, 2, 3, 5, 8, 12, 20, 32)
 
 
 @torch.no_grad()
-def calibrate_full(model, data, split, scales=FULL_SCALES, device='cpu', rows=256):
+def calibrate_full(model, data, split, scales=FULL_SCALES, device='cpu', rows=256, trained=None):
     """Refit ``model``'s count weight on ``split`` (validation) under full ranking and leave it set: the factor of
-    ``scales`` x the weight as trained that ``train.best_scale`` keeps (Recall@10, NDCG@10, nearest 1). All factors
-    are scored from one pass (the count term is added last: ``GCNPHRPlus.score_parts``). Returns (factor, the
-    trained weight, [(factor, full-ranking R@10, NDCG@10), ...])."""
+    ``scales`` x the weight as trained (``trained``, the checkpoint's ``count_weight_trained``; None: the model's
+    weight as it is) that ``train.best_scale`` keeps (Recall@10, NDCG@10, nearest 1). All factors are scored from
+    one pass (``train.count_weight_variants``). Returns (factor, the trained weight, [(factor, full-ranking R@10,
+    NDCG@10), ...])."""
     w = model.count_weight
-    trained = (model.checkpoint_best or {}).get('count_weight_trained')
     w0 = torch.full_like(w, trained) if trained is not None else w.detach().clone()
-    weights = [w0 * f for f in scales]
-
-    def variants(enc, users, videos, hashtags):
-        s, log_count = model.score_parts(enc, users, videos, hashtags)
-        return [s + wf * log_count for wf in weights]
-
+    variants = count_weight_variants(model, [w0 * f for f in scales])
     model.eval()
     enc = model.encode()
     sums = np.zeros((len(scales), 2))
@@ -133,26 +128,26 @@ def main(argv=None):
         data = load_dataset(args.data_path, verbose=False)
         split = getattr(data, args.split)
         groups = {name: [build_model(name, data).to(args.device).eval()] for name in FLOORS}
+        bests = {}   # label -> each checkpoint's 'best' record (its trained and sampled-calibrated count weight)
         for label, paths in parse_models(args.models).items():
-            groups[label] = []
-            for path in paths:
-                model, ckpt = load_checkpoint(path, data, args.device)
-                model.checkpoint_best = ckpt.get('best')
-                groups[label].append(model.eval())
+            loaded = [load_checkpoint(path, data, args.device) for path in paths]
+            groups[label] = [model.eval() for model, _ in loaded]
+            bests[label] = [ckpt.get('best') or {} for _, ckpt in loaded]
     except (DataError, CheckpointError) as e:
         raise SystemExit(f'error: {e}')
     if args.calibrate_full:
         floor_val = full_rank_rows(groups['user_popularity'][0], data, data.val, args.device, args.rows)
         print(f"user_popularity: full-ranking validation R@10 / NDCG@10 {floor_val['recall@10'].mean():.4f} / "
               f"{floor_val['ndcg@10'].mean():.4f}", flush=True)
-        for label in [g for g in groups if g not in FLOORS]:
+        for label in bests:
             fitted = []
-            for model in groups[label]:
+            for model, best in zip(groups[label], bests[label]):
                 if getattr(model, 'count_weight', None) is None:
                     continue
                 model = copy.deepcopy(model)
-                factor, w0, table = calibrate_full(model, data, data.val, tuple(args.scales), args.device, args.rows)
-                sampled = (model.checkpoint_best or {}).get('count_scale')
+                factor, w0, table = calibrate_full(model, data, data.val, tuple(args.scales), args.device, args.rows,
+                                                   best.get('count_weight_trained'))
+                sampled = best.get('count_scale')
                 print(f'{label}: count weight {w0:.3f} as trained; full-ranking validation R@10 / NDCG@10: '
                       + ', '.join(f'x{f:g} {r:.4f} / {n:.4f}' for f, r, n in table) + f'; kept x{factor:g}'
                       + (f' (sampled validation kept x{sampled:g})' if sampled is not None else ''), flush=True)

@@ -64,10 +64,9 @@ def test_calibrate_full_fits_the_count_weight_on_full_ranking_validation(tiny_di
                 '--save_dir', str(tmp_path), '--run_name', 'cal', '--no_progress', '--calibrate_counts'])
     path = str(tmp_path / 'cal' / 'best.pt')
     model, ckpt = train.load_checkpoint(path, d)
-    model.checkpoint_best = ckpt['best']
     w0 = ckpt['best']['count_weight_trained']
     scales = (0.5, 1, 4, 16)
-    factor, trained, table = full_rank.calibrate_full(model, d, d.val, scales, rows=7)
+    factor, trained, table = full_rank.calibrate_full(model, d, d.val, scales, rows=7, trained=w0)
     assert trained == pytest.approx(w0) and [t[0] for t in table] == list(scales)
     # each factor's metrics are those of scoring the validation rows under full ranking with w set to it
     literal = train.load_checkpoint(path, d)[0].eval()
