@@ -2,7 +2,8 @@
 popularity floors. Same interface as model.py (``model.Recommender``): ``enc = model.encode()``,
 ``model.score(enc, users, videos, hashtags [B, C]) -> [B, C]``; the baselines also have
 ``score_all(enc, users, videos) -> [B, H]`` for their native full-softmax / BCE losses (``train.py --loss``).
-User history comes from the training triples only. Each class is registered at the bottom of this file.
+User history comes from the training triples only. Each class declares its knobs (``hparams``) and is registered
+by name in ``registry.py``.
 """
 import math
 
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
-from model import Recommender, gather_rows, register, sorted_lookup
+from recommender import DIM, HParam, Recommender, gather_rows, sorted_lookup
 
 
 def hashtag_popularity(data):
@@ -46,6 +47,7 @@ def user_history(data, length, tfidf=False):
 class FeatureModel(Recommender):
     """Base of the baselines: features as a non-persistent buffer, a learned hashtag table and bias."""
     losses = ('bpr', 'softmax', 'bce')
+    hparams = (DIM,)
 
     def __init__(self, data, dim=64):
         super().__init__()
@@ -78,6 +80,8 @@ class UTM(FeatureModel):
     a literal 30 to UTM: plausibly that history length); trained with BPR by default, ``--loss softmax`` as the
     cheap native alternative (WARP not implemented).
     """
+
+    hparams = (DIM, HParam('history', 30, "how many of the user's most used training hashtags m_u averages"))
 
     def __init__(self, data, dim=64, history=30):
         super().__init__(data, dim)
@@ -133,6 +137,8 @@ class CSMN(FeatureModel):
     image slot. BPR by default; ``--loss softmax`` is its native loss.
     """
 
+    hparams = (DIM, HParam('history', 60, "memory slots: the user's top TF-IDF training hashtags"))
+
     def __init__(self, data, dim=64, history=60):
         super().__init__(data, dim)
         self.lin_img = self.feature_linear(dim)
@@ -182,6 +188,7 @@ class GlobalPopularity(Recommender):
     """Floor: rank hashtags by how often they were used in training, the same for every user and video."""
     trainable = False
     losses = ()
+    search = {}
 
     def __init__(self, data):
         super().__init__()
@@ -208,9 +215,120 @@ class UserPopularity(GlobalPopularity):
         return own + pop / (self.popularity.max() + 1)   # lexicographic: own count first, then global
 
 
-register('UTM', UTM)
-register('ConTagNet', ConTagNet)
-register('CSMN', CSMN)
-register('USHM', USHM)
-register('user_popularity', UserPopularity, "floor: user's own frequency")
-register('popularity', GlobalPopularity, 'floor: global popularity')
+TEXTS = ('auto', 'dense', 'tfidf')
+
+
+def content_rows(data, text):
+    """What a post is compared by: ``dense``, its feature row (all blocks); ``tfidf``, its sparse TF-IDF row
+    (``data.text_tfidf``, written by import_posts.py); ``auto``, the TF-IDF rows where the dataset has them."""
+    if text not in TEXTS:
+        raise ValueError(f'text {text!r}: choose from {TEXTS}')
+    if text == 'tfidf' and data.text_tfidf is None:
+        raise ValueError(f'{data.path}: no sparse TF-IDF rows (FeatureText_tfidf.npz, written by import_posts.py); '
+                         f'use text=dense')
+    return 'tfidf' if text == 'tfidf' or (text == 'auto' and data.text_tfidf is not None) else 'dense'
+
+
+class NeighbourVotes(nn.Module):
+    """The training posts as a similarity index: for a post's content vector, the ``k`` most similar training posts
+    (cosine) vote for each of their hashtags with weight max(sim, 0) ** ``power``. Content vectors are dense feature
+    rows (``features``, zero columns dropped) or, with ``tfidf`` (a scipy CSR [V, terms] of L2-normalised rows),
+    sparse TF-IDF rows, compared on the CPU. Used by ``SimilarPosts`` (kNN) and, as an input term, by GCN-PHR+kNN."""
+
+    def __init__(self, data, features, k=50, power=1.0, tfidf=None):
+        super().__init__()
+        self.num_hashtag, self.k, self.power = data.num_hashtag, int(k), float(power)
+        pool = torch.unique(data.train[:, 1])                                     # the training posts
+        self.register_buffer('pool_video', pool, persistent=False)
+        self.tfidf = tfidf                                                        # data, not a tensor: not moved
+        self.pool_tfidf = tfidf[pool.numpy()].T.tocsr() if tfidf is not None else None   # [terms, Vt]
+        self.register_buffer('pool', F.normalize(features[pool], dim=1) if tfidf is None else torch.zeros(0),
+                             persistent=False)                                    # [Vt, F]
+        lens = data.vh_ptr[pool + 1] - data.vh_ptr[pool]
+        ptr = torch.zeros(len(pool) + 1, dtype=torch.long)
+        ptr[1:] = torch.cumsum(lens, 0)
+        first = torch.repeat_interleave(data.vh_ptr[pool], lens)
+        offset = torch.arange(int(lens.sum())) - torch.repeat_interleave(ptr[:-1], lens)
+        self.register_buffer('tag_ptr', ptr, persistent=False)                    # hashtags of each pool post, CSR
+        self.register_buffer('tag_idx', data.vh_idx[first + offset], persistent=False)
+
+    def similarities(self, features=None, videos=None):
+        """[B, Vt] cosine of each post to every training post: dense feature rows [B, F], or (``tfidf``) the posts'
+        ids ``videos`` [B], whose sparse rows are looked up."""
+        if self.pool_tfidf is None:
+            return F.normalize(features.to(self.pool.dtype), dim=1) @ self.pool.T
+        if videos is None:
+            raise ValueError('this model compares posts by their TF-IDF rows (text=tfidf): a new post needs one; '
+                             'give it as a post of the dataset (--video), or use text=dense')
+        sims = (self.tfidf[videos.cpu().numpy()] @ self.pool_tfidf).toarray()
+        return torch.from_numpy(sims).to(self.pool_video.device)
+
+    def neighbours(self, sims, exclude=None):
+        """[B, Vt] similarities -> (pool index [B, k], weight [B, k]); ``exclude`` [B] pool index of each row's own
+        post (-1: none), never its own neighbour (leave-one-out for training posts)."""
+        if exclude is not None:
+            own = exclude >= 0
+            sims[torch.nonzero(own).squeeze(1), exclude[own]] = float('-inf')
+        top = torch.topk(sims, min(self.k, sims.size(1)), dim=1)
+        return top.indices, top.values.clamp(min=0) ** self.power
+
+    def flat_votes(self, index, weight):
+        """(row, hashtag, weight) of every vote of the neighbours ``index`` [B, k] with ``weight`` [B, k]."""
+        nb = index.reshape(-1)
+        lens = self.tag_ptr[nb + 1] - self.tag_ptr[nb]
+        row = torch.repeat_interleave(torch.arange(index.size(0), device=index.device).repeat_interleave(index.size(1)),
+                                      lens)
+        offset = torch.arange(int(lens.sum()), device=index.device) - torch.repeat_interleave(torch.cumsum(lens, 0)
+                                                                                              - lens, lens)
+        tags = self.tag_idx[torch.repeat_interleave(self.tag_ptr[nb], lens) + offset]
+        return row, tags, torch.repeat_interleave(weight.reshape(-1), lens)
+
+    def votes(self, sims, exclude=None):
+        """[B, Vt] similarities -> [B, H] similarity-weighted votes of the k nearest training posts."""
+        index, weight = self.neighbours(sims, exclude)
+        row, tags, w = self.flat_votes(index, weight)
+        out = torch.zeros(len(sims), self.num_hashtag, device=weight.device, dtype=weight.dtype)
+        return out.index_put_((row, tags), w, accumulate=True)
+
+
+class SimilarPosts(Recommender):
+    """The classic content baseline, "hashtags of the most similar earlier posts" (Mishne, AutoTag, WWW 2006;
+    Zangerle, Gassler & Specht, SASWeb 2011): no gradient training.
+
+    A post's content vector (its feature row; zero columns dropped) is compared by cosine with every training post;
+    the ``k`` most similar vote for each of their hashtags with weight max(sim, 0) ** ``power`` (``NeighbourVotes``).
+    Scored as ``mix`` * votes + log(1 + c_uh), c_uh the user's training count of h (``personal``; the registry's
+    ``kNN``), or the votes alone (``kNN_content``). A new post is scored from its feature row like any model's.
+    """
+    trainable = False
+    losses = ()
+    hparams = (HParam('k', 50, 'kNN: how many of the most similar training posts vote'),
+               HParam('mix', 1.0, "kNN: weight of the neighbours' votes against the user's log(1 + count)"),
+               HParam('power', 1.0, 'kNN: a neighbour votes with its cosine similarity to this power'),
+               HParam('text', 'auto', 'what posts are compared by: dense (the feature rows) | tfidf (the sparse TF-IDF '
+                                      'rows an import writes) | auto (tfidf where the dataset has them)',
+                      choices=TEXTS))
+    search = {'k': [10, 25, 50, 100, 200], 'mix': [0.5, 1.0, 2.0, 4.0, 8.0], 'power': [1.0, 2.0]}
+
+    def __init__(self, data, k=50, mix=1.0, power=1.0, text='auto', personal=True):
+        super().__init__()
+        if k < 1 or not mix > 0 or not power > 0:
+            raise ValueError(f'kNN needs k >= 1, mix > 0 and power > 0 (got k={k}, mix={mix}, power={power})')
+        self.num_hashtag, self.mix, self.personal = data.num_hashtag, mix, personal
+        self.set_features(data.features)
+        self.text = content_rows(data, text)
+        self.index = NeighbourVotes(data, self.features, k, power, data.text_tfidf if self.text == 'tfidf' else None)
+        g = data.graph
+        self.register_buffer('keys', g.pair_user * self.num_hashtag + g.pair_hashtag, persistent=False)  # sorted
+        self.register_buffer('counts', g.pair_count.float(), persistent=False)
+
+    def score(self, enc, users, videos, hashtags):
+        if videos.is_floating_point():
+            sims = self.index.similarities(features=self.video_features(videos))
+        else:
+            sims = self.index.similarities(self.video_features(videos) if self.text == 'dense' else None, videos)
+        s = torch.gather(self.index.votes(sims), 1, hashtags)
+        if not self.personal:
+            return s
+        own = sorted_lookup(self.keys, self.counts, users.unsqueeze(1) * self.num_hashtag + hashtags)
+        return self.mix * s + torch.log1p(own)

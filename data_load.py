@@ -19,6 +19,8 @@ import numpy as np
 import torch
 
 FEATURE_FILES = ('FeatureVideo_normal.npy', 'FeatureAudio_avg_normal.npy', 'FeatureText_normal.npy')
+# optional, written by import_posts.py: each post's sparse TF-IDF row (scipy CSR), beside the dense text block
+TFIDF_FILE = 'FeatureText_tfidf.npz'
 LIST_FILES = ('user_list.txt', 'hashtag_list.txt', 'video_list.txt')
 ID_FILES = ('video_hashtag.npy', 'train.npy', 'val.npy', 'test.npy')
 PAD = -1
@@ -237,6 +239,7 @@ class PHRData:
     user_names: list
     hashtag_names: list
     video_names: list
+    text_tfidf: object = None     # [V, terms] scipy CSR of TFIDF_FILE (imports), or None: for models that read it
 
     def stats(self):
         """Statistics for Data/README.md and the issue notes."""
@@ -280,6 +283,22 @@ def _load_features(path, num_video):
             raise DataError(f'{fname}: NaN or inf feature in row {r} (video {r})')
         col += arr.shape[1]
     return torch.from_numpy(out), dims
+
+
+def _load_tfidf(fname, num_video):
+    """The optional sparse TF-IDF rows (``TFIDF_FILE``) as a scipy CSR matrix [V, terms], or None."""
+    if not os.path.exists(fname):
+        return None
+    import scipy.sparse
+    try:
+        rows = scipy.sparse.load_npz(fname).tocsr()   # allow_pickle=False: plain arrays only
+    except (ValueError, OSError, KeyError) as e:
+        raise DataError(f'{fname}: not a sparse matrix written by scipy.sparse.save_npz ({e})') from None
+    if rows.shape[0] != num_video:
+        raise DataError(f'{fname}: {rows.shape[0]} rows but video_list.txt has {num_video} videos')
+    if not np.isfinite(rows.data).all():
+        raise DataError(f'{fname}: NaN or inf entries')
+    return rows.astype(np.float32)
 
 
 def _eval_split(fname, rows, U, H, V, vh_ptr, vh_idx, num_neg):
@@ -369,6 +388,7 @@ def load_dataset(path, allow_pickle=False, num_neg=None, verbose=True):
             dup = next(x for x in names if x in seen or seen.add(x))
             raise DataError(f'{os.path.join(path, n)}: the name {dup!r} is listed twice (names must be unique)')
     features, dims = _load_features(path, V)
+    text_tfidf = _load_tfidf(os.path.join(path, TFIDF_FILE), V)
 
     fname = os.path.join(path, 'video_hashtag.npy')
     vh = read_padded(fname, allow_pickle, 'video hashtags')
@@ -400,7 +420,8 @@ def load_dataset(path, allow_pickle=False, num_neg=None, verbose=True):
                    vh_ptr=torch.from_numpy(vh_ptr), vh_idx=torch.from_numpy(vh_idx),
                    train_hashtags=torch.from_numpy(np.unique(train[:, 2])),
                    val=splits['val'], test=splits['test'],
-                   user_names=user_names, hashtag_names=hashtag_names, video_names=video_names)
+                   user_names=user_names, hashtag_names=hashtag_names, video_names=video_names,
+                   text_tfidf=text_tfidf)
     if verbose:
         print(f'data: {path}: {U:,} users, {H:,} hashtags, {V:,} videos, {len(train):,} training triples, '
               f'{len(data.val):,} val / {len(data.test):,} test rows of {data.val.num_neg}'

@@ -1,13 +1,20 @@
-"""Ranking metrics over val/test rows (SPEC §4): Precision, Recall, NDCG and Hit at each K, batched tensor code.
+"""Ranking metrics over val/test rows (SPEC §4): Precision, Recall, NDCG and Hit at each K, batched tensor code,
+under both protocols: *sampled* (an ``EvalSplit``: each row's 1,000 negatives + P positives, the paper's) and *full*
+(a ``FullSplit``: every hashtag of the vocabulary, nothing masked, scored in blocks of rows).
 
-Each row ranks its candidates (1,000 negatives + P positives) by score. A positive's rank counts every valid
+Each row ranks its candidates by score. A positive's rank counts every valid
 candidate scored strictly higher, every negative scored equal (ties go against the positives, so a constant
 scorer gets zero hits) and every positive scored equal that comes before it. Then, per row,
     Precision@K = hits / K,  Recall@K = hits / P,  Hit@K = [hits > 0],
     NDCG@K = sum_{positives ranked < K} 1 / log2(rank + 2)  /  sum_{i < min(P, K)} 1 / log2(i + 2),
 averaged over rows (sums accumulated over batches, divided once).
 """
+from dataclasses import dataclass
+
+import numpy as np
 import torch
+
+import atomic
 
 METRICS = ('precision', 'recall', 'ndcg', 'hit')
 
@@ -58,22 +65,78 @@ def metric_sums(scores, pos_mask, valid, ks):
                                                                                       ks).items()}
 
 
+@dataclass
+class FullSplit:
+    """Val or test rows under full ranking: every hashtag of the vocabulary is a candidate of every row, the row's
+    own hashtags are its positives (CSR ``pos_ptr`` / ``pos_idx``), nothing is masked. Candidates are never stored:
+    a block of rows is scored against ``arange(H)`` and its [rows, H] positive mask made when it is scored, so
+    memory is bounded by the block, not by rows x hashtags."""
+    users: torch.Tensor     # [R]
+    videos: torch.Tensor    # [R]
+    pos_ptr: torch.Tensor   # [R + 1]
+    pos_idx: torch.Tensor   # [sum of positives]
+    num_hashtag: int
+
+    def __len__(self):
+        return len(self.users)
+
+    def to(self, device):
+        return FullSplit(self.users.to(device), self.videos.to(device), self.pos_ptr.to(device),
+                         self.pos_idx.to(device), self.num_hashtag)
+
+    def block(self, lo, hi):
+        """Rows [lo, hi) as (users, videos, candidates [n, H] (a view of arange), pos_mask [n, H], valid [n, H])."""
+        H, dev = self.num_hashtag, self.users.device
+        n = hi - lo
+        a, b = int(self.pos_ptr[lo]), int(self.pos_ptr[hi])
+        row = torch.repeat_interleave(torch.arange(n, device=dev), self.pos_ptr[lo + 1:hi + 1] - self.pos_ptr[lo:hi])
+        pos = torch.zeros(n, H, dtype=torch.bool, device=dev)
+        pos[row, self.pos_idx[a:b]] = True
+        return (self.users[lo:hi], self.videos[lo:hi], torch.arange(H, device=dev).expand(n, H), pos,
+                torch.ones((), dtype=torch.bool, device=dev).expand(n, H))
+
+
+def full_split(data, split):
+    """The rows of an EvalSplit (``data.val`` / ``data.test``) under full ranking: positives = the post's hashtags."""
+    from data_load import csr_gather
+    owner, tags = csr_gather(data.vh_ptr.numpy(), data.vh_idx.numpy(), split.videos.cpu().numpy())
+    counts = torch.bincount(torch.from_numpy(owner), minlength=len(split))
+    ptr = torch.zeros(len(split) + 1, dtype=torch.long)
+    ptr[1:] = torch.cumsum(counts, 0)
+    return FullSplit(split.users.cpu(), split.videos.cpu(), ptr, torch.from_numpy(tags).long(), data.num_hashtag)
+
+
+def _rows(split, lo, hi):
+    """(users, videos, candidates, pos_mask, valid) of rows [lo, hi) of an EvalSplit or a FullSplit."""
+    if isinstance(split, FullSplit):
+        return split.block(lo, hi)
+    sl = slice(lo, hi)
+    return split.users[sl], split.videos[sl], split.candidates[sl], split.pos_mask[sl], split.valid[sl]
+
+
 def _batches(model, split, ks, batch_size, enc, lo, hi, variants=None):
-    """Per-row metrics of rows [lo, hi) of an EvalSplit, one batch at a time (see ``metric_rows``): a list per
-    batch, one entry per score variant (``evaluate_variants``; without ``variants``, the one of ``model.score``)."""
+    """Per-row metrics of rows [lo, hi) of a split, one batch at a time (see ``metric_rows``): a list per batch,
+    one entry per score variant (``evaluate_variants``; without ``variants``, the one of ``model.score``)."""
     score = variants or (lambda *args: [model.score(*args)])
     for s in range(lo, hi, batch_size):
-        sl = slice(s, min(s + batch_size, hi))
+        users, videos, candidates, pos_mask, valid = _rows(split, s, min(s + batch_size, hi))
         per = []
-        for scores in score(enc, split.users[sl], split.videos[sl], split.candidates[sl]):
+        for scores in score(enc, users, videos, candidates):
             scores = torch.nan_to_num(scores.float(), nan=float('-inf'))  # a NaN score must not win a comparison
-            per.append(metric_rows(scores, split.pos_mask[sl], split.valid[sl], ks))
+            per.append(metric_rows(scores, pos_mask, valid, ks))
         yield per
+
+
+# rows of a full-ranking block: about this many (row, hashtag) scores at once (16 MB of float32 scores; the rank
+# computation holds [rows, positives, H] booleans of the block)
+FULL_BLOCK_SCORES = 1 << 22
 
 
 def _prepare(model, split, batch_size, enc):
     if batch_size is None:
         batch_size = 2048 if split.users.is_cuda else 256
+    if isinstance(split, FullSplit):
+        batch_size = max(1, min(batch_size, FULL_BLOCK_SCORES // split.num_hashtag))
     was_training = model.training
     model.eval()
     return batch_size, was_training, (model.encode() if enc is None else enc)
@@ -111,7 +174,7 @@ def evaluate_variants(model, split, variants, n, ks=(5, 10), batch_size=None, en
     """``evaluate`` for several scorings of the same rows at once: ``variants(enc, users, videos, candidates)``
     returns a list of ``n`` [B, C] score tensors, and the result is a list of ``n`` metric dicts in that order
     (``variants`` None: ``model.score``, n = 1). What the variants share (propagation, the expensive part of a score) is
-    computed once per batch, e.g. the count-weight factors of ``train.calibrate_count_weight``."""
+    computed once per batch, e.g. the count-weight factors of ``model_plus.calibrate_count_weight``."""
     batch_size, was_training, enc = _prepare(model, split, batch_size, enc)
     lo, hi = 0, len(split)
     if shard is not None:
@@ -132,3 +195,35 @@ def evaluate_variants(model, split, variants, n, ks=(5, 10), batch_size=None, en
         it = iter(flat.tolist())
         totals = [{k: {m: next(it) for m in METRICS} for k in ks} for _ in totals]
     return [{f'{m}@{k}': t[k][m] / len(split) for k in ks for m in METRICS} for t in totals]
+
+
+def selection_key(metrics, k=10):
+    """What checkpoint selection maximises, on validation metrics only: Recall@K, exact ties (common on small
+    validation splits) broken by NDCG@K."""
+    return metrics[f'recall@{k}'], metrics[f'ndcg@{k}']
+
+
+def best_by_validation(records, val=lambda r: r['val'], k=10):
+    """The record of best ``selection_key`` on its validation metrics (first of equals): the one rule by which an
+    epoch of a run and a configuration of a sweep are chosen."""
+    best = None
+    for r in records:
+        if best is None or selection_key(val(r), k) > selection_key(val(best), k):
+            best = r
+    return best
+
+
+def evaluate_splits(model, splits, ks, batch_size=None, shard=None, enc=None):
+    """{split name: metrics} for every EvalSplit given, from one propagation (``enc``, or one made here; rows
+    shared out with ``shard``)."""
+    model.eval()
+    if enc is None:
+        with torch.no_grad():
+            enc = model.encode()
+    return {name: evaluate(model, split, ks, batch_size, enc=enc, shard=shard) for name, split in splits.items()}
+
+
+def write_test_rows(path, model, split, batch_size=None):
+    """Per-row test Recall@10 and NDCG@10 (float32 .npz, row order of test.npy), written atomically."""
+    rows = evaluate_rows(model, split, (10,), batch_size)
+    atomic.save_npz(path, **{k: v.numpy().astype(np.float32) for k, v in rows.items() if k in ('recall@10', 'ndcg@10')})

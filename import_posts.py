@@ -53,7 +53,8 @@ from collections import Counter
 
 import numpy as np
 
-from data_load import FEATURE_FILES, DataError, save_npy_atomic
+import atomic
+from data_load import FEATURE_FILES, TFIDF_FILE, DataError, save_npy_atomic
 from partition import RAW_FILE, partition
 
 AUTHOR_DIMS = (2048, 128, 100)   # visual, acoustic, textual: the authors' widths (FEATURE_FILES order)
@@ -354,6 +355,18 @@ def text_features(texts, model):
     return out
 
 
+def tfidf_rows(texts):
+    """[n, terms] float32 CSR, L2-normalised rows: sublinear TF-IDF over the uni- and bigrams that two posts or more
+    use (the representation the similar-posts baseline reads; the 100-d SVD block keeps about half of what it finds
+    on #HowYouTagTweets: docs/findings.md). None when no term is used twice."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    params = dict(TEXT_PARAMS, ngram_range=(1, 2), min_df=2, dtype=np.float32)
+    try:
+        return TfidfVectorizer(**params).fit_transform(texts).tocsr()
+    except ValueError:   # no term in two posts (a tiny import)
+        return None
+
+
 def save_text_model(path, model):
     np.savez(path, **model)
 
@@ -487,6 +500,12 @@ def _import_into(inputs, out, fmt, visual, audio, min_posts, min_uses, casefold,
         f'(padded to {text_dim}); {empty} posts have no word left once hashtags/URLs are removed (zero rows)')
     for fname, arr in blocks.items():
         save_npy_atomic(os.path.join(out, fname), arr)
+    rows = tfidf_rows([strip_text(t) for t in texts])
+    if rows is not None:
+        import scipy.sparse
+        atomic.atomic_write(os.path.join(out, TFIDF_FILE), lambda tmp: scipy.sparse.save_npz(tmp, rows), '.npz')
+        say(f'import: sparse TF-IDF rows beside it ({TFIDF_FILE}): {rows.shape[1]:,} uni- and bigrams of two posts or '
+            f'more, {rows.nnz / max(rows.shape[0], 1):.1f} per post')
     say('import: ' + ', '.join(f'{k} {v:,}' for k, v in report.items()) +
         f'; {U:,} authors, {H:,} hashtags, {len(posts):,} posts')
     if H < 2:

@@ -1,25 +1,11 @@
-"""GCN-PHR (Wei et al., ACM MM 2019) as the paper's Figure 2 draws it, the authors' released variant, two ablations;
-the model interface and the registry that every model of the suite (baselines.py too) goes through.
-
-Every model has the same two-step interface (``Recommender``):
-    enc = model.encode()                                # propagate once: a dict of node tables
-    scores = model.score(enc, users, videos, hashtags)  # [B] users, [B] video ids or [B, F] feature rows,
-                                                        # [B, C] hashtags -> [B, C]
-so training scores (pos, neg) pairs and evaluation scores 1,000+ candidates per row from one propagation, and a
-new post (not in the dataset) is scored from its feature row. All ids are local: users [0, U), hashtags [0, H),
-videos [0, V).
-
-A model is one class and one ``register`` line: the registry gives train.py its ``--model_name`` choices, builds
-models from flags or from a checkpoint's ``model_args`` (``load_checkpoint``), and gives the scripts their labels.
+"""GCN-PHR (Wei et al., ACM MM 2019) as the paper's Figure 2 draws it, and its faithful variants: the authors'
+released architecture (``Net``), the homogeneous-graph ablation (``var1``) and GCN-PHR without attention
+(``no_att``). The extension GCN-PHR+ (not the paper's) is in ``model_plus.py``, the baselines in ``baselines.py``,
+the interface in ``recommender.py`` and the registry of names in ``registry.py``.
 
 Notation (SPEC §2): a training triple (u, v, h) = "u tagged v with h"; V(u, h) = videos u tagged with h;
 p_v = LeakyReLU(W_t f_v + b) the video vector from its 2276-d features.
 """
-import inspect
-import os
-import pickle
-import zipfile
-from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
 import torch
@@ -27,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.nn import GATConv, MessagePassing, SAGEConv
 from torch_geometric.utils import scatter, softmax
+
+from recommender import DIM, TRAINING_SEARCH, HParam, Recommender, gather_rows, rows
 
 AGGR = {'mean': 'mean', 'max': 'max', 'add': 'sum'}
 SCORING_MODES = ('cat', 'fully_con')
@@ -40,202 +28,7 @@ def aggr_name(aggr):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the interface and the registry
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be turned into a model; the message names the file and the problem."""
-
-
-class Recommender(nn.Module):
-    """What every model of the suite is (as RecBole's ``AbstractRecommender``).
-
-    Subclasses define ``encode`` and ``score``; ``forward`` is defined here once. Class attributes say what a model
-    can do: ``trainable`` (False: evaluated as built, e.g. the popularity floors) and ``losses`` (the training
-    losses of train.py it supports: ``bpr`` scores candidate pairs; ``softmax`` / ``bce`` need ``score_all``).
-    Feature tables and graphs are non-persistent buffers (data, not weights): a checkpoint holds only parameters.
-    """
-    trainable = True
-    losses = ('bpr',)
-
-    def encode(self):
-        """Propagate once: a dict of whatever ``score`` needs (node tables), shared by every batch of a pass."""
-        return {}
-
-    def score(self, enc, users, videos, hashtags):
-        """users [B] ids, videos [B] ids or [B, F] feature rows of new posts, hashtags [B, C] ids -> [B, C]."""
-        raise NotImplementedError
-
-    def forward(self, users, videos, hashtags):
-        return self.score(self.encode(), users, videos, hashtags)
-
-    drop_zero_feature_columns = True   # class switch, for the test that this changes no score
-
-    def set_features(self, features):
-        """Keep the [V, F] feature table as a (non-persistent) buffer, without the columns that are zero for every
-        post: imported posts usually lack the visual and acoustic blocks, and those all-zero columns would only
-        multiply zeros in every projection (exact: a zero column adds nothing to any product)."""
-        self.feature_width = features.size(1)
-        used = features.ne(0).any(0)
-        cols = None if used.all() or not self.drop_zero_feature_columns else torch.nonzero(used).squeeze(1)
-        self.register_buffer('feature_cols', cols, persistent=False)
-        self.register_buffer('features', features if cols is None else features[:, cols].contiguous(),
-                             persistent=False)
-
-    def feature_linear(self, dim, bias=True):
-        """nn.Linear reading the kept feature columns. It is initialised as a Linear over all F columns and then
-        loses the weights of the dropped ones, so the initial values (and the random stream) are those of
-        ``nn.Linear(F, dim)``."""
-        lin = nn.Linear(self.feature_width, dim, bias=bias)
-        if self.feature_cols is not None:
-            lin.weight = nn.Parameter(lin.weight.detach()[:, self.feature_cols].clone())
-            lin.in_features = len(self.feature_cols)
-        return lin
-
-    def video_features(self, videos):
-        """[B] video ids -> their rows of the feature table; [B, F] float rows (new posts, all F columns) -> the
-        kept columns of those rows."""
-        if videos.is_floating_point():
-            if videos.dim() != 2 or videos.size(1) != self.feature_width:
-                raise ValueError(f'feature rows of shape {list(videos.shape)}; this model takes [B, '
-                                 f'{self.feature_width}]')
-            if self.feature_cols is not None:
-                videos = videos.index_select(1, self.feature_cols.to(videos.device))
-            return videos.to(self.features.dtype)
-        return self.features.index_select(0, videos)
-
-    @torch.no_grad()
-    def recommend(self, users, videos, k=10, enc=None):
-        """Top-k hashtags over all hashtags for each (user, video or feature row): (ids [B, k], scores [B, k])."""
-        enc = self.encode() if enc is None else enc
-        H = self.num_hashtag
-        hashtags = torch.arange(H, device=users.device).expand(len(users), H)
-        top = torch.topk(self.score(enc, users, videos, hashtags), min(k, H), dim=1)
-        return top.indices, top.values
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    cls: type
-    label: str                                  # the name in tables (scripts/tune.py)
-    fixed: dict = field(default_factory=dict)   # constructor arguments the name fixes (no_att: attention=False)
-
-    def hparams(self):
-        """Constructor arguments a user can set (those of ``cls`` besides ``data`` and the fixed ones)."""
-        params = inspect.signature(self.cls.__init__).parameters
-        return [n for n in params if n not in ('self', 'data') and n not in self.fixed]
-
-
-MODELS = {}   # model_name -> ModelSpec, filled by ``register`` below and in baselines.py
-
-
-def register(name, cls, label=None, **fixed):
-    """Add a model to the registry: ``--model_name name`` builds ``cls(data, **hparams, **fixed)``."""
-    MODELS[name] = ModelSpec(cls, label or name, fixed)
-    return cls
-
-
-def model_args(name, hparams):
-    """The constructor arguments of model ``name`` taken from a dict of hyperparameters (extra keys ignored)."""
-    spec = get_spec(name)
-    return {k: hparams[k] for k in spec.hparams() if k in hparams}
-
-
-def get_spec(name):
-    if name not in MODELS:
-        raise ValueError(f'unknown model_name {name!r}; choose from {tuple(MODELS)}')
-    return MODELS[name]
-
-
-def build_model(name, data, **hparams):
-    """A model by its registry name; ``hparams`` may hold more keys than the model takes (they are ignored)."""
-    spec = get_spec(name)
-    return spec.cls(data, **model_args(name, hparams), **spec.fixed)
-
-
-def checkpoint_model_args(name, hparams):
-    """What a checkpoint stores to rebuild the model (nanoGPT's ``model_args``): name and constructor arguments."""
-    return {'model_name': name, 'model_args': model_args(name, hparams)}
-
-
-def read_checkpoint(path, device='cpu'):
-    """torch.load(weights_only=True) of a checkpoint written by train.py, with one clear error per failure."""
-    if not os.path.exists(path):
-        raise CheckpointError(f'{path}: no such checkpoint')
-    if os.path.isdir(path):
-        raise CheckpointError(f'{path}: a folder, not a checkpoint file')
-    if os.path.getsize(path) == 0:
-        raise CheckpointError(f'{path}: empty file, not a checkpoint')
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(f'{path}: not a readable checkpoint (truncated, or not written by torch.save)')
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f'{path}: holds objects other than tensors and plain values (not a checkpoint written '
-                              f'by train.py); it is not unpickled, since that could run code stored in it') from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f'{path}: not a readable checkpoint (truncated or not written by torch.save: '
-                              f'{first})') from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict):
-        raise CheckpointError(f'{path}: no model weights in it (not a checkpoint written by train.py)')
-    return ckpt
-
-
-def load_checkpoint(path, data, device='cpu'):
-    """Rebuild a model from a checkpoint's own ``model_name`` / ``model_args`` and load its weights.
-
-    Returns (model on ``device`` in eval mode, the checkpoint dict). Checkpoints written before ``model_args``
-    existed are rebuilt from their run config. Every problem is a ``CheckpointError`` naming the file.
-    """
-    ckpt = read_checkpoint(path, device)
-    name, args = ckpt.get('model_name'), ckpt.get('model_args')
-    if name is None or args is None:   # older checkpoints: the run config holds the flags
-        config = ckpt.get('config') if isinstance(ckpt.get('config'), dict) else {}
-        if 'model_name' not in config:
-            raise CheckpointError(f'{path}: no model_name / model_args in it (not a checkpoint written by train.py)')
-        name = config['model_name']
-        args = model_args(name, hparams_from_flags(config)) if name in MODELS else {}
-    if name not in MODELS:
-        raise CheckpointError(f'{path}: model {name!r} is not one of this suite\'s models {tuple(MODELS)}')
-    if not isinstance(args, dict):
-        raise CheckpointError(f'{path}: model_args is not a dict')
-    try:
-        model = build_model(name, data, **args)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f'{path}: its model_args {args} do not build {name}: {e}') from None
-    try:
-        model.load_state_dict(ckpt['model'])
-    except RuntimeError as e:
-        msg = ' '.join(str(e).split())
-        trained_on = (ckpt.get('config') or {}).get('data_path')
-        raise CheckpointError(f'{path} does not fit {getattr(data, "path", "this dataset")} '
-                              f'({name}, {args}; trained on {trained_on}): {msg[:300]}') from None
-    return model.to(device).eval(), ckpt
-
-
-def resolve_device(name):
-    """One device string: 'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:N'. ValueError with a clear message."""
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        raise ValueError(f'--device {name} asked for, but this PyTorch sees no CUDA device')
-    if device.type not in ('cpu', 'cuda'):
-        raise ValueError(f'--device {name}: this suite runs on cpu or cuda')
-    return device
-
-
-def hparams_from_flags(flags):
-    """train.py's flag names -> constructor argument names (a dict of flags, e.g. vars(args) or a saved config)."""
-    rename = {'dim_latent': 'dim', 'aggr_mode': 'aggr'}
-    return {rename.get(k, k): v for k, v in flags.items()}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# GCN-PHR and its variants
+# the training graph as index tensors
 
 class GraphIndex(NamedTuple):
     """Index tensors of the training graph for AggregationNet (built once by ``make_graph_index``).
@@ -271,22 +64,6 @@ def make_graph_index(graph, video_index=None):
                       video, graph.triple_pair,
                       inv_deg(graph.pair_user, graph.num_user), inv_deg(graph.pair_hashtag, graph.num_hashtag))
 
-
-def rows(x, index):
-    """x[index] for a 1-D index. index_select copies whole rows and its backward is index_add, both cheaper on CPU
-    than advanced indexing (aten::index / index_put_)."""
-    return x.index_select(0, index)
-
-
-def gather_rows(table, index):
-    """table[index] for a 2-D (or any) index: [*index.shape, d], via index_select on the flattened index."""
-    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.size(-1))
-
-
-def sorted_lookup(keys, values, query):
-    """values[i] where keys[i] == query (keys sorted ascending), 0 where query is not among keys: [*query.shape]."""
-    pos = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
-    return torch.where(keys[pos] == query, values[pos], torch.zeros((), dtype=values.dtype, device=query.device))
 
 
 class VideoProjection(nn.Module):
@@ -488,8 +265,18 @@ class AggregationNet(nn.Module):
                 F.leaky_relu(self.lin_hashtag(m_hashtag) + self.self_hashtag(x_hashtag)))
 
 
+# the knobs every graph model shares (train.py flags --dim_latent, --scoring_mode, --num_layers, --aggr_mode)
+SCORING = HParam('scoring_mode', 'cat', 'cat: [user; x] through an MLP | fully_con: one fully connected layer',
+                 choices=SCORING_MODES)
+LAYERS = HParam('num_layers', 2, 'stacked aggregation layers')
+AGGREGATION = HParam('aggr', 'mean', 'aggregation of neighbour messages (add = sum)', choices=tuple(AGGR),
+                     flag='aggr_mode')
+GRAPH_SEARCH = dict(TRAINING_SEARCH, num_layers=[1, 2], aggr_mode=['mean', 'add'], scoring_mode=['cat', 'fully_con'])
+
+
 class GraphModel(Recommender):
     """What the graph models share: id embeddings, the video projection, the scorer, graph buffers."""
+    hparams = (DIM, SCORING)
 
     def __init__(self, data, dim=64, scoring_mode='cat'):
         super().__init__()
@@ -531,6 +318,8 @@ class GraphModel(Recommender):
 
 class GCNPHR(GraphModel):
     """The paper's model (Figure 2): ``num_layers`` AggregationNet layers; ``attention=False`` = ablation no_att."""
+    hparams = (DIM, LAYERS, AGGREGATION, SCORING)
+    search = GRAPH_SEARCH
 
     def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat', attention=True):
         super().__init__(data, dim, scoring_mode)
@@ -551,119 +340,6 @@ class GCNPHR(GraphModel):
         return x_user, x_hashtag
 
 
-CONTENT_NETS = ('linear', 'mlp')
-COUNT_GATES = ('none', 'post', 'pair')
-
-
-class GCNPHRPlus(GCNPHR):
-    r"""**Not the paper's model**: GCN-PHR plus what a trained GCN-PHR loses (README, "Beyond the paper").
-
-    .. math::
-        s(u, v, h) = \underbrace{\langle FC_1([\bar x_u; p_v]), FC_2([\bar x_u; \bar x_h])\rangle}_{\text{GCN-PHR}}
-        + \underbrace{b_h + \langle e_u, e_h\rangle}_{\text{identity}}
-        + \underbrace{w \log(1 + c_{uh})}_{\text{counts}}
-        + \underbrace{\langle W_c p_v, q_h\rangle}_{\text{content}}
-
-    - ``identity``: the node vectors that reach the scorer are the mean of every layer's output *including the id
-      embedding* (layer 0), as LightGCN combines its layers, so propagation cannot wash a node's identity out;
-      plus a learned per-hashtag bias b_h and a direct user x hashtag id term <e_u, e_h>.
-    - ``counts``: c_uh = how many training posts u tagged with h (training triples only), through a learned weight w
-      (initialised at ``count_weight``: a scalar under Adam moves about one learning rate per step, so where it
-      starts matters; the tuning grid tries 1 and 5). The mean over distinct (user, hashtag) pairs in the
-      aggregation cannot carry the count. For a training post the count leaves that post out (leave-one-out:
-      c_uh - 1 for its own hashtags), so in training as at test time it says how often the user chose h on
-      *other* posts; otherwise "count >= 1" would mark every training positive and teach nothing about held-out
-      posts.
-    - ``content``: a direct post x hashtag term, W_c p_v against a separate hashtag table q, so a hashtag the user
-      never used, and a new post, are ranked by what the post says.
-    Each switch off removes its term; all off gives GCN-PHR's score exactly.
-    """
-
-    def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat', attention=True,
-                 identity=True, counts=True, content=True, count_weight=1.0, content_net='linear', count_gate='none'):
-        super().__init__(data, dim, num_layers, aggr, scoring_mode, attention)
-        self.identity, self.counts, self.content = bool(identity), bool(counts), bool(content)
-        if content_net not in CONTENT_NETS:
-            raise ValueError(f'content_net {content_net!r}: choose from {CONTENT_NETS}')
-        if count_gate not in COUNT_GATES:
-            raise ValueError(f'count_gate {count_gate!r}: choose from {COUNT_GATES}')
-        self.content_net, self.count_gate = content_net, (count_gate if self.counts else 'none')
-        if self.identity:
-            self.hashtag_bias = nn.Parameter(torch.zeros(self.num_hashtag))
-        if self.counts:
-            g = data.graph
-            # (user, hashtag) keys of the training pairs: sorted, as the graph's pairs are grouped by user, then hashtag
-            self.register_buffer('count_keys', g.pair_user * self.num_hashtag + g.pair_hashtag, persistent=False)
-            self.register_buffer('counts_uh', g.pair_count.float(), persistent=False)
-            # (video, hashtag) keys of the training triples: the posts whose own use is left out of c_uh
-            self.register_buffer('train_vh_keys', torch.unique(data.train[:, 1] * self.num_hashtag + data.train[:, 2]),
-                                 persistent=False)
-            self.count_weight = nn.Parameter(torch.full((), float(count_weight)))
-        if self.content:
-            if content_net == 'mlp':   # its own 2-layer MLP on the post's features (ConTagNet's content branch)
-                self.content_video = nn.Sequential(self.feature_linear(dim), nn.ReLU(), nn.Linear(dim, dim))
-            else:                      # a linear map of p_v, the projection the GCN-PHR scorer reads too
-                self.content_video = nn.Linear(dim, dim, bias=False)
-            self.content_hashtag = nn.Embedding(self.num_hashtag, dim)
-            nn.init.normal_(self.content_hashtag.weight, std=0.1)
-        if self.count_gate != 'none':
-            # a factor on the count term, 2 sigmoid(logit), 1 at the start (zero weights): per post, logit =
-            # a . p_v + <G p_v, e_u> + b; per (post, hashtag) also + <K p_v, k_h>
-            self.gate_video = nn.Linear(dim, 1)
-            self.gate_user = nn.Linear(dim, dim, bias=False)
-            for lin in (self.gate_video, self.gate_user):
-                nn.init.zeros_(lin.weight)
-            nn.init.zeros_(self.gate_video.bias)
-            if self.count_gate == 'pair':
-                self.gate_hashtag_map = nn.Linear(dim, dim, bias=False)
-                nn.init.zeros_(self.gate_hashtag_map.weight)
-                self.gate_hashtag = nn.Embedding(self.num_hashtag, dim)
-                nn.init.normal_(self.gate_hashtag.weight, std=0.1)
-
-    def propagate(self, x_user, x_hashtag, x_video):
-        if not self.identity:
-            return super().propagate(x_user, x_hashtag, x_video)
-        sum_user, sum_hashtag = x_user, x_hashtag
-        for x_user, x_hashtag in self.layer_outputs(x_user, x_hashtag, x_video):
-            sum_user, sum_hashtag = sum_user + x_user, sum_hashtag + x_hashtag
-        n = len(self.layers) + 1
-        return sum_user / n, sum_hashtag / n
-
-    def log_count(self, users, hashtags, videos=None):
-        """log(1 + c_uh) for users [B] and hashtags [B, C]: [B, C] (0 for pairs never seen in training). With
-        ``videos`` [B] ids, a training post's own hashtags are left out of its count (leave-one-out)."""
-        count = sorted_lookup(self.count_keys, self.counts_uh, users.unsqueeze(1) * self.num_hashtag + hashtags)
-        if videos is not None and not videos.is_floating_point():
-            own = torch.ones((), device=count.device).expand(len(self.train_vh_keys))
-            count = count - sorted_lookup(self.train_vh_keys, own, videos.unsqueeze(1) * self.num_hashtag + hashtags)
-        return torch.log1p(count)
-
-    def score_parts(self, enc, users, videos, hashtags):
-        """(every term but the count term, log(1 + c_uh) or None without ``counts``): score = a + w * b."""
-        feats = self.video_features(videos)
-        p_v = self.project(feats)
-        s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags)
-        if self.identity:
-            e_u = self.user_emb(users).unsqueeze(-1)                               # [B, d, 1]
-            s = s + self.hashtag_bias[hashtags] + (self.hashtag_emb(hashtags) @ e_u).squeeze(-1)
-        if self.content:
-            q = self.content_video(feats if self.content_net == 'mlp' else p_v).unsqueeze(-1)   # [B, d, 1]
-            s = s + (self.content_hashtag(hashtags) @ q).squeeze(-1)
-        if not self.counts:
-            return s, None
-        log_count = self.log_count(users, hashtags, videos)
-        if self.count_gate != 'none':
-            logit = self.gate_video(p_v) + (self.gate_user(p_v) * self.user_emb(users)).sum(-1, keepdim=True)
-            if self.count_gate == 'pair':                                          # [B, 1] -> [B, C]
-                logit = logit + (self.gate_hashtag(hashtags) @ self.gate_hashtag_map(p_v).unsqueeze(-1)).squeeze(-1)
-            log_count = log_count * (2 * torch.sigmoid(logit))
-        return s, log_count
-
-    def score(self, enc, users, videos, hashtags):
-        s, log_count = self.score_parts(enc, users, videos, hashtags)
-        # the count term last: train.calibrate_count_weight scores every factor of w from one score_parts call
-        return s if log_count is None else s + self.count_weight * log_count
-
 
 class HomogeneousNet(GraphModel):
     """Ablation ``var1`` (named in the authors' script, never published): one untyped edge set.
@@ -671,6 +347,8 @@ class HomogeneousNet(GraphModel):
     Users, hashtags and videos are nodes of one graph whose edges are u-v, h-v and u-h from the training
     triples, both directions, no types; each layer is x' = LeakyReLU(SAGE_aggr(x)) over it. No attention.
     """
+    hparams = (DIM, LAYERS, AGGREGATION, SCORING)
+    search = GRAPH_SEARCH
 
     def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat'):
         super().__init__(data, dim, scoring_mode)
@@ -700,6 +378,8 @@ class ReleasedNet(GraphModel):
     start L2-normalised as in their code. Fixed: id embeddings are trained parameters, ``--aggr_mode`` reaches the
     SAGE aggregation (it never reached any in their code), ``--scoring_mode`` is honoured.
     """
+    hparams = (DIM, LAYERS, AGGREGATION, SCORING)
+    search = GRAPH_SEARCH
 
     def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat'):
         super().__init__(data, dim, scoring_mode)
@@ -721,15 +401,3 @@ class ReleasedNet(GraphModel):
             x = F.leaky_relu(gat(x, self.v_uh_edge_index))
             x = F.leaky_relu(sage(x, self.uh_edge_index))
         return x[:U], x[U:U + H]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# the registry: one line per model (the baselines and floors register in baselines.py)
-
-register('GCN_PHR', GCNPHR, 'GCN-PHR (paper, Fig. 2)')
-register('Net', ReleasedNet, "authors' released Net (fixed)")
-register('var1', HomogeneousNet, 'homogeneous graph (var1)')
-register('no_att', GCNPHR, 'GCN-PHR w/o attention', attention=False)
-register('GCN_PHR_plus', GCNPHRPlus, 'GCN-PHR+ (extension: identity, counts, content; not the paper)')
-
-import baselines  # noqa: E402,F401  (registers the baselines and floors: the registry is whole once model is imported)

@@ -8,7 +8,7 @@
 The post is a video of the dataset (``--video``, a name from video_list.txt: its true hashtags are marked with *),
 or a new post: ``--text`` (vectorised with the dataset's ``text_model.npz``, written by import_posts.py; the
 visual and acoustic blocks are zeros) or ``--features`` (a .npy vector of the dataset's full feature width).
-The model and its sizes come from the checkpoint's own model_args (``model.load_checkpoint``, shared with resume). An author not in user_list.txt gets the
+The model and its sizes come from the checkpoint's own model_args (``checkpoint.load_checkpoint``, shared with resume). An author not in user_list.txt gets the
 global popularity ranking, said so in the output (``--strict``: an error instead).
 """
 import argparse
@@ -20,7 +20,8 @@ import torch
 
 from baselines import hashtag_popularity
 from data_load import DataError, load_dataset, load_npy
-from model import CheckpointError, load_checkpoint, resolve_device
+from checkpoint import CheckpointError, load_checkpoint
+from runtime import resolve_device
 
 
 def post_features(args, data):

@@ -31,8 +31,12 @@ import torch  # noqa: E402
 
 from data_load import load_dataset  # noqa: E402
 from evaluation import evaluate  # noqa: E402
-from model import AGGR, MODELS, GraphModel, Recommender, build_model  # noqa: E402
-from train import CANDIDATE_LOSSES, LOSSES, TripleSampler, keep_freed_memory  # noqa: E402
+from losses import CANDIDATE_LOSSES, LOSSES  # noqa: E402
+from model import AGGR, GraphModel  # noqa: E402
+from recommender import Recommender  # noqa: E402
+from registry import MODELS, build_model  # noqa: E402
+from runtime import keep_freed_memory  # noqa: E402
+from sampling import TripleSampler  # noqa: E402
 
 
 def sync(device):

@@ -28,7 +28,10 @@ import torch  # noqa: E402
 
 from data_load import DataError, load_dataset  # noqa: E402
 from evaluation import evaluate  # noqa: E402
-from model import CheckpointError, GraphModel, Recommender, build_model, load_checkpoint  # noqa: E402
+from checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from model import GraphModel  # noqa: E402
+from recommender import Recommender  # noqa: E402
+from registry import build_model  # noqa: E402
 
 GROUP_RE = re.compile(r'^#?t(\d+)_c(\d+)_\d+$')
 

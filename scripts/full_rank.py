@@ -1,6 +1,6 @@
-"""Test metrics under full ranking: every hashtag of the vocabulary is a candidate, not the row's 1,000 sampled
-negatives (SPEC §4's protocol, which every table of this project uses). A diagnostic of the protocol, not a
-replacement for it: models are still selected on the sampled validation rows.
+"""Test metrics of given checkpoints under both protocols, side by side: the row's 1,000 sampled negatives and full
+ranking (every hashtag of the vocabulary a candidate; SPEC §4). A diagnostic of checkpoints selected under either
+protocol; ``train.py --protocol full`` selects under full ranking itself.
 
     python scripts/full_rank.py --data_path Data/howyoutag_makers \\
         GCN_PHR=runs/tune/howyoutag_makers/GCN_PHR/seed_3_s0/best.pt,runs/tune/howyoutag_makers/GCN_PHR/seed_3_s1/best.pt \\
@@ -16,7 +16,7 @@ at small scale) the rows already hold every hashtag and the two protocols agree.
 
 ``--calibrate_full``: for every checkpoint with a count term (GCN_PHR_plus), one more row, LABEL@full_val: its count
 weight refitted on the *validation* rows under full ranking (each factor of ``--scales`` times the weight as
-trained, kept by ``train.best_scale``: best Recall@10, ties NDCG@10, then the factor nearest 1), as
+trained, kept by ``model_plus.best_scale``: best Recall@10, ties NDCG@10, then the factor nearest 1), as
 --calibrate_counts fits it on the sampled validation rows. Selection stays on validation; it asks whether the
 sampled protocol's calibration is what costs the model under full ranking. Only the count weight is refitted, and
 only for models that have one: it is a diagnostic of that one scale, not a protocol that every model went through.
@@ -34,38 +34,21 @@ sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from data_load import DataError, EvalSplit, csr_gather, load_dataset  # noqa: E402
-from evaluation import evaluate_rows, evaluate_variants  # noqa: E402
-from model import CheckpointError, build_model, load_checkpoint  # noqa: E402
-from train import best_scale, count_weight_variants  # noqa: E402
+from data_load import DataError, load_dataset  # noqa: E402
+from evaluation import evaluate_rows, evaluate_variants, full_split  # noqa: E402
+from checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+from model_plus import best_scale, count_weight_variants  # noqa: E402
+from registry import build_model  # noqa: E402
 
 FLOORS = ('user_popularity', 'popularity')
 
 
-def full_chunks(data, split, rows=256):
-    """The rows of ``split`` again, each with every hashtag as a candidate (its own hashtags the positives), as
-    EvalSplits of ``rows`` rows: a whole split at once would be [R, H] ids (1 GB for #HowYouTagTweets' test)."""
-    H = data.num_hashtag
-    vh_ptr, vh_idx = data.vh_ptr.numpy(), data.vh_idx.numpy()
-    for lo in range(0, len(split), rows):
-        users, videos = split.users[lo:lo + rows], split.videos[lo:lo + rows]
-        owner, tags = csr_gather(vh_ptr, vh_idx, videos.numpy())
-        pos = torch.zeros(len(users), H, dtype=torch.bool)
-        pos[torch.from_numpy(owner), torch.from_numpy(tags)] = True
-        yield EvalSplit(users=users, videos=videos, candidates=torch.arange(H).expand(len(users), H),
-                        pos_mask=pos, valid=torch.ones(len(users), H, dtype=torch.bool), num_neg=0)
-
-
 @torch.no_grad()
-def full_rank_rows(model, data, split, device='cpu', rows=256):
-    """Per-row Recall@10 / NDCG@10 of ``model`` over ``split`` with every hashtag a candidate: {metric: [R] array}."""
-    enc = model.encode()
-    parts = {'recall@10': [], 'ndcg@10': []}
-    for chunk in full_chunks(data, split, rows):
-        per = evaluate_rows(model, chunk.to(device), ks=(10,), batch_size=64, enc=enc)
-        for m in parts:
-            parts[m].append(per[m].numpy())
-    return {m: np.concatenate(v) for m, v in parts.items()}
+def full_rank_rows(model, data, split, device='cpu', rows=None):
+    """Per-row Recall@10 / NDCG@10 of ``model`` over ``split`` with every hashtag a candidate: {metric: [R] array}
+    (``evaluation.full_split``: train.py --protocol full scores the same way; ``rows`` per block)."""
+    per = evaluate_rows(model, full_split(data, split).to(device), ks=(10,), batch_size=rows)
+    return {m: per[m].numpy() for m in ('recall@10', 'ndcg@10')}
 
 
 # factors of the trained count weight tried by --calibrate_full: the sampled calibration's grid and beyond it, as the
@@ -74,23 +57,19 @@ FULL_SCALES = (1, 2, 3, 5, 8, 12, 20, 32)
 
 
 @torch.no_grad()
-def calibrate_full(model, data, split, scales=FULL_SCALES, device='cpu', rows=256, trained=None):
+def calibrate_full(model, data, split, scales=FULL_SCALES, device='cpu', rows=None, trained=None):
     """Refit ``model``'s count weight on ``split`` (validation) under full ranking and leave it set: the factor of
     ``scales`` x the weight as trained (``trained``, the checkpoint's ``count_weight_trained``; None: the model's
-    weight as it is) that ``train.best_scale`` keeps (Recall@10, NDCG@10, nearest 1). All factors are scored from
-    one pass (``train.count_weight_variants``). Returns (factor, the trained weight, [(factor, full-ranking R@10,
+    weight as it is) that ``model_plus.best_scale`` keeps (Recall@10, NDCG@10, nearest 1). All factors are scored from
+    one pass (``model_plus.count_weight_variants``). Returns (factor, the trained weight, [(factor, full-ranking R@10,
     NDCG@10), ...])."""
     w = model.count_weight
     w0 = torch.full_like(w, trained) if trained is not None else w.detach().clone()
     variants = count_weight_variants(model, [w0 * f for f in scales])
     model.eval()
-    enc = model.encode()
-    sums = np.zeros((len(scales), 2))
-    for chunk in full_chunks(data, split, rows):
-        for i, m in enumerate(evaluate_variants(model, chunk.to(device), variants, len(scales), ks=(10,),
-                                                batch_size=64, enc=enc)):
-            sums[i] += (m['recall@10'] * len(chunk), m['ndcg@10'] * len(chunk))
-    table = [(float(f), r / len(split), n / len(split)) for f, (r, n) in zip(scales, sums)]
+    got = evaluate_variants(model, full_split(data, split).to(device), variants, len(scales), ks=(10,),
+                            batch_size=rows)
+    table = [(float(f), m['recall@10'], m['ndcg@10']) for f, m in zip(scales, got)]
     factor = best_scale([(f, {'recall@10': r, 'ndcg@10': n}) for f, r, n in table])[0]
     w.copy_(w0 * factor)
     return factor, float(w0), table
@@ -112,7 +91,8 @@ def main(argv=None):
     p.add_argument('--data_path', required=True)
     p.add_argument('--split', default='test', choices=('test', 'val'))
     p.add_argument('--device', default='cpu')
-    p.add_argument('--rows', type=int, default=256, help='rows per chunk of the full [rows, hashtags] candidate table')
+    p.add_argument('--rows', type=int, default=None, help='rows per block of the full [rows, hashtags] score table '
+                                                          '(default: evaluation.FULL_BLOCK_SCORES / hashtags)')
     p.add_argument('--calibrate_full', action='store_true',
                    help='also each count-term model with its count weight refitted on full-ranking validation '
                         '(rows LABEL@full_val; see above)')
@@ -123,7 +103,7 @@ def main(argv=None):
         p.error('--calibrate_full fits on the validation rows; it reports --split test only')
     if any(not f > 0 for f in args.scales):
         p.error('--scales: every factor must be > 0')
-    from tune import paired_bootstrap, verdict
+    from sweep.stats import paired_bootstrap, verdict
     try:
         data = load_dataset(args.data_path, verbose=False)
         split = getattr(data, args.split)

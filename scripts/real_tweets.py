@@ -30,8 +30,9 @@ sys.path.insert(0, ROOT)
 
 import import_posts  # noqa: E402
 import recommend  # noqa: E402
-import train  # noqa: E402
+import run_folder  # noqa: E402
 from data_load import load_dataset  # noqa: E402
+from evaluation import best_by_validation  # noqa: E402
 
 PACKAGE = 'r-cran-rtweet'
 DEB_URL = 'http://deb.debian.org/debian/pool/main/r/r-cran-rtweet/r-cran-rtweet_1.1.0+dfsg-1_all.deb'
@@ -100,6 +101,12 @@ def fetch(raw_dir, deb=None):
     print(f'{raw_dir}: {n} recorded API responses extracted from {os.path.basename(deb)}')
 
 
+def train(argv, run_dir):
+    """``python train.py ARGV`` (its own process: nothing imports train.py) and the best-validation epoch of its log."""
+    subprocess.run([sys.executable, os.path.join(ROOT, 'train.py')] + argv, check=True)
+    return best_by_validation(run_folder.read_metrics(run_dir))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--raw', default=os.path.join('Data', 'rtweet_raw'), help='where the fixtures go')
@@ -121,15 +128,17 @@ def main(argv=None):
                                str(args.min_posts), '--min_uses', str(args.min_uses), '--seed', '2019'])
     if args.import_only:
         return stats
-    common = ['--data_path', args.out, '--save_dir', args.save_dir, '--no_progress', '--device', args.device]
+    common = ['--data_path', args.out, '--save_dir', args.save_dir, '--no_progress', '--device', args.device,
+              '--overwrite']
     rows = {}
     for floor in ('popularity', 'user_popularity'):
-        rows[floor] = [train.main(common + ['--model_name', floor])]
+        rows[floor] = [train(common + ['--model_name', floor], os.path.join(args.save_dir, floor))]
     runs = []
     for seed in args.seeds:
-        runs.append(train.main(common + ['--model_name', 'GCN_PHR', '--seed', str(seed), '--run_name',
-                                         f'GCN_PHR_seed{seed}', '--num_epoch', str(args.num_epoch),
-                                         '--batch_size', str(args.batch_size), '--patience', str(args.patience)]))
+        run = f'GCN_PHR_seed{seed}'
+        runs.append(train(common + ['--model_name', 'GCN_PHR', '--seed', str(seed), '--run_name', run,
+                                    '--num_epoch', str(args.num_epoch), '--batch_size', str(args.batch_size),
+                                    '--patience', str(args.patience)], os.path.join(args.save_dir, run)))
     rows['GCN_PHR'] = runs
 
     data = load_dataset(args.out, verbose=False)
@@ -150,7 +159,7 @@ def main(argv=None):
         print(f'{label:<16} ' + ' '.join(f'{c:>9}' for c in cells))
 
     # one held-out tweet (the first test row), scored by the seed with the best validation R@10 (ties: NDCG@10)
-    best = max(range(len(runs)), key=lambda i: train.selection_key(runs[i]['val']))
+    best = runs.index(best_by_validation(runs))
     ckpt = os.path.join(args.save_dir, f'GCN_PHR_seed{args.seeds[best]}', 'best.pt')
     i = 0
     user, video = data.user_names[data.test.users[i]], data.video_names[data.test.videos[i]]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from baselines import FeatureModel, user_history
-from model import MODELS, build_model
+from registry import MODELS, build_model
 from evaluation import evaluate
 from test_model import train_steps
 

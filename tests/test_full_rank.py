@@ -10,7 +10,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import full_rank  # noqa: E402
 from evaluation import evaluate_rows  # noqa: E402
-from model import build_model  # noqa: E402
+from checkpoint import load_checkpoint  # noqa: E402
+from registry import build_model  # noqa: E402
 
 
 def test_more_candidates_never_raise_a_rows_recall(tiny_data):
@@ -63,13 +64,13 @@ def test_calibrate_full_fits_the_count_weight_on_full_ranking_validation(tiny_di
     train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR_plus', '--num_epoch', '2', '--dim_latent', '8',
                 '--save_dir', str(tmp_path), '--run_name', 'cal', '--no_progress', '--calibrate_counts'])
     path = str(tmp_path / 'cal' / 'best.pt')
-    model, ckpt = train.load_checkpoint(path, d)
+    model, ckpt = load_checkpoint(path, d)
     w0 = ckpt['best']['count_weight_trained']
     scales = (0.5, 1, 4, 16)
     factor, trained, table = full_rank.calibrate_full(model, d, d.val, scales, rows=7, trained=w0)
     assert trained == pytest.approx(w0) and [t[0] for t in table] == list(scales)
     # each factor's metrics are those of scoring the validation rows under full ranking with w set to it
-    literal = train.load_checkpoint(path, d)[0].eval()
+    literal = load_checkpoint(path, d)[0].eval()
     for f, r, n in table:
         with torch.no_grad():
             literal.count_weight.fill_(w0 * f)
@@ -84,3 +85,89 @@ def test_calibrate_full_fits_the_count_weight_on_full_ranking_validation(tiny_di
     assert 'full-ranking validation R@10 / NDCG@10: x1 ' in capsys.readouterr().out
     with pytest.raises(SystemExit):
         full_rank.main(['--data_path', tiny_dir, f'plus={path}', '--calibrate_full', '--split', 'val'])
+
+
+def test_train_protocol_full_selects_and_reports_full_ranking_metrics(tiny_dir, tiny_data, tmp_path):
+    # under --protocol full the epoch line, the selection and the test are every-hashtag metrics: the best epoch's
+    # logged test metrics are those of full_rank.py on the kept checkpoint
+    import json
+    import train
+    best = train.main(['--data_path', tiny_dir, '--protocol', 'full', '--num_epoch', '2', '--dim_latent', '8',
+                       '--save_dir', str(tmp_path), '--no_progress', '--seed', '1'])
+    lines = [json.loads(x) for x in open(tmp_path / 'GCN_PHR' / 'metrics.jsonl')]
+    assert best['test'] == lines[best['epoch']]['test']
+    model, ckpt = load_checkpoint(str(tmp_path / 'GCN_PHR' / 'best.pt'), tiny_data)
+    assert ckpt['config']['protocol'] == 'full'
+    rows = full_rank.full_rank_rows(model, tiny_data, tiny_data.test, rows=3)
+    assert best['test']['recall@10'] == pytest.approx(rows['recall@10'].mean(), abs=1e-6)
+    assert best['test']['ndcg@10'] == pytest.approx(rows['ndcg@10'].mean(), abs=1e-6)
+    # and differ from the sampled protocol's numbers of the same checkpoint
+    assert evaluate_rows(model, tiny_data.test, ks=(10,))['recall@10'].mean() > rows['recall@10'].mean()
+
+
+def test_full_split_blocks_are_bounded_and_exact(tiny_data):
+    # a full split stores no [rows, H] table; blocks of any size give the same per-row metrics
+    from evaluation import FullSplit, full_split
+    fs = full_split(tiny_data, tiny_data.test)
+    assert isinstance(fs, FullSplit) and len(fs) == len(tiny_data.test) and fs.num_hashtag == tiny_data.num_hashtag
+    assert all(t.numel() <= 2 * len(fs) + tiny_data.vh_idx.numel() for t in (fs.users, fs.pos_ptr, fs.pos_idx))
+    torch.manual_seed(0)
+    model = build_model('USHM', tiny_data, dim=8).eval()
+    a, b = (evaluate_rows(model, fs, ks=(5, 10), batch_size=n) for n in (1, 64))
+    assert all(torch.allclose(a[k], b[k]) for k in a)
+
+
+def test_knn_votes_against_a_literal_loop(tiny_data):
+    # cosine of the post's features to every training post, the k most similar vote for their hashtags with
+    # sim ** power; kNN adds mix * votes to the user's log(1 + count), kNN_content is the votes alone
+    import torch.nn.functional as F
+    knn = build_model('kNN', tiny_data, k=5, mix=2.0, power=2.0).eval()
+    content = build_model('kNN_content', tiny_data, k=5, power=2.0).eval()
+    feats = tiny_data.features
+    pool = sorted(set(tiny_data.train[:, 1].tolist()))
+    t, H = tiny_data.test, tiny_data.num_hashtag
+    counts = {}
+    for u, h in zip(tiny_data.train[:, 0].tolist(), tiny_data.train[:, 2].tolist()):
+        counts[(u, h)] = counts.get((u, h), 0) + 1
+    for r in range(5):
+        v, u = int(t.videos[r]), int(t.users[r])
+        sims = F.cosine_similarity(feats[v][None], feats[pool], dim=1)
+        top = torch.topk(sims, 5)
+        want = torch.zeros(H)
+        for s, i in zip(top.values.tolist(), top.indices.tolist()):
+            p = pool[i]
+            for h in tiny_data.vh_idx[tiny_data.vh_ptr[p]:tiny_data.vh_ptr[p + 1]].tolist():
+                want[h] += max(s, 0) ** 2
+        with torch.no_grad():
+            got_c = content.score({}, t.users[r:r + 1], t.videos[r:r + 1], torch.arange(H)[None])[0]
+            got = knn.score({}, t.users[r:r + 1], t.videos[r:r + 1], torch.arange(H)[None])[0]
+        assert torch.allclose(got_c, want, atol=1e-5)
+        own = torch.tensor([counts.get((u, h), 0) for h in range(H)], dtype=torch.float)
+        assert torch.allclose(got, 2.0 * want + torch.log1p(own), atol=1e-5)
+
+
+def test_knn_extension_leaves_a_training_post_out_of_its_own_votes(tiny_data):
+    # GCN-PHR+kNN's votes term: a training post's neighbours are the *other* training posts; a held-out post's are
+    # all of them; a new post's feature row gets the votes of the same post by id; --no-votes is GCN-PHR+ exactly
+    torch.manual_seed(0)
+    m = build_model('GCN_PHR_knn', tiny_data, dim=8, votes_k=4).eval()
+    index = m.vote_index
+    H = tiny_data.num_hashtag
+    train_post = int(tiny_data.train[0, 1])
+    test_post = int(tiny_data.test.videos[0])
+    for v, excluded in ((train_post, True), (test_post, False)):
+        own = (index.pool_video == v).nonzero().flatten()
+        want = index.votes(index.similarities(m.features[v][None], torch.tensor([v])), own if excluded else torch.tensor([-1]))[0]
+        got = m.vote_term(torch.tensor([v]), torch.arange(H)[None])[0]
+        assert torch.allclose(got, want, atol=1e-6)
+        if not excluded:
+            assert torch.allclose(m.vote_term(tiny_data.features[v][None].clone(), torch.arange(H)[None])[0], want,
+                                  atol=1e-6)
+    torch.manual_seed(0)
+    a = build_model('GCN_PHR_knn', tiny_data, dim=8, votes=False).eval()
+    torch.manual_seed(0)
+    b = build_model('GCN_PHR_plus', tiny_data, dim=8).eval()
+    t = tiny_data.test
+    with torch.no_grad():
+        assert torch.equal(a(t.users[:4], t.videos[:4], t.candidates[:4]), b(t.users[:4], t.videos[:4],
+                                                                            t.candidates[:4]))

@@ -12,7 +12,8 @@ import import_posts
 import recommend
 import train
 from data_load import load_dataset
-from model import MODELS, load_checkpoint
+from checkpoint import load_checkpoint
+from registry import MODELS
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'twitter')
 
@@ -154,8 +155,9 @@ def test_bad_inputs(tmp_path):
 
 
 def _train_one(data_dir, tmp_path, model_name):
-    return train.main(['--data_path', data_dir, '--model_name', model_name, '--num_epoch', '2', '--batch_size', '16',
-                       '--dim_latent', '8', '--save_dir', str(tmp_path), '--no_progress', '--seed', '0'])
+    knobs = ['--num_epoch', '2', '--batch_size', '16', '--dim_latent', '8'] if MODELS[model_name].trainable else []
+    return train.main(['--data_path', data_dir, '--model_name', model_name, '--save_dir', str(tmp_path),
+                       '--no_progress', '--seed', '0'] + knobs)
 
 
 @pytest.mark.parametrize('model_name', list(MODELS))
@@ -209,7 +211,8 @@ def test_recommend(tweets_dir, tmp_path, capsys):
 def test_all_zero_feature_columns_are_left_out_exactly(tweets_dir, model_name, monkeypatch):
     """Imported posts without visual/acoustic features: the projections read only the non-zero columns, with the
     same initial weights, and every score (before and after training steps) equals the full projection's."""
-    from model import Recommender, build_model
+    from recommender import Recommender
+    from registry import build_model
     from test_model import train_steps
     data = load_dataset(tweets_dir, verbose=False)
     used = int(data.features.ne(0).any(0).sum())

@@ -4,10 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import AGGR, MODELS, SCORING_MODES, AggregationNet, GraphModel, build_model, make_graph_index
+from model import AGGR, SCORING_MODES, AggregationNet, GraphModel, make_graph_index
+from registry import MODELS, build_model
 
 MODEL_NAMES = [n for n, spec in MODELS.items() if issubclass(spec.cls, GraphModel)]
-from train import LOSSES, TripleSampler, train_epoch
+from losses import LOSSES
+from sampling import TripleSampler
+from train import train_epoch
 
 
 def train_steps(model, data, steps=25, lr=0.01, seed=0):

@@ -7,7 +7,11 @@ import sys
 import torch
 
 import train
-from model import build_model
+import checkpoint
+import losses
+import model_plus
+import sampling
+from registry import build_model
 from test_model import train_steps
 
 PARTS = ('identity', 'counts', 'content')
@@ -79,7 +83,7 @@ def test_counts_come_from_training_triples_only(tiny_data):
 
 def test_sampled_softmax_and_hard_bpr_against_literal_loops(tiny_data):
     m = build(tiny_data)
-    sampler = train.TripleSampler(tiny_data, num_neg=5)
+    sampler = sampling.TripleSampler(tiny_data, num_neg=5)
     torch.manual_seed(3)
     batch = sampler.__getitems__(list(range(32)))
     assert batch.shape == (32, 3 + 5)
@@ -87,20 +91,20 @@ def test_sampled_softmax_and_hard_bpr_against_literal_loops(tiny_data):
         assert not sampler.on_video(row[1].repeat(5), row[3:]).any()
     with torch.no_grad():
         s = m(batch[:, 0], batch[:, 1], batch[:, 2:])
-        got = train.sampled_softmax_step(m, batch, sampler)
+        got = losses.sampled_softmax_step(m, batch, sampler)
         want = sum(-torch.log(torch.exp(r[0]) / torch.exp(r).sum()) for r in s.double())
         assert torch.allclose(got.double(), want, atol=1e-4)
-        got = train.hard_bpr_step(m, batch, sampler)
+        got = losses.hard_bpr_step(m, batch, sampler)
         want = sum(-torch.log2(torch.sigmoid(r[0] - max(r[1:]))) for r in s.double())
         assert torch.allclose(got.double(), want, atol=1e-4)
         # bpr with K negatives: the sum over the K pairs; with K = 1 the authors' loss as before
-        got = train.bpr_step(m, batch, sampler)
+        got = losses.bpr_step(m, batch, sampler)
         want = sum(-torch.log2(torch.sigmoid(r[0] - r[k])) for r in s.double() for k in range(1, 6))
         assert torch.allclose(got.double(), want, atol=1e-3)
 
 
 def test_popularity_negatives_follow_training_uses(tiny_data):
-    sampler = train.TripleSampler(tiny_data, num_neg=1, negatives='popularity')
+    sampler = sampling.TripleSampler(tiny_data, num_neg=1, negatives='popularity')
     torch.manual_seed(0)
     negs = torch.cat([sampler.__getitems__(list(range(len(sampler))))[:, 3] for _ in range(20)])
     uses = torch.bincount(tiny_data.train[:, 2], minlength=tiny_data.num_hashtag).float()
@@ -151,7 +155,7 @@ def test_trains_through_train_py_with_every_loss(tiny_dir, tmp_path, capsys):
 
 
 def test_user_negatives_come_half_from_the_users_own_hashtags(tiny_data):
-    sampler = train.TripleSampler(tiny_data, num_neg=4, negatives='user')
+    sampler = sampling.TripleSampler(tiny_data, num_neg=4, negatives='user')
     torch.manual_seed(0)
     batch = sampler.__getitems__(list(range(len(sampler))))
     own = {(u, h) for u, h in zip(tiny_data.graph.pair_user.tolist(), tiny_data.graph.pair_hashtag.tolist())}
@@ -160,7 +164,7 @@ def test_user_negatives_come_half_from_the_users_own_hashtags(tiny_data):
     assert 0.45 < share < 0.8, share          # half by design, plus uniform draws that happen to be the user's
     for r in batch:                           # never a hashtag of the post itself
         assert not sampler.on_video(r[1].repeat(4), r[3:]).any()
-    uniform = train.TripleSampler(tiny_data, num_neg=4)
+    uniform = sampling.TripleSampler(tiny_data, num_neg=4)
     batch = uniform.__getitems__(list(range(len(uniform))))
     assert sum((int(r[0]), int(h)) in own for r in batch for h in r[3:]) / len(negs) < share - 0.2
 
@@ -173,16 +177,16 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
                        '8', '--save_dir', str(tmp_path), '--run_name', 'cal', '--no_progress', '--calibrate_counts',
                        '--test_rows', str(tmp_path / 'rows.npz')])
     ckpt = torch.load(tmp_path / 'cal' / 'best.pt', weights_only=True)
-    model, _ = train.load_checkpoint(str(tmp_path / 'cal' / 'best.pt'), d)
+    model, _ = checkpoint.load_checkpoint(str(tmp_path / 'cal' / 'best.pt'), d)
     w0 = ckpt['best']['count_weight_trained']
-    assert best['count_scale'] in train.COUNT_SCALES
+    assert best['count_scale'] in model_plus.COUNT_SCALES
     assert abs(float(model.count_weight.detach()) - w0 * best['count_scale']) < 1e-6
     # the kept scale is the best of every scale on validation (R@10, then NDCG@10), and the checkpoint scores so
     keys = {}
     with torch.no_grad():
-        for f in train.COUNT_SCALES:
+        for f in model_plus.COUNT_SCALES:
             model.count_weight.fill_(w0 * f)
-            keys[f] = train.selection_key(evaluate(model, d.val, (5, 10)))
+            keys[f] = model_plus.selection_key(evaluate(model, d.val, (5, 10)))
         model.count_weight.fill_(w0 * best['count_scale'])
         assert evaluate(model, d.test, (5, 10))['recall@10'] == best['test']['recall@10']
     assert keys[best['count_scale']] == max(keys.values())
@@ -190,7 +194,7 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
     # model with w set to each factor
     with torch.no_grad():
         model.count_weight.fill_(w0)
-    _, _, table = train.calibrate_count_weight(model, d.val, (5, 10))
+    _, _, table = model_plus.calibrate_count_weight(model, d.val, (5, 10))
     with torch.no_grad():
         for f, m in table:
             model.count_weight.fill_(w0 * f)
@@ -201,27 +205,27 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
     assert abs(float(rows['recall@10'].mean()) - best['test']['recall@10']) < 1e-5
     # calibrating the calibrated checkpoint again starts from the trained weight: the same result
     splits = {'val': d.val, 'test': d.test}
-    again = train.calibrate_run(str(tmp_path / 'cal' / 'best.pt'), str(tmp_path / 'cal'), d, splits, (5, 10), None,
-                                'cpu')
+    again = train.finish_run(str(tmp_path / 'cal' / 'best.pt'), str(tmp_path / 'cal'), d, splits, (5, 10), None,
+                             'cpu', 10, best['epochs_run'])
     assert (again['count_scale'], again['count_weight'], again['test']) == \
         (best['count_scale'], best['count_weight'], best['test'])
     # where validation cannot tell the factors apart, w stays as trained
     flat = {'recall@10': 0.5, 'ndcg@10': 0.5}
-    orig = train.evaluate_variants
+    orig = model_plus.evaluate_variants
     try:
-        train.evaluate_variants = lambda model, split, variants, n, *a, **kw: [flat] * n
-        assert train.calibrate_count_weight(model, d.val, (5, 10))[0] == 1.0
+        model_plus.evaluate_variants = lambda model, split, variants, n, *a, **kw: [flat] * n
+        assert model_plus.calibrate_count_weight(model, d.val, (5, 10))[0] == 1.0
     finally:
-        train.evaluate_variants = orig
+        model_plus.evaluate_variants = orig
     # only GCN_PHR_plus has a count term to calibrate
     try:
         train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR', '--calibrate_counts', '--num_epoch', '1'])
         raise AssertionError('expected an error')
     except SystemExit as e:
-        assert '--calibrate_counts' in str(e) and 'GCN_PHR has none' in str(e)
+        assert 'GCN_PHR does not take --calibrate_counts' in str(e)
 
 
-def test_select_calibrated_selects_on_the_calibrated_validation_and_leaves_training_alone(tiny_dir, tmp_path):
+def test_select_calibrated_selects_on_the_calibrated_validation_and_leaves_training_alone(tiny_dir, tiny_data, tmp_path):
     import json
     common = ['--data_path', tiny_dir, '--model_name', 'GCN_PHR_plus', '--num_epoch', '3', '--patience', '0',
               '--dim_latent', '8', '--save_dir', str(tmp_path), '--no_progress']
@@ -232,14 +236,15 @@ def test_select_calibrated_selects_on_the_calibrated_validation_and_leaves_train
     # training never sees the factor: the same losses epoch by epoch as a run without the flag
     assert [x['loss'] for x in lines] == [x['loss'] for x in plain]
     # every epoch is measured at the factor fitted on its validation, never below the learned weight's validation
-    assert all(x['count_scale'] in train.COUNT_SCALES for x in lines)
-    assert all(train.selection_key(x['val']) >= train.selection_key(y['val']) for x, y in zip(lines, plain))
+    assert all(x['count_scale'] in model_plus.COUNT_SCALES for x in lines)
+    assert all(model_plus.selection_key(x['val']) >= model_plus.selection_key(y['val']) for x, y in zip(lines, plain))
     # the selected epoch is the best calibrated one, and the kept model is that epoch's at its factor
-    top = max(lines, key=lambda x: (train.selection_key(x['val']), -x['epoch']))
+    top = max(lines, key=lambda x: (model_plus.selection_key(x['val']), -x['epoch']))
     assert best['epoch'] == top['epoch'] and best['count_scale'] == top['count_scale']
     assert best['val']['recall@10'] == top['val']['recall@10'] and best['test'] == top['test']
     ckpt = torch.load(tmp_path / 'sel' / 'best.pt', weights_only=True)
-    assert ckpt['config']['calibrate_counts'] is True            # the flag implies --calibrate_counts
+    assert checkpoint.load_checkpoint(str(tmp_path / 'sel' / 'best.pt'), tiny_data)[0].calibrate_counts  # implied
+    assert ckpt['best']['count_weight_trained'] is not None
     assert abs(ckpt['best']['count_weight'] - ckpt['best']['count_weight_trained'] * top['count_scale']) < 1e-6
 
 
@@ -272,7 +277,7 @@ def test_content_net_and_count_gate_options(tiny_data, tiny_dir, tmp_path):
     train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR_plus', '--num_epoch', '1', '--dim_latent', '8',
                 '--content_net', 'mlp', '--count_gate', 'pair', '--save_dir', str(tmp_path), '--run_name', 'opt',
                 '--no_progress'])
-    model, ckpt = train.load_checkpoint(str(tmp_path / 'opt' / 'best.pt'), tiny_data)
+    model, ckpt = checkpoint.load_checkpoint(str(tmp_path / 'opt' / 'best.pt'), tiny_data)
     assert ckpt['model_args']['content_net'] == 'mlp' and ckpt['model_args']['count_gate'] == 'pair'
     t = tiny_data.test
     with torch.no_grad():

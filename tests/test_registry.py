@@ -8,17 +8,21 @@ import pytest
 import torch
 from torch import nn
 
-import model as model_lib
+import registry as model_lib
 import recommend
 import train
 from data_load import load_dataset
-from model import CheckpointError, Recommender, build_model, load_checkpoint, register
+from checkpoint import CheckpointError, load_checkpoint
+from recommender import DIM, HParam, Recommender
+from registry import build_model, register
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class ToyModel(Recommender):
     """A user bias plus a linear read of the post's features per hashtag: one class ..."""
+
+    hparams = (DIM, HParam('scale', 1.0, 'a factor on the read'))   # its knobs, declared beside it
 
     def __init__(self, data, dim=64, scale=1.0):
         super().__init__()
@@ -41,28 +45,41 @@ def toy_registered():
 
 
 def test_a_new_model_is_one_class_and_one_registry_line(toy_registered, tiny_dir, tmp_path, capsys):
-    # it appears in --help (argparse's choices are built from the registry when the parser is built)
+    # it and its own knob appear in --help (the parser is built from the registry when it is built)
     with pytest.raises(SystemExit):
         train.main(['--help'])
-    assert 'toy: a toy model' in capsys.readouterr().out
-    # it trains through train.py
+    out = capsys.readouterr().out
+    assert 'toy: a toy model' in out and '--scale SCALE' in out and 'a factor on the read [toy; default 1.0]' in out
+    # it trains through train.py, its knob reaching its constructor
     best = train.main(['--data_path', tiny_dir, '--model_name', 'toy', '--num_epoch', '2', '--dim_latent', '8',
-                       '--save_dir', str(tmp_path), '--no_progress', '--l_r', '0.01'])
+                       '--scale', '0.5', '--save_dir', str(tmp_path), '--no_progress', '--l_r', '0.01'])
     assert best['epoch'] in (0, 1) and best['val']['recall@10'] > 0
     ckpt_path = str(tmp_path / 'toy' / 'best.pt')
     ckpt = torch.load(ckpt_path, weights_only=True)
-    assert ckpt['model_name'] == 'toy' and ckpt['model_args'] == {'dim': 8}
+    assert ckpt['model_name'] == 'toy' and ckpt['model_args'] == {'dim': 8, 'scale': 0.5}
+    assert load_checkpoint(ckpt_path, load_dataset(tiny_dir, verbose=False))[0].scale == 0.5
+    # another model does not take its knob, nor it another model's: one clear error naming both
+    with pytest.raises(SystemExit, match=r'GCN_PHR does not take --scale'):
+        train.main(['--data_path', tiny_dir, '--scale', '2', '--save_dir', str(tmp_path / 'x')])
+    with pytest.raises(SystemExit, match=r'toy does not take --num_layers \(its knobs: --dim_latent, --scale\)'):
+        train.main(['--data_path', tiny_dir, '--model_name', 'toy', '--num_layers', '1',
+                    '--save_dir', str(tmp_path / 'x')])
     # it loads in recommend.py (from the checkpoint's own model_args, whatever the flags say)
     data = load_dataset(tiny_dir, verbose=False)
     capsys.readouterr()
     ids, scores = recommend.main(['--checkpoint', ckpt_path, '--data_path', tiny_dir,
                                   '--author', data.user_names[0], '--video', data.video_names[0], '--topk', '3'])
     assert len(ids) == 3 and 'toy score' in capsys.readouterr().out
-    # and resumes from its own arguments even when the flags name another model and size
-    train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR', '--num_epoch', '3', '--dim_latent', '32',
-                '--save_dir', str(tmp_path), '--run_name', 'toy', '--no_progress',
-                '--PATH_weight_load', str(tmp_path / 'toy' / 'last.pt')])
-    assert 'holds a toy model' in capsys.readouterr().out
+    # it resumes from its own arguments; a flag that would change the model is refused, naming it
+    last = str(tmp_path / 'toy' / 'last.pt')
+    common = ['--data_path', tiny_dir, '--num_epoch', '3', '--save_dir', str(tmp_path), '--run_name', 'toy',
+              '--no_progress', '--PATH_weight_load', last]
+    with pytest.raises(SystemExit, match='holds a toy model; --model_name GCN_PHR would change it'):
+        train.main(common + ['--model_name', 'GCN_PHR'])
+    with pytest.raises(SystemExit, match='trained with --dim_latent 8; --dim_latent 32 would change the model'):
+        train.main(common + ['--dim_latent', '32'])
+    train.main(common + ['--dim_latent', '8'])   # the same value changes nothing
+    assert 'resumed from' in capsys.readouterr().out
 
 
 def test_registry_gives_choices_labels_and_capabilities():
@@ -73,7 +90,7 @@ def test_registry_gives_choices_labels_and_capabilities():
     assert model_lib.MODELS['GCN_PHR'].cls.losses == ('bpr',)
     assert 'softmax' in model_lib.MODELS['USHM'].cls.losses
     assert model_lib.MODELS['no_att'].fixed == {'attention': False}
-    assert 'attention' not in model_lib.MODELS['no_att'].hparams()
+    assert 'attention' not in [h.name for h in model_lib.MODELS['no_att'].hparams]
 
 
 def test_recommend_does_not_import_train():
@@ -87,7 +104,7 @@ def test_new_post_scored_by_feature_rows(tiny_data, name):
     """score() takes feature rows of posts that are not in the dataset: the same scores as the same rows by id,
     and the model's feature table is never touched."""
     torch.manual_seed(0)
-    m = build_model(name, tiny_data, dim=8).eval()
+    m = build_model(name, tiny_data, **({'dim': 8} if 'dim' in [h.name for h in model_lib.MODELS[name].hparams] else {})).eval()
     table = m.features if hasattr(m, 'features') else None
     users, videos = tiny_data.val.users[:4], tiny_data.val.videos[:4]
     cand = tiny_data.val.candidates[:4]

@@ -74,12 +74,16 @@ def test_bad_data_path_and_device_give_one_line(tmp_path):
 
 
 def test_floors_evaluate_without_training(tiny_dir, tmp_path, capsys):
-    res = run(tiny_dir, tmp_path, '--model_name', 'user_popularity')
+    res = train.main(['--data_path', tiny_dir, '--save_dir', str(tmp_path), '--model_name', 'user_popularity'])
     assert res['val']['recall@10'] > 0 and 'user_popularity | val' in capsys.readouterr().out
+    # a training flag does nothing for a model evaluated as built: an error that says so
+    with pytest.raises(SystemExit, match=r'popularity is not trained .*--l_r, --num_epoch would do nothing'):
+        train.main(['--data_path', tiny_dir, '--save_dir', str(tmp_path), '--model_name', 'popularity',
+                    '--num_epoch', '3', '--l_r', '0.1'])
 
 
 def test_weight_decay_reaches_weight_matrices_only_by_default(tiny_data):
-    from model import build_model
+    from registry import build_model
     model = build_model('GCN_PHR', tiny_data, dim=8)
     names = {id(p): n for n, p in model.named_parameters()}
     groups = train.param_groups(model, 0.1)

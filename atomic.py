@@ -1,0 +1,58 @@
+"""Files written whole or not at all: every writer of the suite goes through here.
+
+``atomic_write(path, write)`` calls ``write(tmp)`` on a temporary file in the same folder (so the rename stays on one
+file system) and renames it into place; a failure leaves the previous file and no temporary. ``append_line`` adds
+one JSON line to a log with a single ``write`` of the whole line, after making sure the file ends with a newline (a
+line cut short by a kill is closed, never continued).
+"""
+import json
+import os
+
+
+def atomic_write(path, write, suffix=''):
+    """``write(tmp_path)`` then ``os.replace(tmp_path, path)``. ``suffix``: the temporary's ending, for writers that
+    append their own (np.save adds '.npy' to a name without it)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f'.{os.path.basename(path)}.{os.getpid()}.tmp{suffix}')
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_text(path, text):
+    def write(tmp):
+        with open(tmp, 'w') as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+def write_json(path, obj, **kw):
+    write_text(path, json.dumps(obj, **kw))
+
+
+def save_npz(path, **arrays):
+    import numpy as np
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays), suffix='.npz')
+
+
+def torch_save(path, obj):
+    import torch
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def append_line(path, record):
+    """Append ``record`` as one JSON line to the log at ``path`` in one write; a last line without its newline (cut
+    by a kill) is closed first, so the new record never joins it."""
+    line = json.dumps(record) + '\n'
+    with open(path, 'ab+') as f:
+        if f.seek(0, os.SEEK_END) > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b'\n':
+                line = '\n' + line
+        f.write(line.encode())
+        f.flush()

@@ -1,0 +1,85 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``, rebuilt into a model from their own
+``model_name`` / ``model_args`` (nanoGPT's ``model_args``), with one clear error per failure."""
+import os
+import pickle
+import zipfile
+
+import torch
+
+import atomic
+from registry import MODELS, build_model, hparams_from_config, stored_args
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be turned into a model; the message names the file and the problem."""
+
+
+def read_checkpoint(path, device='cpu'):
+    """torch.load(weights_only=True) of a checkpoint written by train.py, with one clear error per failure."""
+    if not os.path.exists(path):
+        raise CheckpointError(f'{path}: no such checkpoint')
+    if os.path.isdir(path):
+        raise CheckpointError(f'{path}: a folder, not a checkpoint file')
+    if os.path.getsize(path) == 0:
+        raise CheckpointError(f'{path}: empty file, not a checkpoint')
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(f'{path}: not a readable checkpoint (truncated, or not written by torch.save)')
+    try:
+        ckpt = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f'{path}: holds objects other than tensors and plain values (not a checkpoint written '
+                              f'by train.py); it is not unpickled, since that could run code stored in it') from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f'{path}: not a readable checkpoint (truncated or not written by torch.save: '
+                              f'{first})') from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict):
+        raise CheckpointError(f'{path}: no model weights in it (not a checkpoint written by train.py)')
+    return ckpt
+
+
+def load_checkpoint(path, data, device='cpu'):
+    """Rebuild a model from a checkpoint's own ``model_name`` / ``model_args`` and load its weights.
+
+    Returns (model on ``device`` in eval mode, the checkpoint dict). Checkpoints written before ``model_args``
+    existed are rebuilt from their run config. Every problem is a ``CheckpointError`` naming the file.
+    """
+    ckpt = read_checkpoint(path, device)
+    name, args = ckpt.get('model_name'), ckpt.get('model_args')
+    if name is None or args is None:   # older checkpoints: the run config holds the flags
+        config = ckpt.get('config') if isinstance(ckpt.get('config'), dict) else {}
+        if 'model_name' not in config:
+            raise CheckpointError(f'{path}: no model_name / model_args in it (not a checkpoint written by train.py)')
+        name = config['model_name']
+        args = hparams_from_config(name, config) if name in MODELS else {}
+    if name not in MODELS:
+        raise CheckpointError(f'{path}: model {name!r} is not one of this suite\'s models {tuple(MODELS)}')
+    if not isinstance(args, dict):
+        raise CheckpointError(f'{path}: model_args is not a dict')
+    try:
+        model = build_model(name, data, **stored_args(name, args))
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f'{path}: its model_args {args} do not build {name}: {e}') from None
+    try:
+        model.load_state_dict(ckpt['model'])
+    except RuntimeError as e:
+        msg = ' '.join(str(e).split())
+        trained_on = (ckpt.get('config') or {}).get('data_path')
+        raise CheckpointError(f'{path} does not fit {getattr(data, "path", "this dataset")} '
+                              f'({name}, {args}; trained on {trained_on}): {msg[:300]}') from None
+    return model.to(device).eval(), ckpt
+
+
+def save_checkpoint(path, model, optimizer, epoch, best, config, model_info, extra=None):
+    """model weights + ``model_info`` (model_name, model_args: what rebuilds the model) + the run state."""
+    write_checkpoint(path, {'model': model.state_dict(), **model_info,
+                            'optimizer': optimizer.state_dict() if optimizer else None,
+                            'epoch': epoch, 'best': best, 'config': config, **(extra or {})})
+
+
+def write_checkpoint(path, ckpt):
+    """``torch.save`` through a temporary file: a failed write leaves the previous checkpoint, and one clear error."""
+    try:
+        atomic.torch_save(path, ckpt)
+    except (OSError, RuntimeError) as e:   # a full disk, a folder gone: keep the previous checkpoint, no temporary
+        raise SystemExit(f'error: could not write the checkpoint {path} ({e}); the previous one is unchanged')

@@ -1,0 +1,134 @@
+"""What every model of the suite is: the ``Recommender`` interface, the ``HParam`` declaration of a model's knobs,
+and the tensor helpers the models share. Nothing here knows any model by name (the registry is ``registry.py``).
+
+Every model has the same two-step interface:
+    enc = model.encode()                                # propagate once: a dict of node tables
+    scores = model.score(enc, users, videos, hashtags)  # [B] users, [B] video ids or [B, F] feature rows,
+                                                        # [B, C] hashtags -> [B, C]
+so training scores (pos, neg) pairs and evaluation scores 1,000+ candidates per row from one propagation, and a
+new post (not in the dataset) is scored from its feature row. All ids are local: users [0, U), hashtags [0, H),
+videos [0, V).
+
+A model declares what it is next to its code (as RecBole's model + properties file): ``hparams``, its constructor
+knobs with defaults, types and choices (train.py builds its CLI from them); ``search``, the grid the sweep draws its
+configurations from (keyed by train.py flag); ``ablations``, the switches the sweep turns off one at a time.
+"""
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class HParam:
+    """One knob of a model: constructor argument ``name``, set by the train.py flag ``--flag`` (default: name)."""
+    name: str
+    default: object
+    help: str = ''
+    choices: Optional[tuple] = None
+    flag: Optional[str] = None
+
+    @property
+    def cli(self):
+        return self.flag or self.name
+
+    @property
+    def type(self):
+        return type(self.default)
+
+
+# the knob every learned model has (train.py --dim_latent)
+DIM = HParam('dim', 64, 'size of every node vector', flag='dim_latent')
+
+# the training knobs every trainable model is searched over (train.py flags); decay_embeddings: whether the weight
+# decay reaches the id embeddings and biases too (off in the authors' code)
+TRAINING_SEARCH = {'l_r': [1e-3, 3e-3, 1e-2], 'weight_decay': [0.0, 1e-3, 0.1], 'decay_embeddings': [False, True]}
+
+
+class Recommender(nn.Module):
+    """What every model of the suite is (as RecBole's ``AbstractRecommender``).
+
+    Subclasses define ``encode`` and ``score``; ``forward`` is defined here once. Class attributes say what a model
+    can do: ``trainable`` (False: evaluated as built, e.g. the popularity floors) and ``losses`` (the training
+    losses of train.py it supports: ``bpr`` scores candidate pairs; ``softmax`` / ``bce`` need ``score_all``), and
+    what it can be set to (``hparams``, ``search``, ``ablations``: see the module docstring).
+    Feature tables and graphs are non-persistent buffers (data, not weights): a checkpoint holds only parameters.
+    """
+    trainable = True
+    losses = ('bpr',)
+    hparams = ()                    # tuple of HParam: the constructor's knobs besides ``data``
+    search = dict(TRAINING_SEARCH)  # flag -> values drawn by the sweep (scripts/tune.py)
+    ablations = ()                  # boolean knobs the sweep switches off one at a time after the seeds
+
+    def encode(self):
+        """Propagate once: a dict of whatever ``score`` needs (node tables), shared by every batch of a pass."""
+        return {}
+
+    def score(self, enc, users, videos, hashtags):
+        """users [B] ids, videos [B] ids or [B, F] feature rows of new posts, hashtags [B, C] ids -> [B, C]."""
+        raise NotImplementedError
+
+    def forward(self, users, videos, hashtags):
+        return self.score(self.encode(), users, videos, hashtags)
+
+    drop_zero_feature_columns = True   # class switch, for the test that this changes no score
+
+    def set_features(self, features):
+        """Keep the [V, F] feature table as a (non-persistent) buffer, without the columns that are zero for every
+        post: imported posts usually lack the visual and acoustic blocks, and those all-zero columns would only
+        multiply zeros in every projection (exact: a zero column adds nothing to any product)."""
+        self.feature_width = features.size(1)
+        used = features.ne(0).any(0)
+        cols = None if used.all() or not self.drop_zero_feature_columns else torch.nonzero(used).squeeze(1)
+        self.register_buffer('feature_cols', cols, persistent=False)
+        self.register_buffer('features', features if cols is None else features[:, cols].contiguous(),
+                             persistent=False)
+
+    def feature_linear(self, dim, bias=True):
+        """nn.Linear reading the kept feature columns. It is initialised as a Linear over all F columns and then
+        loses the weights of the dropped ones, so the initial values (and the random stream) are those of
+        ``nn.Linear(F, dim)``."""
+        lin = nn.Linear(self.feature_width, dim, bias=bias)
+        if self.feature_cols is not None:
+            lin.weight = nn.Parameter(lin.weight.detach()[:, self.feature_cols].clone())
+            lin.in_features = len(self.feature_cols)
+        return lin
+
+    def video_features(self, videos):
+        """[B] video ids -> their rows of the feature table; [B, F] float rows (new posts, all F columns) -> the
+        kept columns of those rows."""
+        if videos.is_floating_point():
+            if videos.dim() != 2 or videos.size(1) != self.feature_width:
+                raise ValueError(f'feature rows of shape {list(videos.shape)}; this model takes [B, '
+                                 f'{self.feature_width}]')
+            if self.feature_cols is not None:
+                videos = videos.index_select(1, self.feature_cols.to(videos.device))
+            return videos.to(self.features.dtype)
+        return self.features.index_select(0, videos)
+
+    @torch.no_grad()
+    def recommend(self, users, videos, k=10, enc=None):
+        """Top-k hashtags over all hashtags for each (user, video or feature row): (ids [B, k], scores [B, k])."""
+        enc = self.encode() if enc is None else enc
+        H = self.num_hashtag
+        hashtags = torch.arange(H, device=users.device).expand(len(users), H)
+        top = torch.topk(self.score(enc, users, videos, hashtags), min(k, H), dim=1)
+        return top.indices, top.values
+
+
+def rows(x, index):
+    """x[index] for a 1-D index. index_select copies whole rows and its backward is index_add, both cheaper on CPU
+    than advanced indexing (aten::index / index_put_)."""
+    return x.index_select(0, index)
+
+
+def gather_rows(table, index):
+    """table[index] for a 2-D (or any) index: [*index.shape, d], via index_select on the flattened index."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.size(-1))
+
+
+def sorted_lookup(keys, values, query):
+    """values[i] where keys[i] == query (keys sorted ascending), 0 where query is not among keys: [*query.shape]."""
+    pos = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
+    return torch.where(keys[pos] == query, values[pos], torch.zeros((), dtype=values.dtype, device=query.device))

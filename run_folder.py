@@ -1,0 +1,52 @@
+"""A run's folder under ``--save_dir``: the names of its files (the one place they are spelled), choosing the folder
+so an earlier run is never overwritten by accident, and reading its per-epoch log."""
+import json
+import os
+
+METRICS = 'metrics.jsonl'        # one JSON line per epoch: loss, val, test, seconds
+BEST = 'best.pt'                 # the checkpoint of the best validation epoch
+LAST = 'last.pt'                 # the checkpoint of the last epoch (what a resume continues)
+CALIBRATION = 'calibration.json'  # GCN_PHR_plus --calibrate_counts: the count weight's factors on validation
+
+
+def check_writable(path, what):
+    """Fail now, not after an epoch: ``path``'s folder can be made and written (a probe file is made and removed)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    probe = os.path.join(folder, f'.write_test_{os.getpid()}')
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(probe, 'w'):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise SystemExit(f'error: {what} {path}: cannot write there ({e.strerror or e})') from None
+    if os.path.isdir(path):
+        raise SystemExit(f'error: {what} {path}: is a folder, expected a file path')
+
+
+def choose_run_dir(save_dir, name, resume_path=None, overwrite=False):
+    """The run folder: <save_dir>/<name>. One that holds an earlier run is never overwritten: the next free
+    <name>_2, _3, ... is used instead (said so), unless ``overwrite`` or a resume from a checkpoint in it."""
+    if os.path.exists(save_dir) and not os.path.isdir(save_dir):
+        raise SystemExit(f'error: --save_dir {save_dir}: is a file, expected a folder')
+    base = os.path.join(save_dir, name)
+    if os.path.exists(base) and not os.path.isdir(base):
+        raise SystemExit(f'error: run folder {base}: is a file, expected a folder')
+    taken = lambda d: os.path.exists(os.path.join(d, METRICS)) or os.path.exists(os.path.join(d, BEST))
+    resuming_here = resume_path and os.path.abspath(os.path.dirname(resume_path)) == os.path.abspath(base)
+    if overwrite or resuming_here or not taken(base):
+        return base
+    i = 2
+    while taken(f'{base}_{i}'):
+        i += 1
+    print(f'{base} holds an earlier run: writing this one to {base}_{i} (--overwrite to replace it)')
+    return f'{base}_{i}'
+
+
+def read_metrics(run_dir):
+    """The per-epoch records of a run folder's log, in order ([] when there is none)."""
+    path = os.path.join(run_dir, METRICS)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
