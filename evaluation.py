@@ -22,7 +22,7 @@ METRICS = ('precision', 'recall', 'ndcg', 'hit')
 def positive_ranks(scores, pos_mask, valid):
     """0-based rank of every positive of every row, ties against positives. [R, C] -> ([R, Pm], mask [R, Pm])."""
     R, C = scores.shape
-    p_max = int(pos_mask.sum(1).max())
+    p_max = int(pos_mask.sum(1).max()) if R else 0
     # column of the j-th positive of each row, positives in column order (a cumulative count, no sort)
     r, c = pos_mask.nonzero(as_tuple=True)
     j = (pos_mask.cumsum(1) - 1)[r, c]
@@ -44,10 +44,16 @@ def positive_ranks(scores, pos_mask, valid):
 
 def metric_rows(scores, pos_mask, valid, ks):
     """Per-row metrics of one batch: {k: {metric: [R] tensor}} (the paired bootstrap of scripts/tune.py uses them)."""
-    ranks, is_pos = positive_ranks(scores, pos_mask, valid)
     num_pos = pos_mask.sum(1)
-    gain = torch.where(is_pos, 1.0 / torch.log2(ranks.float() + 2.0), torch.zeros((), device=scores.device))
     k_max = max(ks)
+    eligible = pos_mask
+    if scores.size(1) > 8 * k_max:
+        # only a positive scored at least the k_max-th best valid score can be in any top-K (the k_max candidates
+        # at or above it are ahead of every positive below it): rank those alone, exactly, the others cannot hit
+        kth = scores.masked_fill(~valid, float('-inf')).topk(k_max, dim=1).values[:, -1:]
+        eligible = pos_mask & (scores >= kth)
+    ranks, is_pos = positive_ranks(scores, eligible, valid)
+    gain = torch.where(is_pos, 1.0 / torch.log2(ranks.float() + 2.0), torch.zeros((), device=scores.device))
     idcg_table = torch.cumsum(1.0 / torch.log2(torch.arange(k_max, device=scores.device, dtype=torch.float) + 2), 0)
     out = {}
     for k in ks:
@@ -118,6 +124,9 @@ def _batches(model, split, ks, batch_size, enc, lo, hi, variants=None):
     """Per-row metrics of rows [lo, hi) of a split, one batch at a time (see ``metric_rows``): a list per batch,
     one entry per score variant (``evaluate_variants``; without ``variants``, the one of ``model.score``)."""
     score = variants or (lambda *args: [model.score(*args)])
+    if variants is None and isinstance(split, FullSplit) and hasattr(model, 'score_all'):
+        # every hashtag is a candidate: a model that scores them all at once (the baselines' q @ E^T) does
+        score = lambda enc, users, videos, candidates: [model.score_all(enc, users, videos)]  # noqa: E731
     for s in range(lo, hi, batch_size):
         users, videos, candidates, pos_mask, valid = _rows(split, s, min(s + batch_size, hi))
         per = []

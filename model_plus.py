@@ -176,12 +176,19 @@ class GCNPHRPlus(GCNPHR):
         feats = self.video_features(videos)
         p_v = self.project(feats)
         s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags)
+        every = hashtags.dim() == 2 and hashtags.size(1) == self.num_hashtag and hashtags.stride(0) == 0
         if self.identity:
-            e_u = self.user_emb(users).unsqueeze(-1)                               # [B, d, 1]
-            s = s + self.hashtag_bias[hashtags] + (self.hashtag_emb(hashtags) @ e_u).squeeze(-1)
+            e_u = self.user_emb(users)                                             # [B, d]
+            if every:   # full ranking (rows of arange(H)): one matmul, no [B, H, d] gather
+                s = s + self.hashtag_bias + e_u @ self.hashtag_emb.weight.T
+            else:
+                s = s + self.hashtag_bias[hashtags] + (self.hashtag_emb(hashtags) @ e_u.unsqueeze(-1)).squeeze(-1)
         if self.content:
-            q = self.content_video(feats if self.content_net == 'mlp' else p_v).unsqueeze(-1)   # [B, d, 1]
-            s = s + (self.content_hashtag(hashtags) @ q).squeeze(-1)
+            q = self.content_video(feats if self.content_net == 'mlp' else p_v)   # [B, d]
+            if every:
+                s = s + q @ self.content_hashtag.weight.T
+            else:
+                s = s + (self.content_hashtag(hashtags) @ q.unsqueeze(-1)).squeeze(-1)
         if not self.counts:
             return s, None
         log_count = self.log_count(users, hashtags, videos)

@@ -4,6 +4,7 @@
     python scripts/bench.py --device cuda --models GCN_PHR Net --aggr_modes mean max add
     python scripts/bench.py --data_path Data/instagram --steps 5
     python scripts/bench.py --models GCN_PHR GCN_PHR_plus GCN_PHR_plus:sampled_softmax:8   # a loss, K negatives
+    python scripts/bench.py --data_path Data/howyoutag --full GCN_PHR GCN_PHR_plus kNN ConTagNet   # full-ranking validation vs an epoch
 
 Per model / aggr_mode: seconds per training step (forward + backward + Adam) at ``--batch_size``, the forward
 time of its three parts (video projection, propagation, scoring of the batch), seconds per epoch (step x steps
@@ -109,10 +110,22 @@ def main(argv=None):
     p.add_argument('--nproc', nargs='+', type=int, default=None,
                    help='instead of the step table: one training epoch through torchrun with each of these numbers '
                         'of processes (data-parallel, train.py), e.g. --nproc 1 2; prints seconds per epoch')
+    p.add_argument('--full', nargs='+', default=None, metavar='MODEL',
+                   help='instead of the step table: full-ranking validation (every hashtag a candidate, '
+                        '--protocol full) of these models (any of the registry) against their training epoch')
     p.add_argument('--keep_zero_columns', action='store_true',
                    help='project all feature columns, also those zero for every post (to measure what leaving them '
                         'out saves, e.g. on imported posts without visual/acoustic features)')
     args = p.parse_args(argv)
+    if args.steps < 1:
+        p.error('--steps must be at least 1')
+    if args.nproc is not None and (not args.nproc or min(args.nproc) < 1):
+        p.error('--nproc: every number of processes must be at least 1')
+    if args.full:
+        unknown = [m for m in args.full if m not in MODELS]
+        if unknown:
+            p.error(f'--full {unknown}: not in the registry {tuple(MODELS)}')
+        return bench_full(args)
     if args.nproc:
         if any(spec[1:] != ('bpr', 1) for spec in args.models):
             p.error('--nproc times train.py at its default loss; give the models by name only')
@@ -183,6 +196,49 @@ def main(argv=None):
     for name, aggr, loss, ts, tp, tg, tc, te, tv, rps, mem in rows:
         print(f'| {name} | {aggr} | {loss} | {ts:.3f} | {ts / floor:.1f} | {tp:.3f} | {tg:.3f} | {tc:.4f} | {te:.0f} | '
               f'{tv:.2f} | {rps:,.0f} | {mem:.2f} |')
+
+
+def bench_full(args):
+    """Seconds of a full-ranking validation pass (train.py --protocol full: every hashtag a candidate, in blocks)
+    against a training epoch (median step x steps per epoch; 0 for models without training), per model."""
+    from evaluation import full_split
+    from losses import LOSSES as losses
+    kept = keep_freed_memory() if args.keep_freed_memory else False
+    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
+    data = load_dataset(args.data_path)
+    val = full_split(data, data.val).to(device)
+    sampler = TripleSampler(data, 1)
+    torch.manual_seed(0)
+    batch = sampler.__getitems__(torch.randperm(len(sampler))[:args.batch_size].tolist()).to(device)
+    steps_per_epoch = math.ceil(len(sampler) / args.batch_size)
+    rows = []
+    for name in args.full:
+        torch.manual_seed(0)
+        dims = {'dim': args.dim_latent} if 'dim' in [h.name for h in MODELS[name].hparams] else {}
+        model = build_model(name, data, **dims).to(device)
+        t_epoch = 0.0
+        if model.trainable:
+            opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+            def step():
+                loss = losses['bpr'](model, batch, sampler)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+            t_epoch = timed(step, device, args.steps) * steps_per_epoch
+        t_val = timed(lambda: evaluate(model, val, batch_size=args.eval_batch), device, 1)
+        rows.append((name, t_epoch, t_val, len(val) / t_val, peak_memory_gb(device)))
+        del model
+    print(f'\ndevice: {describe(device)}; malloc keeps freed memory: {"yes" if kept else "no"}')
+    print(f'data {args.data_path}: {len(val):,} validation rows x {data.num_hashtag:,} hashtags (full ranking), '
+          f'{steps_per_epoch} training steps of {args.batch_size} per epoch\n')
+    print('| model | training epoch s | full-ranking validation s | rows/s | validation / epoch | peak GB |')
+    print('|---|---|---|---|---|---|')
+    for name, te, tv, rps, mem in rows:
+        ratio = f'{tv / te:.2f}' if te else '—'
+        print(f'| {name} | {te:.1f} | {tv:.1f} | {rps:,.0f} | {ratio} | {mem:.2f} |')
+    return rows
 
 
 def bench_nproc(args):

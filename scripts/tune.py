@@ -22,10 +22,11 @@ sys.path.insert(0, ROOT)
 
 import atomic  # noqa: E402
 from registry import MODELS, get_spec  # noqa: E402
-from sweep import records, report, runner  # noqa: E402
+from sweep import pages, records, report, runner  # noqa: E402
 from sweep.plan import DEFAULTS, FULL_DEFAULTS, Plan  # noqa: E402
 
 OUT = os.path.join(ROOT, 'RESULTS.md')
+DOCS = os.path.join(ROOT, 'docs')
 # the committed plan of each protocol: its defaults, results file and per-row folder (RESULTS.md holds both reports)
 COMMITTED = {'sampled': dict(DEFAULTS, results=os.path.join(ROOT, 'results', 'tune.jsonl'),
                              rows_dir=os.path.join(ROOT, 'results', 'rows')),
@@ -97,14 +98,15 @@ def build_parser():
 
 
 def check_paths(args, committed_plan):
-    """The committed results and report are written only by the committed plan; paths name files, not folders."""
+    """The committed results and report are written only by the committed plan (a --report of another plan may read
+    the committed rows); paths name files, not folders."""
     committed = {'results': [c['results'] for c in COMMITTED.values()], 'out': [OUT],
                  'rows_dir': [c['rows_dir'] for c in COMMITTED.values()]}
     for name in ('results', 'out', 'rows_dir'):
         path = getattr(args, name)
         if name != 'rows_dir' and os.path.isdir(path):
             raise SystemExit(f'error: --{name} {path}: is a folder, expected a file')
-        if not committed_plan and os.path.abspath(path) in committed[name]:
+        if not committed_plan and os.path.abspath(path) in committed[name] and not (args.report and name == 'rows_dir'):
             raise SystemExit(f'error: this is not the committed plan (other datasets, models, budget or --fixed), '
                              f'so it would mix its runs into {os.path.relpath(path, ROOT)}: give --results, '
                              f'--rows_dir and --out of its own')
@@ -147,20 +149,27 @@ def main(argv=None):
     results = records.load(ctx.results)
 
     def write_report():
-        if committed_plan:   # RESULTS.md: the committed report of every protocol, each from its own file
-            parts = []
-            for protocol, c in COMMITTED.items():
-                cplan = plan if protocol == args.protocol else committed_plan_of(protocol)
-                cctx = ctx if protocol == args.protocol else \
-                    SimpleNamespace(**dict(vars(ctx), results=c['results'], rows_dir=c['rows_dir']))
-                recs = results if protocol == args.protocol else records.load(c['results'])
-                if recs:
-                    parts.append(report.report(cctx, cplan, recs))
-            text = '\n\n'.join(parts)
-        else:
-            text = report.report(ctx, plan, results)
-        atomic.write_text(ctx.out, text)
-        print(f'wrote {ctx.out}')
+        if not committed_plan:
+            atomic.write_text(ctx.out, report.report(ctx, plan, results))
+            print(f'wrote {ctx.out}')
+            return
+        # the committed plans: RESULTS.md (each protocol's report from its own file), docs/results.md and its
+        # figures, the README's headline table
+        reports = []
+        for protocol, c in COMMITTED.items():
+            cplan = plan if protocol == args.protocol else committed_plan_of(protocol)
+            cctx = ctx if protocol == args.protocol else \
+                SimpleNamespace(**dict(vars(ctx), results=c['results'], rows_dir=c['rows_dir']))
+            recs = results if protocol == args.protocol else records.load(c['results'])
+            if recs:
+                reports.append((cctx, cplan, recs))
+        atomic.write_text(ctx.out, '\n\n'.join(report.report(*r) for r in reports))
+        atomic.write_text(os.path.join(DOCS, 'results.md'), pages.results_page(reports, DOCS))
+        readme = pages.readme_path()
+        with open(readme) as f:
+            text = f.read()
+        atomic.write_text(readme, pages.update_readme(text, pages.headline(reports)))
+        print(f'wrote {ctx.out}, {os.path.relpath(DOCS, ROOT)}/results.md and its figures, the headline of README.md')
 
     if not args.report:
         runner.execute(ctx, plan, results, on_dataset_done=write_report)

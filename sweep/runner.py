@@ -1,6 +1,7 @@
 """Running a sweep's jobs: each is its own ``python train.py`` process with OMP_NUM_THREADS=1, ``jobs`` at once
-from one queue over every dataset and phase (a model's seeds start when its own search is done; the next dataset
-starts when the current one has no run left to start), so no core idles at a boundary. Every finished run is
+from one queue over every dataset and phase (model by model in the plan's order: a model's seeds start as soon as
+its own search is done, before the next model's search; the next dataset starts when the current one has no run
+left to start), so no core idles at a boundary. Every finished run is
 appended to the results file at once, so a sweep stopped at any point continues where it stopped."""
 import concurrent.futures as cf
 import os
@@ -154,6 +155,10 @@ def execute(ctx, plan, results, on_dataset_done=None):
     def todo(dataset):
         done = {records.done_key(r) for r in results if records.is_done(r)}
         jobs = [j for phase in ('search', 'seed') for j in plan.jobs(dataset, paths[dataset], results, phase)]
+        # model by model, in the plan's order: a model's seeds (once its search is complete) go before the next
+        # model's search, so the first models of the plan reach the table first
+        order = {m: i for i, m in enumerate(plan.models)}
+        jobs.sort(key=lambda j: order[j['model']])
         return [j for j in jobs if records.done_key(j) not in done and records.done_key(j) not in tried], len(jobs)
 
     def next_job():

@@ -221,7 +221,9 @@ def test_all_zero_feature_columns_are_left_out_exactly(tweets_dir, model_name, m
     def run(drop):
         monkeypatch.setattr(Recommender, 'drop_zero_feature_columns', drop)
         torch.manual_seed(0)
-        m = build_model(model_name, data, dim=8)
+        # a new post is scored from its feature row: GCN-PHR+kNN's votes then compare feature rows too (with the
+        # import's TF-IDF rows a new post has none: an error, tested in test_full_rank)
+        m = build_model(model_name, data, dim=8, **({'votes_text': 'dense'} if model_name == 'GCN_PHR_knn' else {}))
         losses = train_steps(m, data, steps=3)
         m.eval()
         with torch.no_grad():
@@ -268,3 +270,21 @@ def test_howyoutag_reader_both_splits(howyoutag_dir, tmp_path):
     # the authors' split pools the five posts: per user 80/10/10, which needs 6 posts of one author for a val post
     with pytest.raises(SystemExit, match='needs authors with at least 6 posts'):
         import_posts.main([str(howyoutag_dir), '--out', str(tmp_path / 'authors'), '--min_posts', '1'])
+
+
+def test_imports_write_sparse_tfidf_rows_that_knn_reads(tweets_dir):
+    # the importer writes each post's sparse TF-IDF row beside the dense block; kNN compares posts by them where
+    # they exist (text=auto), and says plainly that a new post's feature row cannot stand in for one
+    from registry import build_model
+    data = load_dataset(tweets_dir, verbose=False)
+    assert data.text_tfidf is not None and data.text_tfidf.shape[0] == data.num_video
+    norms = np.sqrt(np.asarray(data.text_tfidf.multiply(data.text_tfidf).sum(1))).ravel()
+    assert np.allclose(norms[norms > 0], 1, atol=1e-5)
+    knn = build_model('kNN', data, k=5)
+    assert knn.text == 'tfidf' and build_model('kNN', data, k=5, text='dense').text == 'dense'
+    t = data.test
+    with torch.no_grad():
+        s = knn.score({}, t.users[:3], t.videos[:3], t.candidates[:3])
+        assert torch.isfinite(s).all()
+        with pytest.raises(ValueError, match='TF-IDF rows'):
+            knn.score({}, t.users[:3], data.features[t.videos[:3]], t.candidates[:3])

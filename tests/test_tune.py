@@ -222,7 +222,7 @@ def test_history_shares_against_a_literal_loop(tiny_data):
 
 
 def test_a_run_done_again_supersedes_its_earlier_records():
-    base = dict(dataset='d', model='GCN_PHR_plus', config={'l_r': 0.01}, seed=0)
+    base = dict(protocol='sampled', dataset='d', model='GCN_PHR_plus', config={'l_r': 0.01}, seed=0)
     failed = dict(base, phase='seed', status='failed', rows=None)
     ok = dict(base, phase='seed', status='ok', rows='results/rows/d/x.npz')
     old_ablation = dict(base, phase='ablation', status='ok', rows=None)   # from before ablation runs wrote rows
@@ -247,3 +247,35 @@ def test_fixed_joins_every_configuration_of_its_model():
     tried = Plan(datasets=[], models=[], fixed={'GCN_PHR_plus': {'count_gate': 'post'}}).configurations('GCN_PHR_plus')
     assert tried == [dict(c, count_gate='post') for c in plain]        # the same draws, one more fixed setting
     assert Plan(datasets=[], models=[]).configurations('GCN_PHR_plus') == plain   # no state left behind
+
+
+def test_the_committed_files_are_written_only_by_the_committed_plan(tiny_dir, tmp_path):
+    # a smoke run of another plan cannot rewrite RESULTS.md or append to the committed results file
+    before = {p: os.path.getmtime(p) for p in (tune.OUT, tune.COMMITTED['sampled']['results'])}
+    for extra in ([], ['--results', str(tmp_path / 'r.jsonl')], ['--out', str(tmp_path / 'R.md')]):
+        with pytest.raises(SystemExit, match='not the committed plan'):
+            tune.main(['--datasets', tiny_dir, '--models', 'popularity', '--max_epoch', '1', '--seeds', '0',
+                       '--rows_dir', str(tmp_path / 'rows')] + extra)
+    with pytest.raises(SystemExit, match='no such file'):
+        tune.main(['--report', '--results', str(tmp_path / 'typo.jsonl'), '--out', str(tmp_path / 'R.md'),
+                   '--rows_dir', str(tmp_path / 'rows'), '--datasets', tiny_dir])
+    with pytest.raises(SystemExit, match='is a folder'):
+        tune.main(['--report', '--results', str(tmp_path), '--out', str(tmp_path / 'R.md'),
+                   '--rows_dir', str(tmp_path / 'rows'), '--datasets', tiny_dir])
+    assert before == {p: os.path.getmtime(p) for p in before}
+
+
+def test_a_damaged_results_line_is_reported_and_a_cut_line_never_swallows_the_next(tmp_path, capsys):
+    path = tmp_path / 'r.jsonl'
+    good = dict(protocol='sampled', dataset='d', model='popularity', phase='seed', index=0, seed=0, config={},
+                status='ok')
+    records.append(str(path), good)
+    with open(path, 'a') as f:
+        f.write('{"protocol": "sampled", "dataset": "d", "mod')   # a kill -9 in the middle of a write
+    records.append(str(path), dict(good, seed=1))
+    with open(path, 'a') as f:
+        f.write('null\n{}\n')
+    got = records.load(str(path))
+    assert [r['seed'] for r in got] == [0, 1]
+    said = capsys.readouterr().out
+    assert 'r.jsonl:2: not a whole run record' in said and ':4:' in said and ':5:' in said
