@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
-from recommender import DIM, HParam, Recommender, gather_rows, sorted_lookup
+from recommender import DIM, HParam, Recommender, gather_rows, sorted_lookup, user_hashtag_counts
 
 
 def hashtag_popularity(data):
@@ -81,7 +81,8 @@ class UTM(FeatureModel):
     cheap native alternative (WARP not implemented).
     """
 
-    hparams = (DIM, HParam('history', 30, "how many of the user's most used training hashtags m_u averages"))
+    hparams = (DIM, HParam('history', 30, "how many of the user's most used training hashtags m_u averages",
+                                     positive=True))
 
     def __init__(self, data, dim=64, history=30):
         super().__init__(data, dim)
@@ -137,7 +138,7 @@ class CSMN(FeatureModel):
     image slot. BPR by default; ``--loss softmax`` is its native loss.
     """
 
-    hparams = (DIM, HParam('history', 60, "memory slots: the user's top TF-IDF training hashtags"))
+    hparams = (DIM, HParam('history', 60, "memory slots: the user's top TF-IDF training hashtags", positive=True))
 
     def __init__(self, data, dim=64, history=60):
         super().__init__(data, dim)
@@ -206,8 +207,9 @@ class UserPopularity(GlobalPopularity):
         super().__init__(data)
         g = data.graph
         self.H = data.num_hashtag
-        self.register_buffer('keys', g.pair_user * self.H + g.pair_hashtag, persistent=False)  # sorted
-        self.register_buffer('counts', g.pair_count.float(), persistent=False)
+        keys, counts = user_hashtag_counts(g, self.H)
+        self.register_buffer('keys', keys, persistent=False)
+        self.register_buffer('counts', counts, persistent=False)
 
     def score(self, enc, users, videos, hashtags):
         own = sorted_lookup(self.keys, self.counts, users.unsqueeze(1) * self.H + hashtags)
@@ -302,7 +304,7 @@ class SimilarPosts(Recommender):
     """
     trainable = False
     losses = ()
-    hparams = (HParam('k', 50, 'kNN: how many of the most similar training posts vote'),
+    hparams = (HParam('k', 50, 'kNN: how many of the most similar training posts vote', positive=True),
                HParam('mix', 1.0, "kNN: weight of the neighbours' votes against the user's log(1 + count)"),
                HParam('power', 1.0, 'kNN: a neighbour votes with its cosine similarity to this power'),
                HParam('text', 'auto', 'what posts are compared by: dense (the feature rows) | tfidf (the sparse TF-IDF '
@@ -318,9 +320,9 @@ class SimilarPosts(Recommender):
         self.set_features(data.features)
         self.text = content_rows(data, text)
         self.index = NeighbourVotes(data, self.features, k, power, data.text_tfidf if self.text == 'tfidf' else None)
-        g = data.graph
-        self.register_buffer('keys', g.pair_user * self.num_hashtag + g.pair_hashtag, persistent=False)  # sorted
-        self.register_buffer('counts', g.pair_count.float(), persistent=False)
+        keys, counts = user_hashtag_counts(data.graph, self.num_hashtag)
+        self.register_buffer('keys', keys, persistent=False)
+        self.register_buffer('counts', counts, persistent=False)
 
     def score(self, enc, users, videos, hashtags):
         if videos.is_floating_point():

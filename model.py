@@ -268,7 +268,7 @@ class AggregationNet(nn.Module):
 # the knobs every graph model shares (train.py flags --dim_latent, --scoring_mode, --num_layers, --aggr_mode)
 SCORING = HParam('scoring_mode', 'cat', 'cat: [user; x] through an MLP | fully_con: one fully connected layer',
                  choices=SCORING_MODES)
-LAYERS = HParam('num_layers', 2, 'stacked aggregation layers')
+LAYERS = HParam('num_layers', 2, 'stacked aggregation layers', positive=True)
 AGGREGATION = HParam('aggr', 'mean', 'aggregation of neighbour messages (add = sum)', choices=tuple(AGGR),
                      flag='aggr_mode')
 GRAPH_SEARCH = dict(TRAINING_SEARCH, num_layers=[1, 2], aggr_mode=['mean', 'add'], scoring_mode=['cat', 'fully_con'])

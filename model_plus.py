@@ -12,7 +12,8 @@ from torch import nn
 
 from evaluation import evaluate_splits, evaluate_variants, selection_key
 from model import AGGREGATION, DIM, GRAPH_SEARCH, LAYERS, SCORING, GCNPHR
-from recommender import HParam, sorted_lookup
+from baselines import TEXTS, NeighbourVotes, content_rows
+from recommender import HParam, sorted_lookup, user_hashtag_counts
 
 # factors of the learned count weight tried on validation by --calibrate_counts (1 keeps it as trained)
 COUNT_SCALES = (0.5, 1, 1.5, 2, 3, 5, 8)
@@ -124,10 +125,9 @@ class GCNPHRPlus(GCNPHR):
         if self.identity:
             self.hashtag_bias = nn.Parameter(torch.zeros(self.num_hashtag))
         if self.counts:
-            g = data.graph
-            # (user, hashtag) keys of the training pairs: sorted, as the graph's pairs are grouped by user, then hashtag
-            self.register_buffer('count_keys', g.pair_user * self.num_hashtag + g.pair_hashtag, persistent=False)
-            self.register_buffer('counts_uh', g.pair_count.float(), persistent=False)
+            keys, counts = user_hashtag_counts(data.graph, self.num_hashtag)   # sorted (user, hashtag) keys
+            self.register_buffer('count_keys', keys, persistent=False)
+            self.register_buffer('counts_uh', counts, persistent=False)
             # (video, hashtag) keys of the training triples: the posts whose own use is left out of c_uh
             self.register_buffer('train_vh_keys', torch.unique(data.train[:, 1] * self.num_hashtag + data.train[:, 2]),
                                  persistent=False)
@@ -260,10 +260,10 @@ class GCNPHRKnn(GCNPHRPlus):
     """
     hparams = GCNPHRPlus.hparams + (
         HParam('votes', True, "GCN-PHR+kNN: the similar posts' votes term (off: GCN-PHR+'s score)"),
-        HParam('votes_k', 50, 'GCN-PHR+kNN: how many of the most similar training posts vote'),
+        HParam('votes_k', 50, 'GCN-PHR+kNN: how many of the most similar training posts vote', positive=True),
         HParam('votes_weight', 1.0, 'GCN-PHR+kNN: initial weight w_v of the votes term (learned)'),
         HParam('votes_text', 'auto', 'GCN-PHR+kNN: what posts are compared by for the votes (as kNN --text)',
-               choices=('auto', 'dense', 'tfidf')))
+               choices=TEXTS))
     search = dict(l_r=[3e-3, 1e-2], weight_decay=[0.0, 1e-3], decay_embeddings=[False], num_layers=[1],
                   aggr_mode=['mean', 'add'], scoring_mode=['cat'], loss=['sampled_softmax'], num_train_neg=[8, 64],
                   count_weight=[1.0, 5.0], votes_weight=[1.0, 4.0], calibrate_counts=[True], select_calibrated=[True])
@@ -278,7 +278,6 @@ class GCNPHRKnn(GCNPHRPlus):
         self.votes = bool(votes)
         if not self.votes:
             return
-        from baselines import NeighbourVotes, content_rows   # the kNN baseline's index of the training posts
         self.votes_text = content_rows(data, votes_text)
         self.vote_index = NeighbourVotes(data, self.features, votes_k,
                                          tfidf=data.text_tfidf if self.votes_text == 'tfidf' else None)
@@ -289,7 +288,8 @@ class GCNPHRKnn(GCNPHRPlus):
         with torch.no_grad():
             for lo in range(0, self.num_video, 1024):   # every post's votes, in blocks of posts: [1024, Vt] at once
                 videos = torch.arange(lo, min(lo + 1024, self.num_video))
-                sims = self.vote_index.similarities(self.features[videos], videos)
+                sims = self.vote_index.similarities(self.features[videos] if self.votes_text == 'dense' else None,
+                                                    videos)
                 index, weight = self.vote_index.neighbours(sims, pool_of[videos])
                 row, tags, w = self.vote_index.flat_votes(index, weight)
                 keys.append(videos[row] * H + tags)

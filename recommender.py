@@ -28,6 +28,7 @@ class HParam:
     help: str = ''
     choices: Optional[tuple] = None
     flag: Optional[str] = None
+    positive: bool = False   # train.py refuses a value <= 0 before any data is read
 
     @property
     def cli(self):
@@ -39,7 +40,7 @@ class HParam:
 
 
 # the knob every learned model has (train.py --dim_latent)
-DIM = HParam('dim', 64, 'size of every node vector', flag='dim_latent')
+DIM = HParam('dim', 64, 'size of every node vector', flag='dim_latent', positive=True)
 
 # the training knobs every trainable model is searched over (train.py flags); decay_embeddings: whether the weight
 # decay reaches the id embeddings and biases too (off in the authors' code)
@@ -121,6 +122,12 @@ def rows(x, index):
     """x[index] for a 1-D index. index_select copies whole rows and its backward is index_add, both cheaper on CPU
     than advanced indexing (aten::index / index_put_)."""
     return x.index_select(0, index)
+
+
+def user_hashtag_counts(graph, num_hashtag):
+    """(keys, counts) of the training graph's (user, hashtag) pairs: keys u * H + h, sorted (pairs are grouped by user,
+    then hashtag), counts |V(u, h)| as float; ``sorted_lookup(keys, counts, u * H + h)`` is the user's count of h."""
+    return graph.pair_user * num_hashtag + graph.pair_hashtag, graph.pair_count.float()
 
 
 def gather_rows(table, index):

@@ -146,8 +146,7 @@ def check_flags(args, given):
         v = getattr(args, h.cli, h.default)
         if isinstance(v, float) and not math.isfinite(v):
             raise SystemExit(f'error: --{h.cli} must be a finite number, got {v}')
-        if isinstance(v, int) and not isinstance(v, bool) and h.cli in ('num_layers', 'dim_latent', 'history') \
-                and v <= 0:
+        if h.positive and v <= 0:
             raise SystemExit(f'error: --{h.cli} must be positive, got {v}')
 
 

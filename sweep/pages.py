@@ -2,6 +2,7 @@
 between the markers of README.md. Every number comes from the results records (``tune.py --report``)."""
 import os
 import re
+import statistics
 
 from registry import MODELS
 from sweep import figures
@@ -59,8 +60,7 @@ def results_page(reports, docs_dir):
                 cells = []
                 for k in ('recall@10', 'ndcg@10'):
                     v = [r['test'][k] for r in rs]
-                    sd = (sum((x - mean(v)) ** 2 for x in v) / (len(v) - 1)) ** 0.5 if len(v) > 1 else 0.0
-                    cells.append(f'{mean(v):.3f} ± {sd:.3f}')
+                    cells.append(f'{mean(v):.3f} ± {statistics.stdev(v) if len(v) > 1 else 0.0:.3f}')
                 other = seed_rows(plan, results, dataset, m, plan.seeds)
                 for k in ('recall@10', 'ndcg@10'):
                     if m == ext:

@@ -4,6 +4,7 @@ its own search is done, before the next model's search; the next dataset starts 
 left to start), so no core idles at a boundary. Every finished run is
 appended to the results file at once, so a sweep stopped at any point continues where it stopped."""
 import concurrent.futures as cf
+import json
 import os
 import subprocess
 import sys
@@ -131,7 +132,6 @@ def run_one(job, ctx, plan):
     best = best_by_validation(lines)
     extra = {}
     if os.path.exists(calibration):   # --calibrate_counts: the best epoch's metrics after scaling the count weight
-        import json
         with open(calibration) as f:
             cal = json.load(f)
         best = dict(best, val=cal['val'], test=cal['test'])
