@@ -43,6 +43,7 @@ left without a hashtag are dropped). Hashtags are case-folded unless ``--no-case
 import argparse
 import csv
 import gzip
+import html
 import io
 import json
 import shutil
@@ -54,7 +55,7 @@ from collections import Counter
 import numpy as np
 
 import atomic
-from data_load import FEATURE_FILES, TFIDF_FILE, DataError, save_npy_atomic
+from data_load import FEATURE_FILES, ID_FILES, LIST_FILES, TFIDF_FILE, DataError, save_npy_atomic
 from partition import RAW_FILE, partition
 
 AUTHOR_DIMS = (2048, 128, 100)   # visual, acoustic, textual: the authors' widths (FEATURE_FILES order)
@@ -71,7 +72,8 @@ TEXT_PARAMS = dict(lowercase=True, strip_accents='unicode', token_pattern=r'(?u)
 # ----------------------------------------------------------------------------------------------- reading posts
 
 def _open(fname):
-    return gzip.open(fname, 'rt', encoding='utf-8') if fname.endswith('.gz') else open(fname, encoding='utf-8')
+    # utf-8-sig: a byte-order mark (Excel's UTF-8 CSV export) is dropped, not read into the first column's name
+    return gzip.open(fname, 'rt', encoding='utf-8-sig') if fname.endswith('.gz') else open(fname, encoding='utf-8-sig')
 
 
 def read_text(fname):
@@ -194,7 +196,8 @@ def _is_tweet(x):
 
 def _tweet_post(t, author):
     ext = t.get('extended_tweet') or {}
-    text = ext.get('full_text') or t.get('full_text') or t.get('text') or ''
+    # the API escapes &, < and > (and sometimes ") in the text as HTML entities: &amp; is the character &
+    text = html.unescape(ext.get('full_text') or t.get('full_text') or t.get('text') or '')
     entities = ext.get('entities') or t.get('entities') or {}
     tags = [h['text'] for h in entities.get('hashtags', []) if h.get('text')]
     return {'post_id': t['id_str'], 'author': author, 'text': text, 'hashtags': tags}
@@ -424,13 +427,46 @@ def split_codes(posts):
     return codes
 
 
-def import_posts(inputs, out, fmt='auto', visual=None, audio=None, min_posts=2, min_uses=1, casefold=True,
-                 text_dim=100, missing_dim=None, num_neg=1000, seed=2019, verbose=True, split='authors'):
-    """Import into a temporary folder beside ``out``; only a complete import replaces ``out`` (an earlier dataset
-    there is never lost to a failed import)."""
-    out = os.path.normpath(out)
+# what an import writes: the only files a folder may hold for --overwrite to replace it
+DATASET_FILES = frozenset(LIST_FILES + FEATURE_FILES + ID_FILES + (RAW_FILE, POSTS_FILE, TEXT_MODEL, TFIDF_FILE))
+
+
+def check_out(inputs, out, overwrite=False):
+    """Refuse an ``--out`` whose replacement would lose something: a folder that holds files (without
+    ``overwrite``), a folder that is not a dataset (``Data/``, ``.``, a project folder: even with ``overwrite``),
+    or one that holds (or is) an input file."""
     if os.path.exists(out) and not os.path.isdir(out):
         raise DataError(f'--out {out}: is a file, expected a folder')
+    real, cwd = os.path.realpath(out), os.path.realpath(os.getcwd())
+    if real == cwd or cwd.startswith(real + os.sep):
+        raise DataError(f'--out {out}: is the current folder or holds it; name a dataset folder (e.g. Data/mine)')
+    for src in inputs:
+        r = os.path.realpath(src)
+        if r == real or r.startswith(real + os.sep):
+            raise DataError(f'--out {out}: holds the input {src}, which replacing the folder would delete; '
+                            f'import into another folder')
+    if not os.path.isdir(out):
+        return
+    names = sorted(os.listdir(out))
+    if not names:
+        return
+    foreign = [n for n in names if n not in DATASET_FILES]
+    if foreign:
+        raise DataError(f'--out {out}: not a dataset folder (it holds {", ".join(foreign[:5])}'
+                        f'{", ..." if len(foreign) > 5 else ""}); an import writes a folder of its own, e.g. '
+                        f'{os.path.join(out, "mine")}')
+    if not overwrite:
+        raise DataError(f'--out {out}: a dataset is already there ({len(names)} files); pass --overwrite to replace '
+                        f'it, or import into another folder')
+
+
+def import_posts(inputs, out, fmt='auto', visual=None, audio=None, min_posts=2, min_uses=1, casefold=True,
+                 text_dim=100, missing_dim=None, num_neg=1000, seed=2019, verbose=True, split='authors',
+                 overwrite=False):
+    """Import into a temporary folder beside ``out``; only a complete import replaces ``out`` (an earlier dataset
+    there is never lost to a failed import, and is replaced only with ``overwrite``: ``check_out``)."""
+    out = os.path.normpath(out)
+    check_out(inputs, out, overwrite)
     tmp = f'{out}.importing-{os.getpid()}'
     shutil.rmtree(tmp, ignore_errors=True)
     try:
@@ -540,6 +576,8 @@ def build_parser():
     p.add_argument('--num_neg', type=int, default=1000, help='negatives per val/test row (lowered if too few '
                                                               'hashtags, with a message)')
     p.add_argument('--seed', type=int, default=2019, help='split, negatives and SVD')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace the dataset already in --out (only a folder an import wrote is ever replaced)')
     return p
 
 
@@ -553,7 +591,7 @@ def main(argv=None):
     try:
         return import_posts(args.inputs, args.out, args.format, args.visual, args.audio, args.min_posts,
                             args.min_uses, args.casefold, args.text_dim, args.missing_dim, args.num_neg, args.seed,
-                            split=args.split)
+                            split=args.split, overwrite=args.overwrite)
     except DataError as e:
         raise SystemExit(f'error: {e}')
 

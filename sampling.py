@@ -77,8 +77,14 @@ class TripleSampler(Dataset):
                 fresh[m] = own(idx[m])
             neg[idx] = fresh
             bad = self.on_video(videos, neg)
-        if bad.any():
-            raise DataError('could not draw a negative for some videos: they carry every training hashtag')
+        for i in torch.nonzero(bad).squeeze(1).tolist():
+            # a video carrying most of the training hashtags: rejection rarely hits the few left, so draw this
+            # row's negative exactly from the pool without the video's own hashtags
+            left = self.pool[~self.on_video(videos[i].expand(len(self.pool)), self.pool)]
+            if len(left) == 0:
+                raise DataError(f'could not draw a negative for video {int(videos[i])}: it carries every training '
+                                f'hashtag ({len(torch.unique(self.pool))}); drop it, or add hashtags it does not carry')
+            neg[i] = left[torch.randint(len(left), ())]
         return neg
 
     def __getitems__(self, index):

@@ -124,7 +124,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     fetch(args.raw, args.deb)
-    stats = import_posts.main([args.raw, '--out', args.out, '--format', 'twitter', '--min_posts',
+    stats = import_posts.main([args.raw, '--out', args.out, '--format', 'twitter', '--overwrite', '--min_posts',
                                str(args.min_posts), '--min_uses', str(args.min_uses), '--seed', '2019'])
     if args.import_only:
         return stats

@@ -150,7 +150,7 @@ def test_failed_reimport_keeps_the_earlier_dataset(tmp_path):
     import_posts.main([_jsonl(tmp_path / 'good.jsonl', GOOD), '--out', str(out)])
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     bad = [dict(p, hashtags=['a', 'b']) for p in GOOD]            # two hashtags on every post: nothing to rank
-    one_line_error(lambda: import_posts.main([_jsonl(tmp_path / 'bad.jsonl', bad), '--out', str(out)]))
+    one_line_error(lambda: import_posts.main([_jsonl(tmp_path / 'bad.jsonl', bad), '--out', str(out), '--overwrite']))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(os.listdir(tmp_path)) == ['D', 'bad.jsonl', 'good.jsonl']      # no temporary folder left
 
@@ -275,3 +275,101 @@ def test_command_lines_exit_non_zero_without_traceback(cmd, words, tiny_dir):
     res = subprocess.run([sys.executable] + cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0 and 'Traceback' not in res.stderr, res.stderr
     assert words in res.stderr and res.stderr.strip().count('\n') == 0, res.stderr
+
+
+# ---- the importer never deletes what a user made (issue 29, "data lost" 1)
+
+def _tree(path):
+    return sorted(os.path.relpath(os.path.join(r, n), path) for r, ds, fs in os.walk(path) for n in ds + fs)
+
+
+def test_import_refuses_a_folder_that_is_not_a_dataset(tmp_path):
+    data = tmp_path / 'Data'
+    (data / 'demo').mkdir(parents=True)
+    (data / 'README.md').write_text('tracked')
+    (data / 'demo' / 'train.npy').write_bytes(b'x')
+    src = _jsonl(tmp_path / 'good.jsonl', GOOD)
+    before = _tree(data)
+    for extra in ([], ['--overwrite']):
+        one_line_error(lambda: import_posts.main([src, '--out', str(data)] + extra), str(data), 'not a dataset folder',
+                       'README.md')
+    assert _tree(data) == before and (data / 'README.md').read_text() == 'tracked'
+    assert sorted(os.listdir(tmp_path)) == ['Data', 'good.jsonl']
+
+
+def test_import_refuses_the_current_folder(tmp_path, monkeypatch):
+    src = _jsonl(tmp_path / 'good.jsonl', GOOD)
+    monkeypatch.chdir(tmp_path)
+    one_line_error(lambda: import_posts.main([src, '--out', '.', '--overwrite']), '--out .', 'current folder')
+    assert sorted(os.listdir(tmp_path)) == ['good.jsonl']          # no '..importing-PID' folder either
+
+
+@pytest.mark.parametrize('overwrite', [False, True])
+def test_import_refuses_an_input_inside_out(tmp_path, overwrite):
+    out = tmp_path / 'imp' / 'x'
+    out.mkdir(parents=True)
+    src = _jsonl(out / 'raw.jsonl', GOOD)
+    one_line_error(lambda: import_posts.main([src, '--out', str(out)] + ['--overwrite'] * overwrite),
+                   'holds the input', 'raw.jsonl')
+    assert os.listdir(out) == ['raw.jsonl']
+
+
+def test_import_over_a_dataset_needs_overwrite(tmp_path):
+    out = tmp_path / 'D'
+    import_posts.main([_jsonl(tmp_path / 'good.jsonl', GOOD), '--out', str(out)])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    more = GOOD + [dict(p, post_id=p['post_id'] + 'b') for p in GOOD]
+    again = _jsonl(tmp_path / 'more.jsonl', more)
+    one_line_error(lambda: import_posts.main([again, '--out', str(out)]), str(out), '--overwrite')
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    # its own cleaned posts.jsonl as the input: it lies inside --out, so it is refused even with --overwrite
+    one_line_error(lambda: import_posts.main([str(out / 'posts.jsonl'), '--out', str(out), '--overwrite']),
+                   'holds the input')
+    import_posts.main([again, '--out', str(out), '--overwrite'])
+    assert len(open(out / 'video_list.txt').read().split()) == len(more)
+
+
+def test_import_reads_a_csv_with_a_byte_order_mark(tmp_path):
+    """An Excel 'CSV UTF-8' export starts with a BOM: the first column is still 'hashtags', not '\\ufeffhashtags'."""
+    rows = [f'"{" ".join(p["hashtags"])}",{p["author"]},{p["post_id"]},{p["text"]} #other' for p in GOOD]
+    src = tmp_path / 'posts.csv'
+    src.write_bytes(('\ufeffhashtags,author,post_id,text\n' + '\n'.join(rows) + '\n').encode('utf-8'))
+    posts, _ = import_posts.read_posts([str(src)])
+    assert [p['hashtags'] for p in posts] == [p['hashtags'] for p in GOOD]    # the column, not the text's #other
+
+
+def test_import_unescapes_twitter_html_entities():
+    t = {'id_str': '1', 'full_text': 'R &amp; D &lt;3 &gt; &quot;ok&quot; #x', 'entities': {'hashtags': [{'text': 'x'}]}}
+    post = import_posts._tweet_post(t, 'me')
+    assert post['text'] == 'R & D <3 > "ok" #x'
+    assert 'amp' not in import_posts.strip_text(post['text'])
+
+
+def _sampler_data(tags_of_video, H):
+    from types import SimpleNamespace
+    ptr = np.cumsum([0] + [len(t) for t in tags_of_video])
+    idx = np.concatenate([np.asarray(t) for t in tags_of_video])
+    train = torch.tensor([[0, v, t[0]] for v, t in enumerate(tags_of_video)])
+    return SimpleNamespace(train=train, num_hashtag=H, vh_ptr=torch.from_numpy(ptr).long(),
+                           vh_idx=torch.from_numpy(idx).long(), train_hashtags=torch.arange(H), path='mem')
+
+
+def test_a_post_with_most_hashtags_still_gets_its_few_negatives():
+    """Issue 29 (14): a post carrying 1,002 of 1,020 training hashtags has 18 valid negatives; the sampler finds
+    them (rejection first, then an exact draw) instead of claiming it carries every training hashtag."""
+    from sampling import TripleSampler
+    H = 1020
+    data = _sampler_data([list(range(1002)), list(range(1002, H))], H)
+    torch.manual_seed(0)
+    batch = TripleSampler(data, num_neg=40).__getitems__([0] * 50)
+    assert batch.shape == (50, 43)
+    assert bool((batch[:, 3:] >= 1002).all())                     # every negative among the 18 left
+    assert len(torch.unique(batch[:, 3:])) > 9
+
+
+def test_a_post_with_every_hashtag_is_one_clear_error():
+    from data_load import DataError
+    from sampling import TripleSampler
+    data = _sampler_data([list(range(5)), [0]], 5)
+    with pytest.raises(DataError, match='video 0: it carries every training hashtag'):
+        TripleSampler(data).__getitems__([0])
