@@ -285,6 +285,26 @@ class NeighbourVotes(nn.Module):
         tags = self.tag_idx[torch.repeat_interleave(self.tag_ptr[nb], lens) + offset]
         return row, tags, torch.repeat_interleave(weight.reshape(-1), lens)
 
+    def table(self, num_video, features=None, block=1024):
+        """Every post's votes as sorted (post, hashtag) keys v * H + h and their summed weights, computed once in
+        blocks of posts ([block, Vt] similarities at once); a training post is never its own neighbour
+        (leave-one-out). ``features``: the dense rows compared, when the index is not TF-IDF."""
+        H = self.num_hashtag
+        pool_of = torch.full((num_video,), -1, dtype=torch.long)
+        pool_of[self.pool_video.cpu()] = torch.arange(len(self.pool_video))
+        keys, weights = [], []
+        with torch.no_grad():
+            for lo in range(0, num_video, block):
+                videos = torch.arange(lo, min(lo + block, num_video))
+                sims = self.similarities(features[videos] if self.pool_tfidf is None else None, videos)
+                index, weight = self.neighbours(sims, pool_of[videos])
+                row, tags, w = self.flat_votes(index, weight)
+                keys.append(videos[row] * H + tags)
+                weights.append(w)
+        keys, weights = torch.cat(keys), torch.cat(weights)
+        uniq, inverse = torch.unique(keys, return_inverse=True)
+        return uniq, torch.zeros(len(uniq)).index_add_(0, inverse, weights)
+
     def votes(self, sims, exclude=None):
         """[B, Vt] similarities -> [B, H] similarity-weighted votes of the k nearest training posts."""
         index, weight = self.neighbours(sims, exclude)

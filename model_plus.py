@@ -281,23 +281,9 @@ class GCNPHRKnn(GCNPHRPlus):
         self.votes_text = content_rows(data, votes_text)
         self.vote_index = NeighbourVotes(data, self.features, votes_k,
                                          tfidf=data.text_tfidf if self.votes_text == 'tfidf' else None)
-        H = self.num_hashtag
-        pool_of = torch.full((self.num_video,), -1, dtype=torch.long)
-        pool_of[self.vote_index.pool_video] = torch.arange(len(self.vote_index.pool_video))
-        keys, weights = [], []
-        with torch.no_grad():
-            for lo in range(0, self.num_video, 1024):   # every post's votes, in blocks of posts: [1024, Vt] at once
-                videos = torch.arange(lo, min(lo + 1024, self.num_video))
-                sims = self.vote_index.similarities(self.features[videos] if self.votes_text == 'dense' else None,
-                                                    videos)
-                index, weight = self.vote_index.neighbours(sims, pool_of[videos])
-                row, tags, w = self.vote_index.flat_votes(index, weight)
-                keys.append(videos[row] * H + tags)
-                weights.append(w)
-        keys, weights = torch.cat(keys), torch.cat(weights)
-        uniq, inverse = torch.unique(keys, return_inverse=True)                # sorted (post, hashtag) keys
+        uniq, values = self.vote_index.table(self.num_video, self.features if self.votes_text == 'dense' else None)
         self.register_buffer('vote_keys', uniq, persistent=False)
-        self.register_buffer('vote_values', torch.zeros(len(uniq)).index_add_(0, inverse, weights), persistent=False)
+        self.register_buffer('vote_values', values, persistent=False)
         self.votes_weight = nn.Parameter(torch.full((), float(votes_weight)))
 
     def vote_term(self, videos, hashtags):

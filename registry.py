@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import baselines
 import model
+import model_mix
 import model_plus
 
 
@@ -43,6 +44,7 @@ register('var1', model.HomogeneousNet, 'homogeneous graph (var1)')
 register('no_att', model.GCNPHR, 'GCN-PHR w/o attention', attention=False)
 register('GCN_PHR_plus', model_plus.GCNPHRPlus, 'GCN-PHR+ (extension: identity, counts, content; not the paper)')
 register('GCN_PHR_knn', model_plus.GCNPHRKnn, 'GCN-PHR+kNN (extension + similar-posts votes; not the paper)')
+register('TagMix', model_mix.TagMix, 'TagMix (extension: counts + similar posts + words, full softmax; not the paper)')
 register('UTM', baselines.UTM)
 register('ConTagNet', baselines.ConTagNet)
 register('CSMN', baselines.CSMN)

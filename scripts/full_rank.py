@@ -39,6 +39,7 @@ from evaluation import evaluate_rows, evaluate_variants, full_split  # noqa: E40
 from checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from model_plus import best_scale, count_weight_variants  # noqa: E402
 from registry import build_model  # noqa: E402
+from runtime import resolve_device  # noqa: E402
 
 FLOORS = ('user_popularity', 'popularity')
 
@@ -81,6 +82,11 @@ def parse_models(specs):
         label, sep, paths = spec.partition('=')
         if not sep or not label or not paths:
             raise SystemExit(f'error: {spec!r}: expected LABEL=CHECKPOINT[,CHECKPOINT...]')
+        if label in FLOORS or label.endswith('@full_val'):
+            raise SystemExit(f'error: {spec!r}: the label {label} is reserved ({" and ".join(FLOORS)} are the floors '
+                             f'every table is measured against, LABEL@full_val the refitted rows); name it otherwise')
+        if label in out:
+            raise SystemExit(f'error: the label {label} is given twice; join its checkpoints with commas')
         out[label] = paths.split(',')
     return out
 
@@ -103,6 +109,12 @@ def main(argv=None):
         p.error('--calibrate_full fits on the validation rows; it reports --split test only')
     if any(not f > 0 for f in args.scales):
         p.error('--scales: every factor must be > 0')
+    if args.rows is not None and args.rows < 1:
+        raise SystemExit(f'error: --rows must be at least 1, got {args.rows}')
+    try:
+        args.device = resolve_device(args.device)
+    except ValueError as e:
+        raise SystemExit(f'error: {e}')
     from sweep.stats import paired_bootstrap, verdict
     try:
         data = load_dataset(args.data_path, verbose=False)

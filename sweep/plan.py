@@ -42,8 +42,8 @@ DEFAULTS = dict(datasets=['yfcc100m=0.02', 'rtweet', 'howyoutag', 'instagram=0.0
 # validation; the generated presets' vocabularies (at most 891 hashtags at their table scales) are smaller than the
 # 1,000 sampled negatives, so there the two protocols coincide and the sampled tables stand
 FULL_DEFAULTS = dict(DEFAULTS, datasets=['howyoutag', 'howyoutag_makers', 'rtweet'],
-                     models=['kNN', 'kNN_content', 'user_popularity', 'popularity', 'GCN_PHR_knn', 'ConTagNet', 'USHM',
-                             'GCN_PHR', 'GCN_PHR_plus', 'UTM', 'no_att', 'CSMN', 'var1', 'Net'])
+                     models=['kNN', 'kNN_content', 'user_popularity', 'popularity', 'TagMix', 'ConTagNet', 'USHM',
+                             'GCN_PHR', 'GCN_PHR_plus', 'UTM', 'no_att', 'CSMN', 'var1', 'Net', 'GCN_PHR_knn'])
 
 # a dataset's own training settings, the same for every model on it (rtweet: 123 training posts, 6 val posts)
 DATASET_SETTINGS = {'rtweet': dict(batch_size=64, max_epoch=60, patience=20)}

@@ -55,6 +55,15 @@ def test_bad_arguments_get_one_clear_error(tiny_dir, tmp_path):
         full_rank.main(['--data_path', tiny_dir, f'X={tmp_path / "missing.pt"}'])
     with pytest.raises(SystemExit, match='no such dataset folder'):
         full_rank.main(['--data_path', str(tmp_path / 'nowhere')])
+    # issue 29 (11): a checkpoint labelled as a floor would replace the floor every '- floor' interval is against
+    with pytest.raises(SystemExit, match='label user_popularity is reserved'):
+        full_rank.main(['--data_path', tiny_dir, f'user_popularity={tmp_path / "x.pt"}'])
+    with pytest.raises(SystemExit, match='given twice'):
+        full_rank.main(['--data_path', tiny_dir, f'a={tmp_path / "x.pt"}', f'a={tmp_path / "y.pt"}'])
+    with pytest.raises(SystemExit, match='--rows must be at least 1'):
+        full_rank.main(['--data_path', tiny_dir, '--rows', '0'])
+    with pytest.raises(SystemExit, match="--device 'bogus' is not a device"):
+        full_rank.main(['--data_path', tiny_dir, '--device', 'bogus'])
 
 
 def test_calibrate_full_fits_the_count_weight_on_full_ranking_validation(tiny_dir, tmp_path, capsys):
