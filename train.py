@@ -80,7 +80,7 @@ def build_parser():
     p.add_argument('--allow_pickle', action='store_true',
                    help="read the authors' pickled .npy files (runs code stored in them: trusted files only)")
     p.add_argument('--loss', default='bpr', choices=tuple(LOSSES),
-                   help="bpr (the authors', every model) | hard_bpr: BPR on the hardest of --num_train_neg "
+                   help="bpr (the authors'; the default of every model that takes it, TagMix trains with softmax) | hard_bpr: BPR on the hardest of --num_train_neg "
                         "negatives | sampled_softmax over the positive and --num_train_neg negatives | softmax or bce "
                         "over all hashtags: the baselines' native losses (USHM/CSMN/UTM softmax, ConTagNet BCE)")
     p.add_argument('--num_train_neg', type=int, default=1, help='negatives drawn per training triple per epoch')
@@ -301,6 +301,8 @@ def main(argv=None):
     spec = get_spec(args.model_name)
     used = model_args(args.model_name, hparams)
     model_info = checkpoint_model_args(args.model_name, used)
+    if 'loss' not in given and model.trainable and 'bpr' not in type(model).losses:
+        args.loss = type(model).losses[0]   # a model that cannot take the authors' BPR trains with its own loss
     config = dict(vars(args), **{h.cli: used[h.name] for h in spec.hparams})   # the run config: plain values
     if args.protocol == 'full':
         splits = {'val': full_split(data, data.val).to(device), 'test': full_split(data, data.test).to(device)}

@@ -223,7 +223,8 @@ def test_all_zero_feature_columns_are_left_out_exactly(tweets_dir, model_name, m
         torch.manual_seed(0)
         # a new post is scored from its feature row: GCN-PHR+kNN's votes then compare feature rows too (with the
         # import's TF-IDF rows a new post has none: an error, tested in test_full_rank)
-        m = build_model(model_name, data, dim=8, **({'votes_text': 'dense'} if model_name == 'GCN_PHR_knn' else {}))
+        m = build_model(model_name, data, dim=8, **{'GCN_PHR_knn': {'votes_text': 'dense'},
+                                                      'TagMix': {'text': 'dense'}}.get(model_name, {}))
         losses = train_steps(m, data, steps=3)
         m.eval()
         with torch.no_grad():
@@ -288,3 +289,18 @@ def test_imports_write_sparse_tfidf_rows_that_knn_reads(tweets_dir):
         assert torch.isfinite(s).all()
         with pytest.raises(ValueError, match='TF-IDF rows'):
             knn.score({}, t.users[:3], data.features[t.videos[:3]], t.candidates[:3])
+
+
+def test_tagmix_reads_the_sparse_tfidf_rows(tweets_dir):
+    # TagMix's words term is an EmbeddingBag over a post's TF-IDF terms where the import wrote them (text=auto)
+    from registry import build_model
+    data = load_dataset(tweets_dir, verbose=False)
+    m = build_model('TagMix', data, dim=8, votes_k=5)
+    assert m.text == 'tfidf' and m.text_bag.weight.shape == (data.text_tfidf.shape[1], 8)
+    t = data.test
+    m.train()
+    loss = torch.nn.functional.cross_entropy(m.score_all({}, t.users, t.videos), data.vh_idx[data.vh_ptr[t.videos]])
+    loss.backward()
+    assert m.text_hashtag.weight.grad.abs().sum() > 0 and torch.isfinite(loss)
+    with pytest.raises(ValueError, match='TF-IDF rows'):
+        m.score_all({}, t.users[:2], data.features[t.videos[:2]])
