@@ -130,6 +130,8 @@ class Scorer(nn.Module):
         itself). On a GPU: one block."""
         B, C = hashtags.shape
         d = hashtag_table.size(1)
+        if C == hashtag_table.size(0) and hashtags.stride(0) == 0 and B > 1:
+            return self._score_every_hashtag(uv, q, hashtag_table, hashtags)
         block = B if hashtags.is_cuda else max(1, self.EVAL_BLOCK_ELEMENTS // (C * d))
         out = torch.empty(B, C, dtype=uv.dtype, device=uv.device)
         n_ws = min(block, B) * C * d   # a GPU's caching allocator already reuses memory: no workspace kept there
@@ -143,6 +145,22 @@ class Scorer(nn.Module):
             # the row-wise dot products as an in-place product and a sum: on CPU, cheaper than bmm's batched
             # matrix-vector product at this shape
             torch.sum(uh.mul_(uv[s:s + n].unsqueeze(1)), -1, out=out[s:s + n])
+        return out
+
+    def _score_every_hashtag(self, uv, q, hashtag_table, hashtags):
+        """Full ranking (every row's candidates are all H hashtags, in order): the hashtag side
+        LeakyReLU(W_h x_h + W_u x_u) depends on the user only, so it is computed once per distinct user of the rows
+        ([H, d]) and that user's rows are scored against it by one matmul. Same values as the row-by-row path up to
+        float rounding (a matmul sums in another order)."""
+        users, inverse = torch.unique(q[:, 0], dim=0, return_inverse=True)
+        out = torch.empty(hashtags.shape, dtype=uv.dtype, device=uv.device)
+        H, d = hashtag_table.shape
+        ws = self._workspace(H * d, hashtag_table)[:H * d].view(H, d) if not hashtag_table.is_cuda else None
+        for g in range(len(users)):
+            rows = torch.nonzero(inverse == g).squeeze(1)
+            uh = torch.add(hashtag_table, users[g], out=ws) if ws is not None else hashtag_table + users[g]
+            F.leaky_relu_(uh)
+            out[rows] = uv[rows] @ uh.T
         return out
 
 
