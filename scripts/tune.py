@@ -22,6 +22,7 @@ sys.path.insert(0, ROOT)
 
 import atomic  # noqa: E402
 from registry import MODELS, get_spec  # noqa: E402
+from runtime import resolve_device  # noqa: E402
 from sweep import pages, records, report, runner  # noqa: E402
 from sweep.plan import DEFAULTS, FULL_DEFAULTS, Plan  # noqa: E402
 
@@ -132,6 +133,11 @@ def main(argv=None):
         raise SystemExit(f'error: --models {unknown}: not in the registry {tuple(MODELS)}')
     if args.configs < 1 or args.max_epoch < 1 or args.jobs < 1:
         raise SystemExit('error: --configs, --max_epoch and --jobs must be positive')
+    for dev in args.devices:   # a device this machine does not have fails every run: say so before the first
+        try:
+            resolve_device(dev)
+        except ValueError as e:
+            raise SystemExit(f'error: --devices: {e}'.replace('--device ', ''))
     fixed = {}
     for item in args.fixed:
         model, flag, value = parse_fixed(item)
@@ -171,9 +177,12 @@ def main(argv=None):
         atomic.write_text(readme, pages.update_readme(text, pages.headline(reports)))
         print(f'wrote {ctx.out}, {os.path.relpath(DOCS, ROOT)}/results.md and its figures, the headline of README.md')
 
-    if not args.report:
-        runner.execute(ctx, plan, results, on_dataset_done=write_report)
+    failed = [] if args.report else runner.execute(ctx, plan, results, on_dataset_done=write_report)
     write_report()
+    if failed:
+        raise SystemExit(f'error: {len(failed)} run(s) FAILED (the lines above say why; their records are in '
+                         f'{os.path.relpath(ctx.results)}, and the next invocation tries them again): '
+                         + ', '.join(failed[:3]) + (', ...' if len(failed) > 3 else ''))
     return results
 
 

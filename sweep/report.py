@@ -14,8 +14,8 @@ HISTORY = (('all used before', lambda s: s == 1), ('some', lambda s: (s > 0) & (
 
 
 # the extension each protocol's table compares with every row
-EXTENSION = {'sampled': 'GCN_PHR_plus', 'full': 'GCN_PHR_knn'}
-EXTENSION_LABEL = {'GCN_PHR_plus': 'GCN-PHR+', 'GCN_PHR_knn': 'GCN-PHR+kNN'}
+EXTENSION = {'sampled': 'GCN_PHR_plus', 'full': 'TagMix'}
+EXTENSION_LABEL = {'GCN_PHR_plus': 'GCN-PHR+', 'GCN_PHR_knn': 'GCN-PHR+kNN', 'TagMix': 'TagMix'}
 
 
 def seed_records_of(plan, results, dataset, model):

@@ -147,8 +147,8 @@ def execute(ctx, plan, results, on_dataset_done=None):
     """Run every planned run of ``plan.datasets`` not yet in ``results``, ``ctx.jobs`` at once, appending each
     record to ``ctx.results`` as it finishes. ``on_dataset_done()`` is called each time a dataset has nothing left
     to run (the command rebuilds the report then). A failed run is recorded and tried again only by the next
-    invocation."""
-    paths, reported, tried, running = {}, set(), set(), {}
+    invocation. Returns the runs that failed (their heads), so the command can exit non-zero."""
+    paths, reported, tried, running, failed = {}, set(), set(), {}, []
     load = dict.fromkeys(ctx.devices, 0)
     here = machine()
 
@@ -201,6 +201,7 @@ def execute(ctx, plan, results, on_dataset_done=None):
                           f"{rec['epochs_run']}" + (f", count weight x{scale:g}" if scale is not None else '')
                           + f" ({rec['seconds']:.0f}s)", flush=True)
                 else:
+                    failed.append(head)
                     print(f"{head}: FAILED: {rec['error']}", flush=True)
             for dataset in list(paths):
                 if dataset not in reported and not any(j['dataset'] == dataset for j in running.values()) \
@@ -208,3 +209,4 @@ def execute(ctx, plan, results, on_dataset_done=None):
                     reported.add(dataset)
                     if on_dataset_done:
                         on_dataset_done()
+    return failed

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
 import migrate_results  # noqa: E402
@@ -279,3 +280,19 @@ def test_a_damaged_results_line_is_reported_and_a_cut_line_never_swallows_the_ne
     assert [r['seed'] for r in got] == [0, 1]
     said = capsys.readouterr().out
     assert 'r.jsonl:2: not a whole run record' in said and ':4:' in said and ':5:' in said
+
+
+def test_failed_runs_and_missing_devices_are_errors(tiny_dir, tmp_path, capsys):
+    """Issue 29 (12): a device this machine lacks is refused before any run; a sweep whose runs FAILED exits with
+    an error naming them (their records are kept: the next invocation tries them again)."""
+    own = ['--results', str(tmp_path / 'r.jsonl'), '--rows_dir', str(tmp_path / 'rows'), '--out', str(tmp_path / 'R.md'),
+           '--save_dir', str(tmp_path / 'runs')]
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit, match='--devices: .*no CUDA device'):
+            tune.main(['--datasets', tiny_dir, '--models', 'popularity', '--devices', 'cuda:0'] + own)
+        assert not (tmp_path / 'r.jsonl').exists()
+    with pytest.raises(SystemExit, match=r'1 run\(s\) FAILED'):
+        tune.main(['--datasets', tiny_dir, '--models', 'UTM', '--seeds', '0', '--configs', '1', '--max_epoch', '1',
+                   '--fixed', 'UTM:l_r=-1'] + own)
+    recs = records.load(str(tmp_path / 'r.jsonl'))
+    assert [r['status'] for r in recs] == ['failed'] and '--l_r must be positive' in recs[0]['error']
