@@ -38,6 +38,18 @@ def read_checkpoint(path, device='cpu'):
     return ckpt
 
 
+def check_data(path, ckpt, data):
+    """A checkpoint is read only with the dataset it was trained on: its run config's ``data_fingerprint`` (train.py
+    writes it) must be ``data.fingerprint``. Checkpoints written before the fingerprint existed are taken as they
+    are (nothing to compare)."""
+    config = ckpt.get('config') if isinstance(ckpt.get('config'), dict) else {}
+    theirs, ours = config.get('data_fingerprint'), getattr(data, 'fingerprint', None)
+    if theirs and ours and theirs != ours:
+        raise CheckpointError(f'{path} was trained on another dataset ({config.get("data_path")}, fingerprint '
+                              f'{theirs}) than {getattr(data, "path", "this one")} (fingerprint {ours}): its ids '
+                              f'would name other users, posts and hashtags here; use the dataset it was trained on')
+
+
 def load_checkpoint(path, data, device='cpu'):
     """Rebuild a model from a checkpoint's own ``model_name`` / ``model_args`` and load its weights.
 
@@ -45,6 +57,7 @@ def load_checkpoint(path, data, device='cpu'):
     existed are rebuilt from their run config. Every problem is a ``CheckpointError`` naming the file.
     """
     ckpt = read_checkpoint(path, device)
+    check_data(path, ckpt, data)
     name, args = ckpt.get('model_name'), ckpt.get('model_args')
     if name is None or args is None:   # older checkpoints: the run config holds the flags
         config = ckpt.get('config') if isinstance(ckpt.get('config'), dict) else {}

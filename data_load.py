@@ -240,6 +240,7 @@ class PHRData:
     hashtag_names: list
     video_names: list
     text_tfidf: object = None     # [V, terms] scipy CSR of TFIDF_FILE (imports), or None: for models that read it
+    fingerprint: str = None       # ``fingerprint(path)``: checkpoints and sweep records say which data they came from
 
     def stats(self):
         """Statistics for Data/README.md and the issue notes."""
@@ -371,6 +372,29 @@ def build_graph(train, U, H, V):
     return Graph(U, H, V, t(u), t(v), t(h), t(triple_pair), t(keys // H), t(keys % H), t(counts))
 
 
+def fingerprint(path, edge=1 << 20):
+    """A short hash of what defines a dataset folder: the name lists, the id files and the TF-IDF rows whole, the
+    (large) feature files by their size and their first and last MiB. A dataset regenerated or re-imported under the
+    same name gets another fingerprint; a copy of the folder keeps it."""
+    import hashlib
+    h = hashlib.sha1()
+    for name in LIST_FILES + ID_FILES + (TFIDF_FILE,) + FEATURE_FILES:
+        fname = os.path.join(path, name)
+        if not os.path.exists(fname):
+            continue
+        size = os.path.getsize(fname)
+        h.update(f'{name}:{size}:'.encode())
+        with open(fname, 'rb') as f:
+            if name not in FEATURE_FILES or size <= 2 * edge:
+                for chunk in iter(lambda: f.read(1 << 22), b''):
+                    h.update(chunk)
+            else:
+                h.update(f.read(edge))
+                f.seek(size - edge)
+                h.update(f.read(edge))
+    return h.hexdigest()[:16]
+
+
 def load_dataset(path, allow_pickle=False, num_neg=None, verbose=True):
     """Read and validate a dataset folder; see the module docstring and Data/README.md."""
     if not os.path.isdir(path):
@@ -421,7 +445,7 @@ def load_dataset(path, allow_pickle=False, num_neg=None, verbose=True):
                    train_hashtags=torch.from_numpy(np.unique(train[:, 2])),
                    val=splits['val'], test=splits['test'],
                    user_names=user_names, hashtag_names=hashtag_names, video_names=video_names,
-                   text_tfidf=text_tfidf)
+                   text_tfidf=text_tfidf, fingerprint=fingerprint(path))
     if verbose:
         print(f'data: {path}: {U:,} users, {H:,} hashtags, {V:,} videos, {len(train):,} training triples, '
               f'{len(data.val):,} val / {len(data.test):,} test rows of {data.val.num_neg}'

@@ -270,6 +270,8 @@ def main(argv=None):
     run_dir = distributed.broadcast(run_folder.choose_run_dir(args.save_dir, args.run_name or args.model_name,
                                                               args.PATH_weight_load, args.overwrite)
                                     if rank0 else None, ddp)
+    if rank0:
+        run_folder.lock(run_dir)   # one writer per run folder: a second train.py on it stops here
     best_path = args.PATH_weight_save or os.path.join(run_dir, run_folder.BEST)
     metrics_path = os.path.join(run_dir, run_folder.METRICS)
     if rank0:
@@ -303,7 +305,8 @@ def main(argv=None):
     model_info = checkpoint_model_args(args.model_name, used)
     if 'loss' not in given and model.trainable and 'bpr' not in type(model).losses:
         args.loss = type(model).losses[0]   # a model that cannot take the authors' BPR trains with its own loss
-    config = dict(vars(args), **{h.cli: used[h.name] for h in spec.hparams})   # the run config: plain values
+    config = dict(vars(args), **{h.cli: used[h.name] for h in spec.hparams},    # the run config: plain values
+                  data_fingerprint=data.fingerprint)                           # which data (checkpoint.check_data)
     if args.protocol == 'full':
         splits = {'val': full_split(data, data.val).to(device), 'test': full_split(data, data.test).to(device)}
     else:

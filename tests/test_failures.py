@@ -373,3 +373,53 @@ def test_a_post_with_every_hashtag_is_one_clear_error():
     data = _sampler_data([list(range(5)), [0]], 5)
     with pytest.raises(DataError, match='video 0: it carries every training hashtag'):
         TripleSampler(data).__getitems__([0])
+
+
+def test_a_second_writer_of_a_run_folder_is_refused(tiny_dir, tmp_path):
+    """Issue 29 (3): two train.py on one --save_dir/--run_name at once: the second stops with one clear error
+    instead of both writing best.pt and an interleaved metrics.jsonl; the lock goes with its process."""
+    run = tmp_path / 'runs' / 'same'
+    run.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, '-c', 'import fcntl, sys, time; f = open(sys.argv[1], "a+"); '
+                               'fcntl.flock(f, fcntl.LOCK_EX); f.write("pid 4242\\n"); f.flush(); print("held", '
+                               'flush=True); time.sleep(60)', str(run / '.lock')], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        argv = ['--data_path', tiny_dir, '--model_name', 'user_popularity', '--save_dir', str(tmp_path / 'runs'),
+                '--run_name', 'same', '--no_progress']
+        one_line_error(lambda: train.main(argv), str(run), 'another train.py is writing it', 'pid 4242')
+        assert not (run / 'metrics.jsonl').exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    best = train.main(argv)                       # the holder is gone (as after a kill -9): the folder is free
+    assert best['val']['recall@10'] > 0 and (run / 'metrics.jsonl').exists()
+    assert train.main(argv + ['--overwrite'])['val'] == best['val']   # the same process may take it again
+
+
+def test_a_checkpoint_of_another_dataset_is_refused(tiny_dir, tiny_copy, tmp_path):
+    """Issue 29 (9): a dataset of the same sizes but other contents (here: the test rows reordered) is not the one
+    a checkpoint was trained on: resume, recommend.py and full_rank.py refuse it by the dataset's fingerprint."""
+    from checkpoint import CheckpointError, load_checkpoint
+    from data_load import fingerprint, load_dataset
+    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
+    import full_rank
+    train.main(['--data_path', tiny_dir, '--save_dir', str(tmp_path), '--no_progress', '--num_epoch', '1',
+                '--dim_latent', '8'])
+    ckpt = str(tmp_path / 'GCN_PHR' / 'best.pt')
+    assert fingerprint(tiny_copy) == fingerprint(tiny_dir)            # a copy is the same dataset
+    test = np.load(os.path.join(tiny_copy, 'test.npy'))
+    np.save(os.path.join(tiny_copy, 'test.npy'), test[::-1].copy())
+    other = load_dataset(tiny_copy, verbose=False)
+    assert other.fingerprint != fingerprint(tiny_dir)
+    with pytest.raises(CheckpointError, match='trained on another dataset'):
+        load_checkpoint(ckpt, other)
+    load_checkpoint(ckpt, load_dataset(tiny_dir, verbose=False))     # its own dataset: fine
+    one_line_error(lambda: train.main(['--data_path', tiny_copy, '--PATH_weight_load', ckpt, '--save_dir',
+                                       str(tmp_path / 'r'), '--no_progress', '--num_epoch', '2']),
+                   'trained on another dataset')
+    data = load_dataset(tiny_dir, verbose=False)
+    one_line_error(lambda: recommend.main(['--checkpoint', ckpt, '--data_path', tiny_copy, '--author',
+                                           data.user_names[0], '--video', data.video_names[0]]),
+                   'trained on another dataset')
+    one_line_error(lambda: full_rank.main(['--data_path', tiny_copy, f'x={ckpt}']), 'trained on another dataset')
