@@ -61,6 +61,13 @@ def done_key(rec):
     return (rec['protocol'], rec['dataset'], rec['model'], rec['phase'], config_key(rec['config']), rec['seed'])
 
 
+def same_run(rec, job):
+    """Whether ``rec`` (a record of ``job``'s ``done_key``) is a run of ``job`` as planned now: the same training
+    budget and the same dataset files (``data_load.fingerprint``) where the record says them. Records written
+    before they were recorded do not say them and are taken as they are."""
+    return all(rec.get(k) is None or rec.get(k) == job.get(k) for k in ('budget', 'data_fingerprint'))
+
+
 def is_done(rec):
     """A finished run that is not run again: status ok and, for a seed or ablation run, its per-row test metrics
     on disk (ablation runs wrote none before the ablation table had intervals: they run again, with them)."""

@@ -14,6 +14,7 @@ import numpy as np
 
 import atomic
 import run_folder
+from data_load import fingerprint
 from evaluation import best_by_validation
 from sweep import records
 from sweep.plan import ROOT, prepare, rows_folder, rows_path, run_name
@@ -149,24 +150,36 @@ def execute(ctx, plan, results, on_dataset_done=None):
     record to ``ctx.results`` as it finishes. ``on_dataset_done()`` is called each time a dataset has nothing left
     to run (the command rebuilds the report then). A failed run is recorded and tried again only by the next
     invocation. Returns the runs that failed (their heads), so the command can exit non-zero."""
-    paths, reported, tried, running, failed = {}, set(), set(), {}, []
+    paths, fingerprints, reported, tried, running, failed = {}, {}, set(), set(), {}, []
     load = dict.fromkeys(ctx.devices, 0)
     here = machine()
 
     def todo(dataset):
-        done = {records.done_key(r) for r in results if records.is_done(r)}
+        done = {}
+        for r in results:
+            if records.is_done(r):
+                done.setdefault(records.done_key(r), []).append(r)
         jobs = [j for phase in ('search', 'seed') for j in plan.jobs(dataset, paths[dataset], results, phase)]
+        for j in jobs:   # what else defines the run (kept in its record): the budget and the dataset's files
+            j.update(identity(dataset, j['model']))
         # model by model, in the plan's order: a model's seeds (once its search is complete) go before the next
         # model's search, so the first models of the plan reach the table first
         order = {m: i for i, m in enumerate(plan.models)}
         jobs.sort(key=lambda j: order[j['model']])
-        return [j for j in jobs if records.done_key(j) not in done and records.done_key(j) not in tried], len(jobs)
+        return [j for j in jobs if not any(records.same_run(r, j) for r in done.get(records.done_key(j), []))
+                and records.done_key(j) not in tried], len(jobs)
+
+    def identity(dataset, model):
+        budget = {k: plan.setting(dataset, k) for k in ('max_epoch', 'patience', 'batch_size')} \
+            if plan.trainable(model) else None
+        return {'budget': budget, 'data_fingerprint': fingerprints[dataset]}
 
     def next_job():
         for dataset in plan.datasets:
             first = dataset not in paths
             if first:
                 paths[dataset] = prepare(dataset)
+                fingerprints[dataset] = fingerprint(paths[dataset])
                 write_history(paths[dataset], os.path.join(rows_folder(ctx.rows_dir, dataset), 'history.npz'))
             left, n = todo(dataset)
             if first and left:

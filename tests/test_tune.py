@@ -296,3 +296,26 @@ def test_failed_runs_and_missing_devices_are_errors(tiny_dir, tmp_path, capsys):
                    '--fixed', 'UTM:l_r=-1'] + own)
     recs = records.load(str(tmp_path / 'r.jsonl'))
     assert [r['status'] for r in recs] == ['failed'] and '--l_r must be positive' in recs[0]['error']
+
+
+def test_a_changed_budget_or_dataset_runs_again(tiny_copy, tmp_path, capsys):
+    """Issue 29 (7): a run's record says its budget (max_epoch, patience, batch size) and its dataset's fingerprint;
+    a sweep with another budget, or over a dataset regenerated under the same name, does not reuse it."""
+    own = ['--results', str(tmp_path / 'r.jsonl'), '--rows_dir', str(tmp_path / 'rows'), '--out', str(tmp_path / 'R.md'),
+           '--save_dir', str(tmp_path / 'runs'), '--datasets', tiny_copy, '--models', 'UTM', 'popularity',
+           '--configs', '1', '--seeds', '0', '--no-ablations', '--batch_size', '64']
+    tune.main(own + ['--max_epoch', '1'])
+    first = records.load(str(tmp_path / 'r.jsonl'))
+    assert len(first) == 3 and {r['budget']['max_epoch'] for r in first if r['model'] == 'UTM'} == {1}
+    assert [r['budget'] for r in first if r['model'] == 'popularity'] == [None]
+    tune.main(own + ['--max_epoch', '1'])                              # the same plan: nothing runs again
+    assert len(records.load(str(tmp_path / 'r.jsonl'))) == 3
+    tune.main(own + ['--max_epoch', '2'])                              # another budget: UTM again, not the floor
+    again = records.load(str(tmp_path / 'r.jsonl'))[3:]
+    assert sorted(r['model'] for r in again) == ['UTM', 'UTM'] and {r['budget']['max_epoch'] for r in again} == {2}
+    test = np.load(os.path.join(tiny_copy, 'test.npy'))
+    np.save(os.path.join(tiny_copy, 'test.npy'), test[::-1].copy())   # regenerated under the same name
+    tune.main(own + ['--max_epoch', '2'])
+    last = records.load(str(tmp_path / 'r.jsonl'))[5:]
+    assert sorted(r['model'] for r in last) == ['UTM', 'UTM', 'popularity']
+    assert len({r['data_fingerprint'] for r in last} | {first[0]['data_fingerprint']}) == 2
