@@ -343,7 +343,9 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.seed)
     loader = DataLoader(sampler, batch_size=args.batch_size, shuffle=True, generator=gen, num_workers=workers,
                         collate_fn=lambda batch: batch,   # TripleSampler.__getitems__ returns the batch tensor
-                        persistent_workers=workers > 0)
+                        # workers made anew each epoch, seeded from ``gen``: a resume (which restores gen) draws
+                        # the same negatives as an uninterrupted run, with workers too
+                        persistent_workers=False)
     start_epoch, best, since_best = 0, {'epoch': -1, 'val': None, 'test': None}, 0
     if ckpt is not None:
         start_epoch, best, since_best = resume_state(ckpt, optimizer, groups, gen, args)

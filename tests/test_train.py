@@ -104,3 +104,15 @@ def test_weight_decay_reaches_weight_matrices_only_by_default(tiny_data):
         (0 * sum(p.sum() for p in model.parameters())).backward()
         opt.step()
         assert torch.equal(before, model.user_emb.weight.detach()) != flag
+
+
+def test_resume_with_workers_equals_an_uninterrupted_run(tiny_dir, tmp_path):
+    """Issue 29 (8): with DataLoader workers (the authors' command uses --num_workers=30) a resume draws the same
+    negatives as the uninterrupted run: workers are made each epoch, seeded from the restored generator."""
+    common = ['--num_workers', '1', '--dim_latent', '8', '--batch_size', '64']
+    run(tiny_dir, tmp_path / 'a', '--num_epoch', '2', *common)
+    run(tiny_dir, tmp_path / 'b', '--num_epoch', '1', *common)
+    run(tiny_dir, tmp_path / 'b', '--num_epoch', '2', '--PATH_weight_load', str(tmp_path / 'b' / 'GCN_PHR' / 'last.pt'),
+        *common)
+    read = lambda d: [json.loads(x)['loss'] for x in open(d / 'GCN_PHR' / 'metrics.jsonl')]   # noqa: E731
+    assert read(tmp_path / 'a') == read(tmp_path / 'b') and len(read(tmp_path / 'a')) == 2
