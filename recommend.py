@@ -124,11 +124,17 @@ def main(argv=None):
         from import_posts import POSTS_FILE
         posts = os.path.join(args.data_path, POSTS_FILE)
         if os.path.exists(posts):
-            with open(posts, encoding='utf-8') as f:
-                for line in f:
-                    rec = json.loads(line)
-                    if rec['post_id'] == args.video:
-                        print(f'text: {rec["text"]!r}')
+            with open(posts, encoding='utf-8', errors='replace') as f:
+                for i, line in enumerate(f, 1):
+                    try:
+                        rec = json.loads(line)
+                        pid, text = rec['post_id'], rec.get('text', '')
+                    except (ValueError, TypeError, KeyError):
+                        raise SystemExit(f'error: {posts}: line {i} is not a post record (JSON with post_id and '
+                                         f'text); the recommendations above stand, the post\'s text is not shown '
+                                         f'(re-import the dataset to rewrite the file)') from None
+                    if pid == args.video:
+                        print(f'text: {text!r}')
                         break
     return ids, scores
 

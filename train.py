@@ -349,6 +349,8 @@ def main(argv=None):
     start_epoch, best, since_best = 0, {'epoch': -1, 'val': None, 'test': None}, 0
     if ckpt is not None:
         start_epoch, best, since_best = resume_state(ckpt, optimizer, groups, gen, args)
+        if rank0 and best['val'] is not None and not os.path.exists(best_path):
+            carry_best(args.PATH_weight_load, best_path, best['epoch'])
     if rank0:   # a resume keeps the lines of the epochs before the checkpoint (written whole before appending)
         kept = [line for line in run_folder.read_metrics(run_dir) if line['epoch'] < start_epoch]
         atomic.write_text(metrics_path, ''.join(json.dumps(line) + '\n' for line in kept))
@@ -396,6 +398,10 @@ def main(argv=None):
     # ---- after training: a model's own hook on the best checkpoint (GCN_PHR_plus --calibrate_counts), the rows
     if rank0 and best['val'] is not None and hasattr(model, 'finish_run'):
         best = finish_run(best_path, run_dir, data, splits, ks, args.eval_batch, device, k_sel, epochs_run)
+    if rank0 and best['val'] is not None and not os.path.exists(best_path):
+        raise SystemExit(f'error: the best epoch ({best["epoch"]}, from the resumed checkpoint) has no weights in '
+                         f'this run folder ({best_path} was not written: no later epoch beat it, and the resumed '
+                         f'run\'s best.pt was not beside {args.PATH_weight_load}); resume into the original folder')
     if rank0 and args.test_rows and best['val'] is not None:
         best_model, _ = load_checkpoint(best_path, data, device)
         write_test_rows(args.test_rows, best_model, splits['test'], args.eval_batch)
@@ -408,6 +414,22 @@ def main(argv=None):
     del train_model
     distributed.finish_distributed(ddp)
     return best
+
+
+def carry_best(resumed, best_path, epoch):
+    """A resume into another folder: the resumed run's best.pt (the checkpoint of the best epoch so far) is copied
+    into this one, so the best epoch always has its weights in the run folder that reports it."""
+    src = os.path.join(os.path.dirname(os.path.abspath(resumed)), run_folder.BEST)
+    if os.path.abspath(src) == os.path.abspath(best_path) or not os.path.exists(src):
+        return
+    try:
+        same = torch.load(src, map_location='cpu', weights_only=True).get('epoch') == epoch
+    except Exception:   # unreadable: the end of the run says what is missing
+        return
+    if same:
+        import shutil
+        atomic.atomic_write(best_path, lambda tmp: shutil.copyfile(src, tmp), '.pt')
+        print(f'best epoch so far ({epoch}): its checkpoint copied from {src}')
 
 
 def finish_run(best_path, run_dir, data, splits, ks, batch_size, device, k, epochs_run):

@@ -423,3 +423,22 @@ def test_a_checkpoint_of_another_dataset_is_refused(tiny_dir, tiny_copy, tmp_pat
                                            data.user_names[0], '--video', data.video_names[0]]),
                    'trained on another dataset')
     one_line_error(lambda: full_rank.main(['--data_path', tiny_copy, f'x={ckpt}']), 'trained on another dataset')
+
+
+def test_resume_into_a_new_folder_keeps_the_best_epochs_weights(tiny_dir, tmp_path, capsys):
+    """Issue 29: resumed into another folder, with no later epoch better (here a learning rate too small to move
+    anything), the best epoch's checkpoint is carried over: --test_rows works and the printed best.pt exists."""
+    train.main(['--data_path', tiny_dir, '--save_dir', str(tmp_path / 'a'), '--no_progress', '--num_epoch', '2',
+                '--dim_latent', '8'])
+    first = json.loads(open(tmp_path / 'a' / 'GCN_PHR' / 'metrics.jsonl').readlines()[-1])
+    capsys.readouterr()
+    best = train.main(['--data_path', tiny_dir, '--save_dir', str(tmp_path / 'b'), '--no_progress', '--num_epoch',
+                       '3', '--PATH_weight_load', str(tmp_path / 'a' / 'GCN_PHR' / 'last.pt'), '--l_r', '1e-12',
+                       '--test_rows', str(tmp_path / 'rows.npz')])
+    out = capsys.readouterr().out
+    path = tmp_path / 'b' / 'GCN_PHR' / 'best.pt'
+    assert best['epoch'] <= 1 and path.exists() and f'checkpoint {path}' in out
+    assert torch.load(path, weights_only=True)['epoch'] == best['epoch']
+    rows = np.load(tmp_path / 'rows.npz')
+    assert abs(float(rows['recall@10'].mean()) - best['test']['recall@10']) < 1e-6
+    assert first['epoch'] == 1

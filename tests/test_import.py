@@ -304,3 +304,18 @@ def test_tagmix_reads_the_sparse_tfidf_rows(tweets_dir):
     assert m.text_hashtag.weight.grad.abs().sum() > 0 and torch.isfinite(loss)
     with pytest.raises(ValueError, match='TF-IDF rows'):
         m.score_all({}, t.users[:2], data.features[t.videos[:2]])
+
+
+def test_recommend_with_a_corrupt_posts_file_is_one_clear_error(tweets_dir, tmp_path, capsys):
+    import shutil
+    d = tmp_path / 'copy'
+    shutil.copytree(tweets_dir, d)
+    _train_one(str(d), tmp_path, 'UTM')
+    data = load_dataset(str(d), verbose=False)
+    with open(d / 'posts.jsonl', 'w') as f:
+        f.write('{"post_id": \n')                           # cut by a full disk
+    with pytest.raises(SystemExit) as e:
+        recommend.main(['--checkpoint', str(tmp_path / 'UTM' / 'best.pt'), '--data_path', str(d),
+                        '--author', data.user_names[int(data.test.users[0])],
+                        '--video', data.video_names[int(data.test.videos[0])]])
+    assert str(e.value).startswith('error: ') and 'posts.jsonl: line 1 is not a post record' in str(e.value)
