@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
-from recommender import DIM, HParam, Recommender, gather_rows, sorted_lookup, user_hashtag_counts
+from recommender import DIM, HParam, Recommender, csr_positions, gather_rows, sorted_lookup, user_hashtag_counts
 
 
 def hashtag_popularity(data):
@@ -276,14 +276,8 @@ class NeighbourVotes(nn.Module):
 
     def flat_votes(self, index, weight):
         """(row, hashtag, weight) of every vote of the neighbours ``index`` [B, k] with ``weight`` [B, k]."""
-        nb = index.reshape(-1)
-        lens = self.tag_ptr[nb + 1] - self.tag_ptr[nb]
-        row = torch.repeat_interleave(torch.arange(index.size(0), device=index.device).repeat_interleave(index.size(1)),
-                                      lens)
-        offset = torch.arange(int(lens.sum()), device=index.device) - torch.repeat_interleave(torch.cumsum(lens, 0)
-                                                                                              - lens, lens)
-        tags = self.tag_idx[torch.repeat_interleave(self.tag_ptr[nb], lens) + offset]
-        return row, tags, torch.repeat_interleave(weight.reshape(-1), lens)
+        pos, at = csr_positions(self.tag_ptr, index.reshape(-1))   # pos: which (row, neighbour) each vote is of
+        return pos // index.size(1), self.tag_idx[at], weight.reshape(-1)[pos]
 
     def table(self, num_video, features=None, block=1024):
         """Every post's votes as sorted (post, hashtag) keys v * H + h and their summed weights, computed once in

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from baselines import TEXTS, NeighbourVotes, content_rows
-from recommender import DIM, HParam, Recommender, user_hashtag_counts
+from recommender import DIM, HParam, Recommender, csr_positions, user_hashtag_counts
 
 
 def keys_to_csr(keys, values, num_rows, width):
@@ -35,11 +35,7 @@ def keys_to_csr(keys, values, num_rows, width):
 
 def csr_dense(ptr, cols, values, ids, width):
     """Rows ``ids`` [B] of a CSR table as a dense [B, width] tensor (zeros where a row has no entry)."""
-    lens = ptr[ids + 1] - ptr[ids]
-    row = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), lens)
-    offset = torch.arange(int(lens.sum()), device=ids.device) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens,
-                                                                                        lens)
-    at = torch.repeat_interleave(ptr[ids], lens) + offset
+    row, at = csr_positions(ptr, ids)
     out = torch.zeros(len(ids), width, dtype=values.dtype, device=values.device)
     out[row, cols[at]] = values[at]
     return out
@@ -75,17 +71,13 @@ class TagMix(Recommender):
             # leave-one-out: a training post's own hashtags are taken off its user's counts (val/test posts are
             # not training posts, so nothing is taken off theirs)
             own = torch.unique(data.train[:, 1] * H + data.train[:, 2])
-            for name, table in (('count', keys_to_csr(keys, counts, data.num_user, H)),
-                                ('own', keys_to_csr(own, torch.ones(len(own)), V, H))):
-                for part, t in zip(('ptr', 'cols', 'values'), table):
-                    self.register_buffer(f'{name}_{part}', t, persistent=False)
+            self._register_csr('count', keys_to_csr(keys, counts, data.num_user, H))
+            self._register_csr('own', keys_to_csr(own, torch.ones(len(own)), V, H))
             self.count_weight = nn.Parameter(torch.ones(()))
         if self.votes:
-            index = NeighbourVotes(data, self.features, votes_k, tfidf=self.tfidf)
-            self.vote_index = index
-            keys, values = index.table(V, self.features if self.tfidf is None else None)
-            for part, t in zip(('ptr', 'cols', 'values'), keys_to_csr(keys, values, V, H)):
-                self.register_buffer(f'vote_{part}', t, persistent=False)
+            self.vote_index = NeighbourVotes(data, self.features, votes_k, tfidf=self.tfidf)
+            keys, values = self.vote_index.table(V, self.features if self.tfidf is None else None)
+            self._register_csr('vote', keys_to_csr(keys, values, V, H))
             self.votes_weight = nn.Parameter(torch.ones(()))
         if self.words:
             if self.tfidf is not None:
@@ -101,6 +93,11 @@ class TagMix(Recommender):
             self.user_hashtag = nn.Embedding(H, dim)
             nn.init.zeros_(self.user_hashtag.weight)
             self.hashtag_bias = nn.Parameter(torch.zeros(H))
+
+    def _register_csr(self, name, table):
+        """A CSR table (ptr, cols, values) as the buffers ``name``_ptr / _cols / _values (data, not weights)."""
+        for part, t in zip(('ptr', 'cols', 'values'), table):
+            self.register_buffer(f'{name}_{part}', t, persistent=False)
 
     def _dense(self, name, ids):
         return csr_dense(getattr(self, f'{name}_ptr'), getattr(self, f'{name}_cols'), getattr(self, f'{name}_values'),

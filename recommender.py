@@ -130,6 +130,16 @@ def user_hashtag_counts(graph, num_hashtag):
     return graph.pair_user * num_hashtag + graph.pair_hashtag, graph.pair_count.float()
 
 
+def csr_positions(ptr, ids):
+    """Where the entries of rows ``ids`` of a CSR table (``ptr`` [n + 1]) lie: (position in ``ids`` [E], index into
+    the table's entries [E]) for every entry of every given row, rows in order."""
+    lens = ptr[ids + 1] - ptr[ids]
+    row = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), lens)
+    offset = torch.arange(int(lens.sum()), device=ids.device) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens,
+                                                                                        lens)
+    return row, torch.repeat_interleave(ptr[ids], lens) + offset
+
+
 def gather_rows(table, index):
     """table[index] for a 2-D (or any) index: [*index.shape, d], via index_select on the flattened index."""
     return table.index_select(0, index.reshape(-1)).view(*index.shape, table.size(-1))

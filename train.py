@@ -31,7 +31,7 @@ from tqdm import tqdm
 import atomic
 import distributed
 import run_folder
-from checkpoint import CheckpointError, load_checkpoint, save_checkpoint, write_checkpoint
+from checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint, write_checkpoint
 from data_load import DataError, load_dataset
 from evaluation import evaluate_splits, full_split, selection_key, write_test_rows
 from losses import CANDIDATE_LOSSES, LOSSES, TrainingError
@@ -80,8 +80,8 @@ def build_parser():
     p.add_argument('--allow_pickle', action='store_true',
                    help="read the authors' pickled .npy files (runs code stored in them: trusted files only)")
     p.add_argument('--loss', default='bpr', choices=tuple(LOSSES),
-                   help="bpr (the authors'; the default of every model that takes it, TagMix trains with softmax) | hard_bpr: BPR on the hardest of --num_train_neg "
-                        "negatives | sampled_softmax over the positive and --num_train_neg negatives | softmax or bce "
+                   help="bpr (the authors'; the default of every model that takes it, TagMix trains with softmax) | "
+                        "hard_bpr: BPR on the hardest of --num_train_neg negatives | sampled_softmax over the positive and --num_train_neg negatives | softmax or bce "
                         "over all hashtags: the baselines' native losses (USHM/CSMN/UTM softmax, ConTagNet BCE)")
     p.add_argument('--num_train_neg', type=int, default=1, help='negatives drawn per training triple per epoch')
     p.add_argument('--neg_sampling', default='uniform', choices=('uniform', 'popularity', 'user'),
@@ -423,8 +423,8 @@ def carry_best(resumed, best_path, epoch):
     if os.path.abspath(src) == os.path.abspath(best_path) or not os.path.exists(src):
         return
     try:
-        same = torch.load(src, map_location='cpu', weights_only=True).get('epoch') == epoch
-    except Exception:   # unreadable: the end of the run says what is missing
+        same = read_checkpoint(src).get('epoch') == epoch
+    except CheckpointError:   # unreadable: the end of the run says what is missing
         return
     if same:
         import shutil

@@ -65,7 +65,8 @@ def test_one_step_equals_one_process(one_step):
 
 
 def test_only_rank_0_prints_and_writes(one_step):
-    assert sorted(n for n in os.listdir(one_step / 'no_att2' / 'no_att') if n != '.lock') == ['best.pt', 'last.pt', 'metrics.jsonl']
+    files = sorted(n for n in os.listdir(one_step / 'no_att2' / 'no_att') if n != '.lock')
+    assert files == ['best.pt', 'last.pt', 'metrics.jsonl']
 
 
 def test_two_epochs_same_validation_metrics(tiny_dir, tmp_path):

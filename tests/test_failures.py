@@ -339,7 +339,8 @@ def test_import_reads_a_csv_with_a_byte_order_mark(tmp_path):
 
 
 def test_import_unescapes_twitter_html_entities():
-    t = {'id_str': '1', 'full_text': 'R &amp; D &lt;3 &gt; &quot;ok&quot; #x', 'entities': {'hashtags': [{'text': 'x'}]}}
+    t = {'id_str': '1', 'full_text': 'R &amp; D &lt;3 &gt; &quot;ok&quot; #x',
+         'entities': {'hashtags': [{'text': 'x'}]}}
     post = import_posts._tweet_post(t, 'me')
     assert post['text'] == 'R & D <3 > "ok" #x'
     assert 'amp' not in import_posts.strip_text(post['text'])

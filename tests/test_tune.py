@@ -285,7 +285,8 @@ def test_a_damaged_results_line_is_reported_and_a_cut_line_never_swallows_the_ne
 def test_failed_runs_and_missing_devices_are_errors(tiny_dir, tmp_path, capsys):
     """Issue 29 (12): a device this machine lacks is refused before any run; a sweep whose runs FAILED exits with
     an error naming them (their records are kept: the next invocation tries them again)."""
-    own = ['--results', str(tmp_path / 'r.jsonl'), '--rows_dir', str(tmp_path / 'rows'), '--out', str(tmp_path / 'R.md'),
+    own = ['--results', str(tmp_path / 'r.jsonl'), '--rows_dir', str(tmp_path / 'rows'),
+           '--out', str(tmp_path / 'R.md'),
            '--save_dir', str(tmp_path / 'runs')]
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match='--devices: .*no CUDA device'):
@@ -301,7 +302,8 @@ def test_failed_runs_and_missing_devices_are_errors(tiny_dir, tmp_path, capsys):
 def test_a_changed_budget_or_dataset_runs_again(tiny_copy, tmp_path, capsys):
     """Issue 29 (7): a run's record says its budget (max_epoch, patience, batch size) and its dataset's fingerprint;
     a sweep with another budget, or over a dataset regenerated under the same name, does not reuse it."""
-    own = ['--results', str(tmp_path / 'r.jsonl'), '--rows_dir', str(tmp_path / 'rows'), '--out', str(tmp_path / 'R.md'),
+    own = ['--results', str(tmp_path / 'r.jsonl'), '--rows_dir', str(tmp_path / 'rows'),
+           '--out', str(tmp_path / 'R.md'),
            '--save_dir', str(tmp_path / 'runs'), '--datasets', tiny_copy, '--models', 'UTM', 'popularity',
            '--configs', '1', '--seeds', '0', '--no-ablations', '--batch_size', '64']
     tune.main(own + ['--max_epoch', '1'])
