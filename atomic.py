@@ -3,7 +3,8 @@
 ``atomic_write(path, write)`` calls ``write(tmp)`` on a temporary file in the same folder (so the rename stays on one
 file system) and renames it into place; a failure leaves the previous file and no temporary. ``append_line`` adds
 one JSON line to a log with a single ``write`` of the whole line, after making sure the file ends with a newline (a
-line cut short by a kill is closed, never continued).
+line cut short by a kill is closed, never continued). ``hold(lock_path, busy)`` makes this process the only holder
+of a lock file (a second process gets ``busy``'s error), so two writers of one file or folder cannot interleave.
 """
 import json
 import os
@@ -56,3 +57,33 @@ def append_line(path, record):
                 line = '\n' + line
         f.write(line.encode())
         f.flush()
+
+
+_held = {}   # lock file -> its open file in this process (kept open: the lock lasts as long as the process)
+
+
+def hold(lock_path, busy):
+    """An exclusive ``flock`` on ``lock_path`` for this process, until it ends (or takes the same lock again). When
+    another process holds it: ``SystemExit(busy(who))``, ``who`` being the pid the holder wrote there. The lock goes
+    with the process, so a kill -9 leaves nothing to clean up. Linux/macOS (fcntl); elsewhere a no-op."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(lock_path)), exist_ok=True)
+    key = os.path.realpath(lock_path)
+    if key in _held:        # this process took it before (a main() called again): it is ours
+        _held.pop(key).close()
+    f = open(lock_path, 'a+')
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        who = f.read().strip()
+        f.close()
+        raise SystemExit(busy(who or 'pid unknown')) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f'pid {os.getpid()}\n')
+    f.flush()
+    _held[key] = f

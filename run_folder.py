@@ -3,13 +3,13 @@ so an earlier run is never overwritten by accident, and reading its per-epoch lo
 import json
 import os
 
+import atomic
+
 METRICS = 'metrics.jsonl'        # one JSON line per epoch: loss, val, test, seconds
 BEST = 'best.pt'                 # the checkpoint of the best validation epoch
 LAST = 'last.pt'                 # the checkpoint of the last epoch (what a resume continues)
 CALIBRATION = 'calibration.json'  # GCN_PHR_plus --calibrate_counts: the count weight's factors on validation
 LOCK = '.lock'                   # held (flock) by the train.py writing the folder; it says that process's pid
-
-_held = {}   # run folder -> the open lock file of this process (kept open: the lock lasts as long as the process)
 
 
 def check_writable(path, what):
@@ -47,32 +47,13 @@ def choose_run_dir(save_dir, name, resume_path=None, overwrite=False):
 
 
 def lock(run_dir):
-    """Take the run folder for this process: an exclusive ``flock`` on its LOCK file, held until the process ends
-    (or it takes the folder again). A second train.py on the same folder (same --save_dir and --run_name, at once)
-    gets one clear error instead of both writing best.pt and metrics.jsonl. The lock goes with the process, so a
-    kill -9 leaves nothing to clean up. Linux/macOS (fcntl); elsewhere a no-op."""
-    try:
-        import fcntl
-    except ImportError:
-        return
+    """Take the run folder for this process (``atomic.hold`` on its LOCK file): a second train.py on the same
+    folder (same --save_dir and --run_name, at once) gets one clear error instead of both writing best.pt and
+    metrics.jsonl."""
     os.makedirs(run_dir, exist_ok=True)
-    key = os.path.realpath(run_dir)
-    if key in _held:        # this process ran here before (train.main called again): it is ours
-        _held.pop(key).close()
-    f = open(os.path.join(run_dir, LOCK), 'a+')
-    try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        who = f.read().strip()
-        f.close()
-        raise SystemExit(f'error: run folder {run_dir}: another train.py is writing it ({who or "pid unknown"}); '
-                         f'wait for it to finish, or give this run another --run_name') from None
-    f.seek(0)
-    f.truncate()
-    f.write(f'pid {os.getpid()}\n')
-    f.flush()
-    _held[key] = f
+    atomic.hold(os.path.join(run_dir, LOCK),
+                lambda who: f'error: run folder {run_dir}: another train.py is writing it ({who}); '
+                            f'wait for it to finish, or give this run another --run_name')
 
 
 def read_metrics(run_dir):

@@ -152,6 +152,11 @@ def main(argv=None):
                           jobs=args.jobs, threads=args.threads, devices=args.devices)
     check_paths(SimpleNamespace(**vars(ctx), report=args.report), committed_plan)
     os.makedirs(os.path.dirname(ctx.results), exist_ok=True)
+    if not args.report:   # one sweep per results file: a second would run the same runs and write the same records
+        lock = os.path.join(os.path.dirname(ctx.results), f'.{os.path.basename(ctx.results)}.lock')
+        atomic.hold(lock, lambda who: f'error: --results {os.path.relpath(ctx.results)}: another tune.py is running '
+                                      f'on it ({who}); wait for it to finish (this one would run the same runs), '
+                                      f'or give this sweep a --results of its own')
     results = records.load(ctx.results)
 
     def write_report():

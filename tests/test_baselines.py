@@ -4,6 +4,7 @@ import torch
 from baselines import FeatureModel, user_history
 from registry import MODELS, build_model
 from evaluation import evaluate
+from conftest import assert_trained_and_kept
 from test_model import train_steps
 
 
@@ -28,12 +29,12 @@ def test_floors_beat_chance_and_user_floor_is_personal(tiny_data):
     assert own['recall@10'] > pop['recall@10'] > 0.19
 
 
-def test_native_losses_run(tiny_dir, tmp_path):
+def test_native_losses_run(tiny_dir, tiny_data, tmp_path):
     import train
     for loss, model in (('softmax', 'USHM'), ('bce', 'ConTagNet')):
         best = train.main(['--data_path', tiny_dir, '--model_name', model, '--loss', loss, '--num_epoch', '2',
                            '--save_dir', str(tmp_path), '--no_progress', '--l_r', '0.01'])
-        assert best['val']['recall@10'] > 0
+        assert_trained_and_kept(best, tmp_path / model, tiny_data)
 
 
 def test_user_history_is_top_training_hashtags(tiny_data):

@@ -26,6 +26,17 @@ def test_bench_rows_name_their_loss(tiny_dir, capsys):
                                                                                      'sampled_softmax x3 | ')
 
 
-def test_nproc_takes_plain_names(tiny_dir):
-    with pytest.raises(SystemExit):
+def test_nproc_takes_plain_names(tiny_dir, capsys):
+    with pytest.raises(SystemExit) as e:
         bench.main(['--data_path', tiny_dir, '--models', 'GCN_PHR:sampled_softmax:2', '--nproc', '1'])
+    assert e.value.code == 2 and 'give the models by name only' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('argv, words', [(['--steps', '0'], '--steps must be at least 1'),
+                                         (['--nproc', '0'], '--nproc: every number of processes must be at least 1')])
+def test_bad_counts_are_one_clear_error(tiny_dir, capsys, argv, words):
+    """Issue 29 (tracebacks): --steps 0 and --nproc 0 are refused by the parser, before any work."""
+    with pytest.raises(SystemExit) as e:
+        bench.main(['--data_path', tiny_dir] + argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and words in err and 'Traceback' not in err

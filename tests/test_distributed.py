@@ -43,8 +43,9 @@ def one_step(tiny_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp('ddp')
     for model in ('GCN_PHR', 'no_att'):
         for n in (1, 2):
-            torchrun(n, tiny_dir, out / f'{model}{n}', '--model_name', model, '--num_epoch', '1',
-                     '--batch_size', '4096')
+            printed = torchrun(n, tiny_dir, out / f'{model}{n}', '--model_name', model, '--num_epoch', '1',
+                               '--batch_size', '4096')
+            (out / f'{model}{n}.out').write_text(printed)
     return out
 
 
@@ -65,8 +66,16 @@ def test_one_step_equals_one_process(one_step):
 
 
 def test_only_rank_0_prints_and_writes(one_step):
-    files = sorted(n for n in os.listdir(one_step / 'no_att2' / 'no_att') if n != '.lock')
+    run = one_step / 'no_att2' / 'no_att'
+    files = sorted(n for n in os.listdir(run) if n != '.lock')
     assert files == ['best.pt', 'last.pt', 'metrics.jsonl']
+    # rank 1 appending too would give the one epoch two lines
+    assert [json.loads(line)['epoch'] for line in (run / 'metrics.jsonl').read_text().splitlines()] == [0]
+    # what the two processes printed together: each line of the run once, as one process prints it
+    two, one = (one_step / 'no_att2.out').read_text(), (one_step / 'no_att1.out').read_text()
+    for start in ('data: ', 'model: ', 'epoch   0 |', 'best epoch '):
+        assert sum(line.startswith(start) for line in one.splitlines()) == 1, (start, one)
+        assert sum(line.startswith(start) for line in two.splitlines()) == 1, (start, two)
 
 
 def test_two_epochs_same_validation_metrics(tiny_dir, tmp_path):

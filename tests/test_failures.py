@@ -443,3 +443,55 @@ def test_resume_into_a_new_folder_keeps_the_best_epochs_weights(tiny_dir, tmp_pa
     rows = np.load(tmp_path / 'rows.npz')
     assert abs(float(rows['recall@10'].mean()) - best['test']['recall@10']) < 1e-6
     assert first['epoch'] == 1
+
+
+def test_a_stop_in_the_first_epoch_after_a_resume_keeps_the_earlier_lines(tiny_dir, tmp_path, monkeypatch):
+    """Issue 29 (4): the lines of the epochs before the checkpoint are written whole before the first resumed epoch
+    starts, so a kill there (here: an exception out of that epoch) leaves them, and the next resume appends."""
+    argv = ['--data_path', tiny_dir, '--model_name', 'no_att', '--save_dir', str(tmp_path), '--no_progress',
+            '--dim_latent', '8', '--batch_size', '64', '--num_epoch', '2', '--patience', '5']
+    train.main(argv)
+    log = tmp_path / 'no_att' / 'metrics.jsonl'
+    before = _metrics(log)
+    assert [m['epoch'] for m in before] == [0, 1]
+    resume = argv[:-4] + ['--num_epoch', '4', '--patience', '5', '--PATH_weight_load', str(log.parent / 'last.pt')]
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+    with monkeypatch.context() as m:
+        m.setattr(train, 'train_epoch', killed)
+        with pytest.raises(KeyboardInterrupt):
+            train.main(resume)
+    assert _metrics(log) == before
+    train.main(resume)
+    after = _metrics(log)
+    assert [m['epoch'] for m in after] == [0, 1, 2, 3] and after[:2] == before
+
+
+def test_a_second_sweep_on_one_results_file_is_refused(tiny_dir, tmp_path):
+    """Issue 29 (5): two tune.py on one results file would run the same runs and write the same records: the
+    second stops with one clear error naming the file and the holder; --save_dir naming a file is refused too."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('tune_cli', os.path.join(ROOT, 'scripts', 'tune.py'))
+    tune = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tune)
+    results = tmp_path / 'r.jsonl'
+    own = ['--datasets', tiny_dir, '--models', 'popularity', '--seeds', '0', '--max_epoch', '1',
+           '--results', str(results), '--rows_dir', str(tmp_path / 'rows'), '--out', str(tmp_path / 'R.md')]
+    holder = subprocess.Popen([sys.executable, '-c', 'import fcntl, sys, time; f = open(sys.argv[1], "a+"); '
+                               'fcntl.flock(f, fcntl.LOCK_EX); f.write("pid 4343\\n"); f.flush(); print("held", '
+                               'flush=True); time.sleep(60)', str(tmp_path / '.r.jsonl.lock')],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        one_line_error(lambda: tune.main(own + ['--save_dir', str(tmp_path / 'runs')]), 'r.jsonl',
+                       'another tune.py is running on it', 'pid 4343')
+        assert not results.exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    (tmp_path / 'afile').write_text('')
+    one_line_error(lambda: tune.main(own + ['--save_dir', str(tmp_path / 'afile')]), 'afile', 'is a file')
+    assert not results.exists()
+    tune.main(own + ['--save_dir', str(tmp_path / 'runs')])   # free again: the sweep runs
+    assert results.exists()
