@@ -254,15 +254,16 @@ class NeighbourVotes(nn.Module):
         self.register_buffer('tag_ptr', ptr, persistent=False)                    # hashtags of each pool post, CSR
         self.register_buffer('tag_idx', data.vh_idx[first + offset], persistent=False)
 
-    def similarities(self, features=None, videos=None):
+    def similarities(self, features=None, videos=None, rows=None):
         """[B, Vt] cosine of each post to every training post: dense feature rows [B, F], or (``tfidf``) the posts'
-        ids ``videos`` [B], whose sparse rows are looked up."""
+        ids ``videos`` [B], whose sparse rows are looked up, or new posts' sparse rows ``rows`` [B, terms]."""
         if self.pool_tfidf is None:
             return F.normalize(features.to(self.pool.dtype), dim=1) @ self.pool.T
-        if videos is None:
+        if rows is None and videos is None:
             raise ValueError('this model compares posts by their TF-IDF rows (text=tfidf): a new post needs one; '
                              'give it as a post of the dataset (--video), or use text=dense')
-        sims = (self.tfidf[videos.cpu().numpy()] @ self.pool_tfidf).toarray()
+        rows = self.tfidf[videos.cpu().numpy()] if rows is None else rows
+        sims = (rows @ self.pool_tfidf).toarray()
         return torch.from_numpy(sims).to(self.pool_video.device)
 
     def neighbours(self, sims, exclude=None):
@@ -334,13 +335,15 @@ class SimilarPosts(Recommender):
         self.set_features(data.features)
         self.text = content_rows(data, text)
         self.index = NeighbourVotes(data, self.features, k, power, data.text_tfidf if self.text == 'tfidf' else None)
+        self.reads_tfidf = self.text == 'tfidf'
         keys, counts = user_hashtag_counts(data.graph, self.num_hashtag)
         self.register_buffer('keys', keys, persistent=False)
         self.register_buffer('counts', counts, persistent=False)
 
     def score(self, enc, users, videos, hashtags):
-        if videos.is_floating_point():
-            sims = self.index.similarities(features=self.video_features(videos))
+        if videos.is_floating_point():   # new posts: their feature rows, or (text=tfidf) their TF-IDF rows
+            sims = self.index.similarities(rows=self.new_tfidf_rows(len(videos))) if self.reads_tfidf else \
+                self.index.similarities(features=self.video_features(videos))
         else:
             sims = self.index.similarities(self.video_features(videos) if self.text == 'dense' else None, videos)
         s = torch.gather(self.index.votes(sims), 1, hashtags)

@@ -344,30 +344,79 @@ def text_features(texts, model):
     comps = model['components']
     if len(model['vocabulary']) == 0 or comps.shape[0] == 0:
         return out
-    from sklearn.feature_extraction.text import CountVectorizer
-    params = {k: v for k, v in TEXT_PARAMS.items() if k not in ('sublinear_tf', 'smooth_idf')}
-    counts = CountVectorizer(vocabulary={t: i for i, t in enumerate(model['vocabulary'])}, **params) \
-        .transform([strip_text(t) for t in texts]).astype(np.float64)
-    if TEXT_PARAMS['sublinear_tf']:
-        counts.data = 1.0 + np.log(counts.data)
-    tfidf = counts.multiply(model['idf'][None, :]).tocsr()
-    tfidf = tfidf.multiply(1.0 / np.maximum(np.sqrt(tfidf.multiply(tfidf).sum(1)), 1e-12)).tocsr()
+    tfidf = _weigh(texts, model['vocabulary'], model['idf'], TEXT_PARAMS)
     z = np.asarray(tfidf @ comps.T)
     z /= np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)   # zero rows stay zero, never NaN
     out[:, :z.shape[1]] = z
     return out
 
 
-def tfidf_rows(texts):
-    """[n, terms] float32 CSR, L2-normalised rows: sublinear TF-IDF over the uni- and bigrams that two posts or more
-    use (the representation the similar-posts baseline reads; the 100-d SVD block keeps about half of what it finds
-    on #HowYouTagTweets: docs/findings.md). None when no term is used twice."""
+def _weigh(texts, vocabulary, idf, params):
+    """[n, terms] float64 CSR: raw ``texts`` (hashtags/URLs stripped here) weighed as a fitted TfidfVectorizer of
+    ``params`` with this ``vocabulary`` and ``idf`` does (sublinear tf, idf, L2-normalised rows; zero rows stay 0)."""
+    from sklearn.feature_extraction.text import CountVectorizer
+    kw = {k: v for k, v in params.items() if k in ('lowercase', 'strip_accents', 'token_pattern', 'ngram_range')}
+    counts = CountVectorizer(vocabulary={t: i for i, t in enumerate(vocabulary)}, **kw) \
+        .transform([strip_text(t) for t in texts]).astype(np.float64)
+    if params['sublinear_tf']:
+        counts.data = 1.0 + np.log(counts.data)
+    tfidf = counts.multiply(np.asarray(idf)[None, :]).tocsr()
+    return tfidf.multiply(1.0 / np.maximum(np.sqrt(tfidf.multiply(tfidf).sum(1)), 1e-12)).tocsr()
+
+
+# the sparse rows' vectoriser: uni- and bigrams that two posts or more use
+TFIDF_PARAMS = dict(TEXT_PARAMS, ngram_range=(1, 2), min_df=2)
+
+
+def fit_tfidf_rows(texts):
+    """(rows, vectoriser): [n, terms] float32 CSR, L2-normalised rows of sublinear TF-IDF over the uni- and bigrams
+    that two posts or more use (the representation the similar-posts baseline reads; the 100-d SVD block keeps about
+    half of what it finds on #HowYouTagTweets: docs/findings.md), and the arrays that vectorise a new post the same
+    way (``tfidf_vocabulary``, ``tfidf_idf``: saved in text_model.npz). (None, None) when no term is used twice."""
     from sklearn.feature_extraction.text import TfidfVectorizer
-    params = dict(TEXT_PARAMS, ngram_range=(1, 2), min_df=2, dtype=np.float32)
+    vec = TfidfVectorizer(**TFIDF_PARAMS, dtype=np.float32)
     try:
-        return TfidfVectorizer(**params).fit_transform(texts).tocsr()
+        rows = vec.fit_transform(texts).tocsr()
     except ValueError:   # no term in two posts (a tiny import)
-        return None
+        return None, None
+    vocab = np.empty(len(vec.vocabulary_), dtype=object)
+    for term, j in vec.vocabulary_.items():
+        vocab[j] = term
+    return rows, {'tfidf_vocabulary': vocab.astype(str), 'tfidf_idf': vec.idf_}
+
+
+def tfidf_rows(texts):
+    """The sparse TF-IDF rows of ``fit_tfidf_rows`` alone."""
+    return fit_tfidf_rows(texts)[0]
+
+
+def new_post_tfidf(data, texts):
+    """[n, terms] float32 CSR: the TF-IDF rows of new posts' raw ``texts`` over dataset ``data``'s TF-IDF terms
+    (``data.text_tfidf``), for the models that compare posts by them (``Recommender.new_posts_tfidf``). The
+    vectoriser is the one the import saved in text_model.npz; an import made before it was saved there gets it
+    fitted again from the dataset's posts.jsonl (the same texts in the same order: deterministic), and checked to
+    give back the stored rows before it is used."""
+    path = os.path.join(data.path, TEXT_MODEL)
+    if data.text_tfidf is None:
+        raise DataError(f'{data.path}: no sparse TF-IDF rows ({TFIDF_FILE}); nothing to vectorise a post against')
+    model = load_text_model(path)
+    if 'tfidf_vocabulary' not in model:
+        posts_path = os.path.join(data.path, POSTS_FILE)
+        if not os.path.exists(posts_path):
+            raise DataError(f'{path}: holds no TF-IDF vectoriser (an older import) and {posts_path} is missing to '
+                            f'fit it again; import the posts again to serve new posts by their text')
+        with open(posts_path, encoding='utf-8') as f:
+            texts_then = [json.loads(line)['text'] for line in f if line.strip()]
+        rows, model = fit_tfidf_rows([strip_text(t) for t in texts_then])
+        if rows is None or rows.shape != data.text_tfidf.shape or rows.nnz != data.text_tfidf.nnz \
+                or abs(rows - data.text_tfidf).max() > 1e-5:
+            raise DataError(f'{path}: holds no TF-IDF vectoriser (an older import), and fitting it again on '
+                            f'{posts_path} does not give back {TFIDF_FILE}; import the posts again')
+    rows = _weigh(texts, model['tfidf_vocabulary'], model['tfidf_idf'], TFIDF_PARAMS).astype(np.float32)
+    if rows.shape[1] != data.text_tfidf.shape[1]:
+        raise DataError(f'{path}: its TF-IDF vectoriser has {rows.shape[1]:,} terms, {TFIDF_FILE} has '
+                        f'{data.text_tfidf.shape[1]:,}')
+    return rows
 
 
 def save_text_model(path, model):
@@ -518,7 +567,8 @@ def _import_into(inputs, out, fmt, visual, audio, min_posts, min_uses, casefold,
 
     texts = [p['text'] for p in posts]
     model = fit_text_model([strip_text(t) for t in texts], text_dim, seed)
-    save_text_model(os.path.join(out, TEXT_MODEL), model)
+    rows, vectoriser = fit_tfidf_rows([strip_text(t) for t in texts])
+    save_text_model(os.path.join(out, TEXT_MODEL), dict(model, **(vectoriser or {})))
     blocks = {}
     for what, src, fname, width in (('visual', visual, FEATURE_FILES[0], AUTHOR_DIMS[0]),
                                     ('audio', audio, FEATURE_FILES[1], AUTHOR_DIMS[1])):
@@ -536,7 +586,6 @@ def _import_into(inputs, out, fmt, visual, audio, min_posts, min_uses, casefold,
         f'(padded to {text_dim}); {empty} posts have no word left once hashtags/URLs are removed (zero rows)')
     for fname, arr in blocks.items():
         save_npy_atomic(os.path.join(out, fname), arr)
-    rows = tfidf_rows([strip_text(t) for t in texts])
     if rows is not None:
         import scipy.sparse
         atomic.atomic_write(os.path.join(out, TFIDF_FILE), lambda tmp: scipy.sparse.save_npz(tmp, rows), '.npz')

@@ -66,6 +66,7 @@ class TagMix(Recommender):
         self.set_features(data.features)
         self.text = content_rows(data, text)
         self.tfidf = data.text_tfidf if self.text == 'tfidf' else None      # data, not a tensor: not moved
+        self.reads_tfidf = self.tfidf is not None
         if self.counts:
             keys, counts = user_hashtag_counts(data.graph, H)
             # leave-one-out: a training post's own hashtags are taken off its user's counts (val/test posts are
@@ -107,7 +108,7 @@ class TagMix(Recommender):
         """T x_v: [B, d] for video ids [B] (or dense feature rows [B, F] without TF-IDF rows)."""
         if self.tfidf is None:
             return self.text_lin(self.video_features(videos))
-        rows = self.tfidf[videos.cpu().numpy()]
+        rows = self.new_tfidf_rows(len(videos)) if videos.is_floating_point() else self.tfidf[videos.cpu().numpy()]
         dev = self.text_bag.weight.device
         return self.text_bag(torch.from_numpy(rows.indices).long().to(dev),
                              torch.from_numpy(rows.indptr[:-1]).long().to(dev),
@@ -115,10 +116,7 @@ class TagMix(Recommender):
 
     def score_all(self, enc, users, videos):
         """[B] users, [B] video ids (or [B, F] feature rows of new posts) -> [B, H] scores of every hashtag."""
-        new = videos.is_floating_point()
-        if new and self.tfidf is not None:
-            raise ValueError('TagMix reads posts by their TF-IDF rows (text=tfidf): a new post needs one; give it '
-                             'as a post of the dataset (--video), or train with --text dense')
+        new = videos.is_floating_point()   # new posts: feature rows, and (text=tfidf) TF-IDF rows (new_posts_tfidf)
         s = torch.zeros(len(users), self.num_hashtag, device=users.device)
         if self.counts:
             count = self._dense('count', users)
@@ -127,7 +125,8 @@ class TagMix(Recommender):
             s = s + self.count_weight * torch.log1p(count)
         if self.votes:
             if new:
-                sims = self.vote_index.similarities(features=self.video_features(videos))
+                sims = self.vote_index.similarities(rows=self.new_tfidf_rows(len(videos))) if self.reads_tfidf else \
+                    self.vote_index.similarities(features=self.video_features(videos))
                 votes = self.vote_index.votes(sims)
             else:
                 votes = self._dense('vote', videos)

@@ -6,8 +6,9 @@
     python recommend.py ... --author X --features post.npy               # a new post, by its feature vector
 
 The post is a video of the dataset (``--video``, a name from video_list.txt: its true hashtags are marked with *),
-or a new post: ``--text`` (vectorised with the dataset's ``text_model.npz``, written by import_posts.py; the
-visual and acoustic blocks are zeros) or ``--features`` (a .npy vector of the dataset's full feature width).
+or a new post: ``--text`` (vectorised with the dataset's ``text_model.npz``, written by import_posts.py: the
+dense text block, and the sparse TF-IDF row for kNN / TagMix trained on those; the visual and acoustic blocks are
+zeros) or ``--features`` (a .npy vector of the dataset's full feature width).
 The model and its sizes come from the checkpoint's own model_args (``checkpoint.load_checkpoint``, shared with resume). An author not in user_list.txt gets the
 global popularity ranking, said so in the output (``--strict``: an error instead).
 """
@@ -106,7 +107,16 @@ def main(argv=None):
             ids, scores, how = top.indices, top.values, 'training uses'
         else:
             feats = None if args.video is not None else post_features(args, data)
-            ids, scores = recommend(model, data, users[args.author], video, feats, args.topk)
+            rows = None
+            if feats is not None and model.reads_tfidf:   # kNN / TagMix with text=tfidf: the post's TF-IDF row too
+                if not args.text:
+                    raise DataError(f'{args.checkpoint}: this {type(model).__name__} compares posts by their TF-IDF '
+                                    f'rows (text=tfidf), which a feature vector does not give; pass the post\'s '
+                                    f'--text instead')
+                from import_posts import new_post_tfidf
+                rows = new_post_tfidf(data, [args.text])
+            with model.new_posts_tfidf(rows):
+                ids, scores = recommend(model, data, users[args.author], video, feats, args.topk)
             how = f'{ckpt.get("model_name") or ckpt["config"]["model_name"]} score'
     except (DataError, CheckpointError) as e:
         raise SystemExit(f'error: {e}')

@@ -13,6 +13,7 @@ A model declares what it is next to its code (as RecBole's model + properties fi
 knobs with defaults, types and choices (train.py builds its CLI from them); ``search``, the grid the sweep draws its
 configurations from (keyed by train.py flag); ``ablations``, the switches the sweep turns off one at a time.
 """
+import contextlib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -107,6 +108,32 @@ class Recommender(nn.Module):
                 videos = videos.index_select(1, self.feature_cols.to(videos.device))
             return videos.to(self.features.dtype)
         return self.features.index_select(0, videos)
+
+    # a model that compares posts by their sparse TF-IDF rows (kNN / TagMix with text=tfidf) sets this True: a new
+    # post then needs its TF-IDF row too, given with ``new_posts_tfidf`` around the call that scores it
+    reads_tfidf = False
+    _new_tfidf = None
+
+    @contextlib.contextmanager
+    def new_posts_tfidf(self, rows):
+        """Within the block, the new posts scored (``videos`` as [B, F] feature rows) have the TF-IDF rows ``rows``
+        (a scipy CSR [B, terms] over the dataset's TF-IDF terms: ``import_posts.new_post_tfidf``)."""
+        self._new_tfidf = rows
+        try:
+            yield self
+        finally:
+            self._new_tfidf = None
+
+    def new_tfidf_rows(self, count):
+        """The TF-IDF rows of the ``count`` new posts being scored, or one clear error when none were given."""
+        rows = self._new_tfidf
+        if rows is None:
+            raise ValueError(f'{type(self).__name__} compares posts by their TF-IDF rows (text=tfidf): a new post needs '
+                             f'its text (recommend.py --text), or a post of the dataset (--video), or a model trained '
+                             f'with --text dense')
+        if rows.shape[0] != count:
+            raise ValueError(f'{rows.shape[0]} TF-IDF rows for {count} new posts')
+        return rows
 
     @torch.no_grad()
     def recommend(self, users, videos, k=10, enc=None):

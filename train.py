@@ -329,9 +329,13 @@ def main(argv=None):
         if rank0:
             atomic.write_text(metrics_path, json.dumps({'epoch': 0, 'loss': None, 'val': m['val'], 'test': m['test'],
                                                         'seconds': 0.0}) + '\n')
+            # no weights, but what rebuilds the model (its name and knobs): recommend.py / full_rank.py serve it
+            save_checkpoint(best_path, model, None, 0, {'epoch': 0, 'val': m['val'], 'test': m['test']}, config,
+                            model_info)
             if args.test_rows:
                 write_test_rows(args.test_rows, model, splits['test'], args.eval_batch)
         distributed.finish_distributed(ddp)
+        print(f'checkpoint (the model\'s settings; it has no weights) {best_path}')
         return {'epoch': 0, 'best_epoch': 0, 'val': m['val'], 'test': m['test']}
 
     # ---- optimiser, data order; resume (the run continues: optimiser, random streams, patience)

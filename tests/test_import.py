@@ -11,7 +11,7 @@ import torch
 import import_posts
 import recommend
 import train
-from data_load import load_dataset
+from data_load import DataError, load_dataset
 from checkpoint import load_checkpoint
 from registry import MODELS
 
@@ -287,7 +287,7 @@ def test_imports_write_sparse_tfidf_rows_that_knn_reads(tweets_dir):
     with torch.no_grad():
         s = knn.score({}, t.users[:3], t.videos[:3], t.candidates[:3])
         assert torch.isfinite(s).all()
-        with pytest.raises(ValueError, match='TF-IDF rows'):
+        with pytest.raises(ValueError, match='TF-IDF rows'):   # a feature row alone: its TF-IDF row is missing
             knn.score({}, t.users[:3], data.features[t.videos[:3]], t.candidates[:3])
 
 
@@ -319,3 +319,71 @@ def test_recommend_with_a_corrupt_posts_file_is_one_clear_error(tweets_dir, tmp_
                         '--author', data.user_names[int(data.test.users[0])],
                         '--video', data.video_names[int(data.test.videos[0])]])
     assert str(e.value).startswith('error: ') and 'posts.jsonl: line 1 is not a post record' in str(e.value)
+
+
+def _posts(path):
+    with open(os.path.join(path, 'posts.jsonl'), encoding='utf-8') as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.mark.parametrize('name, knobs', [('kNN', dict(k=5)), ('TagMix', dict(dim=8, votes_k=5))])
+def test_a_new_posts_text_gets_its_tfidf_row_and_the_scores_of_that_post(tweets_dir, name, knobs):
+    """A test post given as new (its text) is vectorised to its stored TF-IDF row, and kNN / TagMix (text=tfidf)
+    score it as they score the post itself (a test post is in no training count and no vote of its own)."""
+    from registry import build_model
+    data = load_dataset(tweets_dir, verbose=False)
+    texts = [p['text'] for p in _posts(tweets_dir)]
+    v = data.test.videos[:4]
+    rows = import_posts.new_post_tfidf(data, [texts[i] for i in v.tolist()])
+    assert abs(rows - data.text_tfidf[v.numpy()]).max() < 1e-6
+    torch.manual_seed(0)
+    m = build_model(name, data, **knobs).eval()
+    if name == 'TagMix':   # trained-looking text and user terms, so the words term is not zero
+        for p in (m.text_hashtag.weight, m.text_bag.weight, m.user_hashtag.weight):
+            torch.nn.init.normal_(p, std=0.1)
+    users, H = data.test.users[:len(v)], data.num_hashtag
+    every = torch.arange(H).expand(len(v), H)
+    with torch.no_grad(), m.new_posts_tfidf(rows):
+        new = m.score({}, users, data.features[v], every)
+    with torch.no_grad():
+        old = m.score({}, users, v, every)
+    assert torch.allclose(new, old, atol=1e-5)
+
+
+def test_an_older_import_without_the_vectoriser_gets_it_fitted_again_and_checked(tweets_dir, tmp_path):
+    """Imports made before text_model.npz held the TF-IDF vectoriser: it is fitted again from posts.jsonl and
+    checked against the stored rows; when posts.jsonl no longer gives them back, one clear error."""
+    import shutil
+    d = tmp_path / 'old'
+    shutil.copytree(tweets_dir, d)
+    model = import_posts.load_text_model(str(d / 'text_model.npz'))
+    import_posts.save_text_model(str(d / 'text_model.npz'),
+                                 {k: v for k, v in model.items() if not k.startswith('tfidf_')})
+    data = load_dataset(str(d), verbose=False)
+    texts = [p['text'] for p in _posts(str(d))]
+    rows = import_posts.new_post_tfidf(data, texts[:3])
+    assert abs(rows - data.text_tfidf[:3]).max() < 1e-6
+    posts = _posts(str(d))
+    posts[0]['text'] = posts[1]['text']   # edited after the import: the refitted rows differ from the stored
+    with open(d / 'posts.jsonl', 'w', encoding='utf-8') as f:
+        f.write(''.join(json.dumps(p) + '\n' for p in posts))
+    with pytest.raises(DataError, match='does not give back FeatureText_tfidf.npz'):
+        import_posts.new_post_tfidf(data, texts[:1])
+
+
+def test_recommend_serves_a_new_post_by_text_for_knn_on_tfidf_rows(tweets_dir, tmp_path, capsys):
+    _train_one(tweets_dir, tmp_path, 'kNN')
+    data = load_dataset(tweets_dir, verbose=False)
+    i = int(data.test.videos[0])
+    author = data.user_names[int(data.test.users[0])]
+    ckpt = str(tmp_path / 'kNN' / 'best.pt')
+    base = ['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', author]
+    capsys.readouterr()
+    recommend.main(base + ['--video', data.video_names[i]])
+    by_video = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line[:4].strip().rstrip('.').isdigit()]
+    recommend.main(base + ['--text', _posts(tweets_dir)[i]['text']])
+    by_text = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line[:4].strip().rstrip('.').isdigit()]
+    assert by_text == by_video and len(by_text) == min(10, data.num_hashtag)
+    np.save(tmp_path / 'f.npy', data.features[i].numpy())
+    with pytest.raises(SystemExit, match='TF-IDF rows .* pass the post.s --text'):
+        recommend.main(base + ['--features', str(tmp_path / 'f.npy')])
