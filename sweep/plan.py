@@ -35,7 +35,7 @@ PINNED = os.path.join(ROOT, 'results', 'plan.json')
 DEFAULTS = dict(datasets=['yfcc100m=0.02', 'rtweet', 'howyoutag', 'instagram=0.04', 'howyoutag_makers',
                           'yfcc100m=0.05', 'instagram=0.1'],
                 models=['GCN_PHR', 'no_att', 'var1', 'Net', 'UTM', 'ConTagNet', 'CSMN', 'USHM', 'GCN_PHR_plus',
-                        'user_popularity', 'popularity'],
+                        'user_popularity', 'popularity', 'kNN', 'kNN_content', 'TagMix'],
                 configs=8, max_epoch=20, patience=3, batch_size=1024, seeds=[0, 1, 2])
 
 # the committed full-ranking plan (SPEC §4): the real datasets, every model and kNN, selection on full-ranking

@@ -14,7 +14,9 @@ HISTORY = (('all used before', lambda s: s == 1), ('some', lambda s: (s > 0) & (
 
 
 # the extension each protocol's table compares with every row
-EXTENSION = {'sampled': 'GCN_PHR_plus', 'full': 'TagMix'}
+EXTENSION = {'sampled': 'GCN_PHR_plus', 'full': 'TagMix'}     # each protocol's headline extension
+# every extension a protocol's tables compare against each row (where its seeds are done)
+EXTENSIONS = {'sampled': ('GCN_PHR_plus', 'TagMix'), 'full': ('TagMix',)}
 EXTENSION_LABEL = {'GCN_PHR_plus': 'GCN-PHR+', 'GCN_PHR_knn': 'GCN-PHR+kNN', 'TagMix': 'TagMix'}
 
 
@@ -161,9 +163,10 @@ def report(ctx, plan, results):
                     cells += [f'{d:+.4f} [{lo:+.4f}, {hi:+.4f}]', verdict(lo, hi)]
             done = f'{n_search}/{n_want}' if searched else '—'
             out.append(f'| {label} | {conf} | {epochs} | ' + ' | '.join(cells) + f' | {done} |')
-        ext = EXTENSION[plan.protocol]
-        plus = seed_rows(plan, results, dataset, ext, plan.seeds) if ext in plan.models else None
-        if plus is not None:
+        for ext in EXTENSIONS[plan.protocol]:
+            plus = seed_rows(plan, results, dataset, ext, plan.seeds) if ext in plan.models else None
+            if plus is None:
+                continue
             out += ['', f'The extension against every row ({EXTENSION_LABEL[ext]} minus the row, same paired '
                     f'bootstrap):', '',
                     '| row | R@10 [95% CI] | verdict | NDCG@10 [95% CI] | verdict |', '|---' * 5 + '|']
