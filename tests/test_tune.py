@@ -263,6 +263,10 @@ def test_the_committed_files_are_written_only_by_the_committed_plan(tiny_dir, tm
     with pytest.raises(SystemExit, match='is a folder'):
         tune.main(['--report', '--results', str(tmp_path), '--out', str(tmp_path / 'R.md'),
                    '--rows_dir', str(tmp_path / 'rows'), '--datasets', tiny_dir])
+    (tmp_path / 'r.jsonl').write_text('')
+    with pytest.raises(SystemExit, match='--out .*: is a folder'):
+        tune.main(['--report', '--results', str(tmp_path / 'r.jsonl'), '--out', str(tmp_path),
+                   '--rows_dir', str(tmp_path / 'rows'), '--datasets', tiny_dir])
     assert before == {p: os.path.getmtime(p) for p in before}
 
 
