@@ -279,6 +279,7 @@ class GCNPHRKnn(GCNPHRPlus):
         if not self.votes:
             return
         self.votes_text = content_rows(data, votes_text)
+        self.reads_tfidf = self.votes_text == 'tfidf'   # a new post's votes need its TF-IDF row (new_posts_tfidf)
         self.vote_index = NeighbourVotes(data, self.features, votes_k,
                                          tfidf=data.text_tfidf if self.votes_text == 'tfidf' else None)
         uniq, values = self.vote_index.table(self.num_video, self.features if self.votes_text == 'dense' else None)
@@ -289,7 +290,8 @@ class GCNPHRKnn(GCNPHRPlus):
     def vote_term(self, videos, hashtags):
         """votes(v, h) for videos [B] ids or [B, F] feature rows and hashtags [B, C]: [B, C]."""
         if videos.is_floating_point():
-            sims = self.vote_index.similarities(features=self.video_features(videos))
+            sims = self.vote_index.similarities(rows=self.new_tfidf_rows(len(videos))) if self.reads_tfidf else \
+                self.vote_index.similarities(features=self.video_features(videos))
             return torch.gather(self.vote_index.votes(sims), 1, hashtags)
         return sorted_lookup(self.vote_keys, self.vote_values, videos.unsqueeze(1) * self.num_hashtag + hashtags)
 

@@ -221,8 +221,8 @@ def test_all_zero_feature_columns_are_left_out_exactly(tweets_dir, model_name, m
     def run(drop):
         monkeypatch.setattr(Recommender, 'drop_zero_feature_columns', drop)
         torch.manual_seed(0)
-        # a new post is scored from its feature row: GCN-PHR+kNN's votes then compare feature rows too (with the
-        # import's TF-IDF rows a new post has none: an error, tested in test_full_rank)
+        # a new post is scored from its feature row: GCN-PHR+kNN's votes then compare feature rows too (on the
+        # import's TF-IDF rows a new post needs its TF-IDF row as well: test_recommend_serves_a_new_post_with_every_model)
         m = build_model(model_name, data, dim=8, **{'GCN_PHR_knn': {'votes_text': 'dense'},
                                                       'TagMix': {'text': 'dense'}}.get(model_name, {}))
         losses = train_steps(m, data, steps=3)
@@ -387,3 +387,15 @@ def test_recommend_serves_a_new_post_by_text_for_knn_on_tfidf_rows(tweets_dir, t
     np.save(tmp_path / 'f.npy', data.features[i].numpy())
     with pytest.raises(SystemExit, match='TF-IDF rows .* pass the post.s --text'):
         recommend.main(base + ['--features', str(tmp_path / 'f.npy')])
+
+
+@pytest.mark.parametrize('model_name', list(MODELS))
+def test_recommend_serves_a_new_post_with_every_model(tweets_dir, tmp_path, model_name):
+    """Every model of the registry, trained (or built) on an import with sparse TF-IDF rows, ranks a new post given
+    by its text: kNN, TagMix and GCN-PHR+kNN get the post's TF-IDF row, the others its dense row."""
+    _train_one(tweets_dir, tmp_path, model_name)
+    ids, scores = recommend.main(['--checkpoint', str(tmp_path / model_name / 'best.pt'), '--data_path', tweets_dir,
+                                  '--author', 'ana_stats', '--text', 'tidy data frames in R'])
+    data = load_dataset(tweets_dir, verbose=False)
+    assert len(ids) == min(10, data.num_hashtag) and torch.isfinite(scores).all()
+    assert torch.all(scores[:-1] >= scores[1:])
