@@ -266,6 +266,14 @@ class NeighbourVotes(nn.Module):
         sims = (rows @ self.pool_tfidf).toarray()
         return torch.from_numpy(sims).to(self.pool_video.device)
 
+    def new_post_similarities(self, model, videos):
+        """[B, Vt] similarities of new posts, given as feature rows ``videos`` [B, F] to ``model`` (the Recommender
+        holding this index): by their TF-IDF rows (``model.new_tfidf_rows``, given with ``new_posts_tfidf``) when the
+        index compares TF-IDF rows, else by their feature rows."""
+        if self.pool_tfidf is not None:
+            return self.similarities(rows=model.new_tfidf_rows(len(videos)))
+        return self.similarities(features=model.video_features(videos))
+
     def neighbours(self, sims, exclude=None):
         """[B, Vt] similarities -> (pool index [B, k], weight [B, k]); ``exclude`` [B] pool index of each row's own
         post (-1: none), never its own neighbour (leave-one-out for training posts)."""
@@ -342,8 +350,7 @@ class SimilarPosts(Recommender):
 
     def score(self, enc, users, videos, hashtags):
         if videos.is_floating_point():   # new posts: their feature rows, or (text=tfidf) their TF-IDF rows
-            sims = self.index.similarities(rows=self.new_tfidf_rows(len(videos))) if self.reads_tfidf else \
-                self.index.similarities(features=self.video_features(videos))
+            sims = self.index.new_post_similarities(self, videos)
         else:
             sims = self.index.similarities(self.video_features(videos) if self.text == 'dense' else None, videos)
         s = torch.gather(self.index.votes(sims), 1, hashtags)

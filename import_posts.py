@@ -385,11 +385,6 @@ def fit_tfidf_rows(texts):
     return rows, {'tfidf_vocabulary': vocab.astype(str), 'tfidf_idf': vec.idf_}
 
 
-def tfidf_rows(texts):
-    """The sparse TF-IDF rows of ``fit_tfidf_rows`` alone."""
-    return fit_tfidf_rows(texts)[0]
-
-
 def new_post_tfidf(data, texts):
     """[n, terms] float32 CSR: the TF-IDF rows of new posts' raw ``texts`` over dataset ``data``'s TF-IDF terms
     (``data.text_tfidf``), for the models that compare posts by them (``Recommender.new_posts_tfidf``). The

@@ -125,8 +125,7 @@ class TagMix(Recommender):
             s = s + self.count_weight * torch.log1p(count)
         if self.votes:
             if new:
-                sims = self.vote_index.similarities(rows=self.new_tfidf_rows(len(videos))) if self.reads_tfidf else \
-                    self.vote_index.similarities(features=self.video_features(videos))
+                sims = self.vote_index.new_post_similarities(self, videos)
                 votes = self.vote_index.votes(sims)
             else:
                 votes = self._dense('vote', videos)

@@ -290,8 +290,7 @@ class GCNPHRKnn(GCNPHRPlus):
     def vote_term(self, videos, hashtags):
         """votes(v, h) for videos [B] ids or [B, F] feature rows and hashtags [B, C]: [B, C]."""
         if videos.is_floating_point():
-            sims = self.vote_index.similarities(rows=self.new_tfidf_rows(len(videos))) if self.reads_tfidf else \
-                self.vote_index.similarities(features=self.video_features(videos))
+            sims = self.vote_index.new_post_similarities(self, videos)
             return torch.gather(self.vote_index.votes(sims), 1, hashtags)
         return sorted_lookup(self.vote_keys, self.vote_values, videos.unsqueeze(1) * self.num_hashtag + hashtags)
 

@@ -128,9 +128,9 @@ class Recommender(nn.Module):
         """The TF-IDF rows of the ``count`` new posts being scored, or one clear error when none were given."""
         rows = self._new_tfidf
         if rows is None:
-            raise ValueError(f'{type(self).__name__} compares posts by their TF-IDF rows (text=tfidf): a new post needs '
-                             f'its text (recommend.py --text), or a post of the dataset (--video), or a model trained '
-                             f'with --text dense')
+            raise ValueError(f'{type(self).__name__} compares posts by their TF-IDF rows (text=tfidf): a new post '
+                             f'needs its text (recommend.py --text), or a post of the dataset (--video), or a model '
+                             f'trained with --text dense')
         if rows.shape[0] != count:
             raise ValueError(f'{rows.shape[0]} TF-IDF rows for {count} new posts')
         return rows

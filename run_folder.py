@@ -50,7 +50,6 @@ def lock(run_dir):
     """Take the run folder for this process (``atomic.hold`` on its LOCK file): a second train.py on the same
     folder (same --save_dir and --run_name, at once) gets one clear error instead of both writing best.pt and
     metrics.jsonl."""
-    os.makedirs(run_dir, exist_ok=True)
     atomic.hold(os.path.join(run_dir, LOCK),
                 lambda who: f'error: run folder {run_dir}: another train.py is writing it ({who}); '
                             f'wait for it to finish, or give this run another --run_name')

@@ -81,8 +81,9 @@ def build_parser():
                    help="read the authors' pickled .npy files (runs code stored in them: trusted files only)")
     p.add_argument('--loss', default='bpr', choices=tuple(LOSSES),
                    help="bpr (the authors'; the default of every model that takes it, TagMix trains with softmax) | "
-                        "hard_bpr: BPR on the hardest of --num_train_neg negatives | sampled_softmax over the positive and --num_train_neg negatives | softmax or bce "
-                        "over all hashtags: the baselines' native losses (USHM/CSMN/UTM softmax, ConTagNet BCE)")
+                        "hard_bpr: BPR on the hardest of --num_train_neg negatives | sampled_softmax over the "
+                        "positive and --num_train_neg negatives | softmax or bce over all hashtags: the baselines' "
+                        "native losses (USHM/CSMN/UTM softmax, ConTagNet BCE)")
     p.add_argument('--num_train_neg', type=int, default=1, help='negatives drawn per training triple per epoch')
     p.add_argument('--neg_sampling', default='uniform', choices=('uniform', 'popularity', 'user'),
                    help="uniform over training hashtags (the authors') | popularity: in proportion to their uses | "

@@ -222,7 +222,8 @@ def test_all_zero_feature_columns_are_left_out_exactly(tweets_dir, model_name, m
         monkeypatch.setattr(Recommender, 'drop_zero_feature_columns', drop)
         torch.manual_seed(0)
         # a new post is scored from its feature row: GCN-PHR+kNN's votes then compare feature rows too (on the
-        # import's TF-IDF rows a new post needs its TF-IDF row as well: test_recommend_serves_a_new_post_with_every_model)
+        # import's TF-IDF rows a new post needs its TF-IDF row as well:
+        # test_recommend_serves_a_new_post_with_every_model)
         m = build_model(model_name, data, dim=8, **{'GCN_PHR_knn': {'votes_text': 'dense'},
                                                       'TagMix': {'text': 'dense'}}.get(model_name, {}))
         losses = train_steps(m, data, steps=3)
@@ -371,19 +372,17 @@ def test_an_older_import_without_the_vectoriser_gets_it_fitted_again_and_checked
         import_posts.new_post_tfidf(data, texts[:1])
 
 
-def test_recommend_serves_a_new_post_by_text_for_knn_on_tfidf_rows(tweets_dir, tmp_path, capsys):
+def test_recommend_serves_a_new_post_by_text_for_knn_on_tfidf_rows(tweets_dir, tmp_path):
     _train_one(tweets_dir, tmp_path, 'kNN')
     data = load_dataset(tweets_dir, verbose=False)
     i = int(data.test.videos[0])
     author = data.user_names[int(data.test.users[0])]
     ckpt = str(tmp_path / 'kNN' / 'best.pt')
     base = ['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', author]
-    capsys.readouterr()
-    recommend.main(base + ['--video', data.video_names[i]])
-    by_video = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line[:4].strip().rstrip('.').isdigit()]
-    recommend.main(base + ['--text', _posts(tweets_dir)[i]['text']])
-    by_text = [line.split()[1] for line in capsys.readouterr().out.splitlines() if line[:4].strip().rstrip('.').isdigit()]
-    assert by_text == by_video and len(by_text) == min(10, data.num_hashtag)
+    by_video, scores_video = recommend.main(base + ['--video', data.video_names[i]])
+    by_text, scores_text = recommend.main(base + ['--text', _posts(tweets_dir)[i]['text']])
+    assert torch.equal(by_text, by_video) and len(by_text) == min(10, data.num_hashtag)
+    assert torch.allclose(scores_text, scores_video, atol=1e-5)
     np.save(tmp_path / 'f.npy', data.features[i].numpy())
     with pytest.raises(SystemExit, match='TF-IDF rows .* pass the post.s --text'):
         recommend.main(base + ['--features', str(tmp_path / 'f.npy')])
