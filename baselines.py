@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
-from recommender import DIM, HParam, Recommender, csr_positions, gather_rows, sorted_lookup, user_hashtag_counts
+from recommender import DIM, HParam, Recommender, csr_positions, gather_rows, lookup_pairs, user_hashtag_counts
 
 
 def hashtag_popularity(data):
@@ -212,7 +212,7 @@ class UserPopularity(GlobalPopularity):
         self.register_buffer('counts', counts, persistent=False)
 
     def score(self, enc, users, videos, hashtags):
-        own = sorted_lookup(self.keys, self.counts, users.unsqueeze(1) * self.H + hashtags)
+        own = lookup_pairs(self.keys, self.counts, users, hashtags, self.H)
         pop = self.popularity[hashtags]
         return own + pop / (self.popularity.max() + 1)   # lexicographic: own count first, then global
 
@@ -356,5 +356,5 @@ class SimilarPosts(Recommender):
         s = torch.gather(self.index.votes(sims), 1, hashtags)
         if not self.personal:
             return s
-        own = sorted_lookup(self.keys, self.counts, users.unsqueeze(1) * self.num_hashtag + hashtags)
+        own = lookup_pairs(self.keys, self.counts, users, hashtags, self.num_hashtag)
         return self.mix * s + torch.log1p(own)

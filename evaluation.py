@@ -19,8 +19,9 @@ import atomic
 METRICS = ('precision', 'recall', 'ndcg', 'hit')
 
 
-def positive_ranks(scores, pos_mask, valid):
-    """0-based rank of every positive of every row, ties against positives. [R, C] -> ([R, Pm], mask [R, Pm])."""
+def positive_ranks(scores, pos_mask, valid, return_scores=False):
+    """0-based rank of every positive of every row, ties against positives. [R, C] -> ([R, Pm], mask [R, Pm])
+    (and, with ``return_scores``, the positives' scores [R, Pm])."""
     R, C = scores.shape
     p_max = int(pos_mask.sum(1).max()) if R else 0
     # column of the j-th positive of each row, positives in column order (a cumulative count, no sort)
@@ -39,20 +40,57 @@ def positive_ranks(scores, pos_mask, valid):
         col = torch.arange(C, device=scores.device)
         ahead_if_tied = ~pos_mask.unsqueeze(1) | (col < pos_col.unsqueeze(-1))
         ranks = ranks + ((s == s_pos) & ok & ahead_if_tied).sum(-1)
-    return ranks, is_pos
+    return (ranks, is_pos, s_pos.squeeze(-1)) if return_scores else (ranks, is_pos)
+
+
+def row_counts(mask):
+    """[R, C] bool -> ((row, col) of its True entries, row-major, and their count per row [R]). Counting by nonzero
+    is several times faster on CPU than ``mask.sum(1)``, which widens the whole table to int64 first."""
+    r, c = mask.nonzero(as_tuple=True)
+    return r, c, torch.bincount(r, minlength=mask.size(0))
+
+
+def all_true(mask):
+    """Whether a bool table is all True; O(1) for the expanded scalar a FullSplit block passes as ``valid``."""
+    if mask.numel() == 0:
+        return True
+    if all(st == 0 for st in mask.stride()):
+        return bool(mask.reshape(-1)[:1].item()) if mask.is_contiguous() else bool(mask[(0,) * mask.dim()])
+    return bool(mask.all())
+
+
+def compact_rows(r, c, width, scores, pos_mask):
+    """The kept candidates (r, c) of every row, in column order, left-aligned into [R, max width]: (scores,
+    pos_mask, valid) of that narrow table (padding: -inf, not a positive, not valid). Ranks and ties among kept
+    candidates are those of the wide table, column order (which breaks ties between positives) included."""
+    j = torch.arange(len(r), device=r.device) - (torch.cumsum(width, 0) - width)[r]
+    shape = (len(width), int(width.max()) if len(width) else 0)
+    s = torch.full(shape, float('-inf'), dtype=scores.dtype, device=scores.device).index_put_((r, j), scores[r, c])
+    p = torch.zeros(shape, dtype=torch.bool, device=r.device).index_put_((r, j), pos_mask[r, c])
+    v = torch.zeros(shape, dtype=torch.bool, device=r.device).index_put_((r, j), torch.ones_like(r, dtype=torch.bool))
+    return s, p, v
 
 
 def metric_rows(scores, pos_mask, valid, ks):
     """Per-row metrics of one batch: {k: {metric: [R] tensor}} (the paired bootstrap of scripts/tune.py uses them)."""
-    num_pos = pos_mask.sum(1)
+    num_pos = row_counts(pos_mask)[2]
     k_max = max(ks)
-    eligible = pos_mask
     if scores.size(1) > 8 * k_max:
-        # only a positive scored at least the k_max-th best valid score can be in any top-K (the k_max candidates
-        # at or above it are ahead of every positive below it): rank those alone, exactly, the others cannot hit
-        kth = scores.masked_fill(~valid, float('-inf')).topk(k_max, dim=1).values[:, -1:]
-        eligible = pos_mask & (scores >= kth)
-    ranks, is_pos = positive_ranks(scores, eligible, valid)
+        # Only a positive scored at least the k_max-th best valid score (kth) can be in any top-K, and only the
+        # candidates scored above it, or tied with it, can be ahead of such a positive. So the positives at or above
+        # kth are ranked exactly in a narrow table of the candidates above kth and those positives (column order
+        # kept, which breaks ties between positives); a positive tied at kth then also has every non-positive tied
+        # at kth ahead of it, added as a count. A few k_max-wide passes instead of a [rows, positives, C] table.
+        all_valid = all_true(valid)
+        masked = scores if all_valid else scores.masked_fill(~valid, float('-inf'))
+        kth = masked.topk(k_max, dim=1).values[:, -1:]
+        at = masked == kth if all_valid else (masked == kth) & valid
+        r, c, width = row_counts((masked > kth) | (pos_mask & at))
+        ranks, is_pos, s_pos = positive_ranks(*compact_rows(r, c, width, scores, pos_mask), return_scores=True)
+        tied_neg = row_counts(at & ~pos_mask)[2]
+        ranks = ranks + (s_pos == kth) * tied_neg.unsqueeze(1)
+    else:
+        ranks, is_pos = positive_ranks(scores, pos_mask, valid)
     gain = torch.where(is_pos, 1.0 / torch.log2(ranks.float() + 2.0), torch.zeros((), device=scores.device))
     idcg_table = torch.cumsum(1.0 / torch.log2(torch.arange(k_max, device=scores.device, dtype=torch.float) + 2), 0)
     out = {}
@@ -82,13 +120,14 @@ class FullSplit:
     pos_ptr: torch.Tensor   # [R + 1]
     pos_idx: torch.Tensor   # [sum of positives]
     num_hashtag: int
+    order: torch.Tensor = None   # [R] the split's row index of each row held here (``full_split`` groups by user)
 
     def __len__(self):
         return len(self.users)
 
     def to(self, device):
         return FullSplit(self.users.to(device), self.videos.to(device), self.pos_ptr.to(device),
-                         self.pos_idx.to(device), self.num_hashtag)
+                         self.pos_idx.to(device), self.num_hashtag, None if self.order is None else self.order.cpu())
 
     def block(self, lo, hi):
         """Rows [lo, hi) as (users, videos, candidates [n, H] (a view of arange), pos_mask [n, H], valid [n, H])."""
@@ -103,13 +142,19 @@ class FullSplit:
 
 
 def full_split(data, split):
-    """The rows of an EvalSplit (``data.val`` / ``data.test``) under full ranking: positives = the post's hashtags."""
+    """The rows of an EvalSplit (``data.val`` / ``data.test``) under full ranking: positives = the post's hashtags.
+
+    The rows are held grouped by user (stable; ``order`` maps them back): a block of rows then holds fewer distinct
+    users, and a scorer whose hashtag side depends on the user (GCN-PHR's) computes that side once per user of a
+    block. Means are over the same rows; ``evaluate_rows`` returns per-row metrics in the split's own row order."""
     from data_load import csr_gather
-    owner, tags = csr_gather(data.vh_ptr.numpy(), data.vh_idx.numpy(), split.videos.cpu().numpy())
+    order = torch.sort(split.users.cpu(), stable=True).indices
+    videos = split.videos.cpu()[order]
+    owner, tags = csr_gather(data.vh_ptr.numpy(), data.vh_idx.numpy(), videos.numpy())
     counts = torch.bincount(torch.from_numpy(owner), minlength=len(split))
     ptr = torch.zeros(len(split) + 1, dtype=torch.long)
     ptr[1:] = torch.cumsum(counts, 0)
-    return FullSplit(split.users.cpu(), split.videos.cpu(), ptr, torch.from_numpy(tags).long(), data.num_hashtag)
+    return FullSplit(split.users.cpu()[order], videos, ptr, torch.from_numpy(tags).long(), data.num_hashtag, order)
 
 
 def _rows(split, lo, hi):
@@ -161,7 +206,12 @@ def evaluate_rows(model, split, ks=(10,), batch_size=None, enc=None):
             for m, v in per.items():
                 parts[f'{m}@{k}'].append(v.cpu())
     model.train(was_training)
-    return {name: torch.cat(v) for name, v in parts.items()}
+    out = {name: torch.cat(v) for name, v in parts.items()}
+    order = getattr(split, 'order', None)
+    if order is not None:   # back to the split's row order (a FullSplit holds its rows grouped by user)
+        for name, v in out.items():
+            out[name] = torch.empty_like(v).index_copy_(0, order, v)
+    return out
 
 
 @torch.no_grad()

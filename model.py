@@ -151,16 +151,18 @@ class Scorer(nn.Module):
         """Full ranking (every row's candidates are all H hashtags, in order): the hashtag side
         LeakyReLU(W_h x_h + W_u x_u) depends on the user only, so it is computed once per distinct user of the rows
         ([H, d]) and that user's rows are scored against it by one matmul. Same values as the row-by-row path up to
-        float rounding (a matmul sums in another order)."""
-        users, inverse = torch.unique(q[:, 0], dim=0, return_inverse=True)
+        float rounding (a matmul sums in another order). Runs of consecutive rows of one user share the pass
+        (``evaluation.full_split`` holds rows grouped by user, so a run is all of a user's rows in the block)."""
+        users, counts = torch.unique_consecutive(q[:, 0], dim=0, return_counts=True)
         out = torch.empty(hashtags.shape, dtype=uv.dtype, device=uv.device)
         H, d = hashtag_table.shape
         ws = self._workspace(H * d, hashtag_table)[:H * d].view(H, d) if not hashtag_table.is_cuda else None
-        for g in range(len(users)):
-            rows = torch.nonzero(inverse == g).squeeze(1)
+        start = 0
+        for g, n in enumerate(counts.tolist()):
             uh = torch.add(hashtag_table, users[g], out=ws) if ws is not None else hashtag_table + users[g]
             F.leaky_relu_(uh)
-            out[rows] = uv[rows] @ uh.T
+            torch.mm(uv[start:start + n], uh.T, out=out[start:start + n])
+            start += n
         return out
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from evaluation import evaluate_splits, evaluate_variants, selection_key
 from model import AGGREGATION, DIM, GRAPH_SEARCH, LAYERS, SCORING, GCNPHR
 from baselines import TEXTS, NeighbourVotes, content_rows
-from recommender import HParam, sorted_lookup, user_hashtag_counts
+from recommender import HParam, lookup_pairs, user_hashtag_counts
 
 # factors of the learned count weight tried on validation by --calibrate_counts (1 keeps it as trained)
 COUNT_SCALES = (0.5, 1, 1.5, 2, 3, 5, 8)
@@ -165,10 +165,10 @@ class GCNPHRPlus(GCNPHR):
     def log_count(self, users, hashtags, videos=None):
         """log(1 + c_uh) for users [B] and hashtags [B, C]: [B, C] (0 for pairs never seen in training). With
         ``videos`` [B] ids, a training post's own hashtags are left out of its count (leave-one-out)."""
-        count = sorted_lookup(self.count_keys, self.counts_uh, users.unsqueeze(1) * self.num_hashtag + hashtags)
+        count = lookup_pairs(self.count_keys, self.counts_uh, users, hashtags, self.num_hashtag)
         if videos is not None and not videos.is_floating_point():
             own = torch.ones((), device=count.device).expand(len(self.train_vh_keys))
-            count = count - sorted_lookup(self.train_vh_keys, own, videos.unsqueeze(1) * self.num_hashtag + hashtags)
+            count = count - lookup_pairs(self.train_vh_keys, own, videos, hashtags, self.num_hashtag)
         return torch.log1p(count)
 
     def score_parts(self, enc, users, videos, hashtags):
@@ -292,7 +292,7 @@ class GCNPHRKnn(GCNPHRPlus):
         if videos.is_floating_point():
             sims = self.vote_index.new_post_similarities(self, videos)
             return torch.gather(self.vote_index.votes(sims), 1, hashtags)
-        return sorted_lookup(self.vote_keys, self.vote_values, videos.unsqueeze(1) * self.num_hashtag + hashtags)
+        return lookup_pairs(self.vote_keys, self.vote_values, videos, hashtags, self.num_hashtag)
 
     def score_parts(self, enc, users, videos, hashtags):
         s, log_count = super().score_parts(enc, users, videos, hashtags)

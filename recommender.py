@@ -172,6 +172,29 @@ def gather_rows(table, index):
     return table.index_select(0, index.reshape(-1)).view(*index.shape, table.size(-1))
 
 
+def is_every_hashtag(hashtags, num_hashtag):
+    """Whether candidates [B, C] are every hashtag in id order in every row (full ranking's expanded arange)."""
+    return (hashtags.dim() == 2 and hashtags.size(1) == num_hashtag and hashtags.stride(0) == 0
+            and bool((hashtags[0] == torch.arange(num_hashtag, device=hashtags.device)).all()))
+
+
+def lookup_pairs(keys, values, ids, hashtags, num_hashtag):
+    """values of the keys ids * H + hashtags ([B] ids, [B, C] candidates; keys sorted ascending, 0 where absent):
+    [B, C]. Under full ranking (``is_every_hashtag``) each row's entries are found as one run of the sorted keys
+    and scattered into a dense row, instead of one binary search per (row, hashtag)."""
+    if not is_every_hashtag(hashtags, num_hashtag):
+        return sorted_lookup(keys, values, ids.unsqueeze(1) * num_hashtag + hashtags)
+    lo = torch.searchsorted(keys, ids * num_hashtag)
+    lens = torch.searchsorted(keys, (ids + 1) * num_hashtag) - lo
+    ptr = torch.zeros(len(ids) + 1, dtype=torch.long, device=ids.device)
+    ptr[1:] = torch.cumsum(lens, 0)
+    row, at = csr_positions(ptr, torch.arange(len(ids), device=ids.device))
+    at = at - ptr[row] + lo[row]
+    out = torch.zeros(len(ids), num_hashtag, dtype=values.dtype, device=values.device)
+    out[row, keys[at] % num_hashtag] = values[at]
+    return out
+
+
 def sorted_lookup(keys, values, query):
     """values[i] where keys[i] == query (keys sorted ascending), 0 where query is not among keys: [*query.shape]."""
     pos = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)

@@ -72,3 +72,22 @@ def test_ndcg_never_exceeds_one():
     pos[:, 0] = True
     m = metric_sums(scores, pos, torch.ones_like(pos), [10])[10]
     assert 0 < m['ndcg'] / 50 <= 1.0
+
+
+@pytest.mark.parametrize('levels', [None, 60, 2])
+def test_wide_rows_match_naive_loop(levels):
+    # more candidates than 8 x K: only the candidates scored at least the K-th best are ranked (a narrow table when
+    # few tie there, the wide comparison when many do: levels=2); ties, padding and an all-valid expanded mask
+    g = torch.Generator().manual_seed(levels or 0)
+    R, C = 12, 200
+    scores = torch.randn(R, C, generator=g) if levels is None else torch.randint(0, levels, (R, C), generator=g).float()
+    pos_mask = torch.rand(R, C, generator=g) < 0.05
+    pos_mask[:, 3] = True
+    pos_mask[:, 7] = True                                             # two positives of one row can tie
+    for valid in (torch.ones((), dtype=torch.bool).expand(R, C), torch.arange(C) < C - 20 + torch.zeros(R, 1)):
+        pm = pos_mask & valid
+        for k in (5, 10):
+            fast = metric_sums(scores, pm, valid, [k])[k]
+            slow = naive(scores, pm, valid, k)
+            for m in fast:
+                assert fast[m] == pytest.approx(slow[m], abs=1e-5), (levels, k, m)

@@ -180,3 +180,20 @@ def test_knn_extension_leaves_a_training_post_out_of_its_own_votes(tiny_data):
     with torch.no_grad():
         assert torch.equal(a(t.users[:4], t.videos[:4], t.candidates[:4]), b(t.users[:4], t.videos[:4],
                                                                             t.candidates[:4]))
+
+
+def test_full_split_rows_come_back_in_the_splits_order(tiny_data):
+    # full_split holds the rows grouped by user; per-row metrics still come back in the split's own row order
+    import dataclasses
+    from evaluation import full_split
+    torch.manual_seed(0)
+    model = build_model('GCN_PHR', tiny_data, dim=8).eval()
+    t = tiny_data.test
+    perm = torch.randperm(len(t), generator=torch.Generator().manual_seed(1))
+    shuffled = dataclasses.replace(t, users=t.users[perm], videos=t.videos[perm])
+    fs = full_split(tiny_data, shuffled)
+    assert bool((fs.users[1:] >= fs.users[:-1]).all()) and not torch.equal(fs.order, torch.arange(len(t)))
+    a = evaluate_rows(model, full_split(tiny_data, t), ks=(10,))
+    b = evaluate_rows(model, fs, ks=(10,))
+    for k in a:
+        assert torch.allclose(b[k], a[k][perm], atol=1e-6), k
