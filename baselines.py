@@ -323,8 +323,13 @@ class SimilarPosts(Recommender):
     A post's content vector (its feature row; zero columns dropped) is compared by cosine with every training post;
     the ``k`` most similar vote for each of their hashtags with weight max(sim, 0) ** ``power`` (``NeighbourVotes``).
     Scored as ``mix`` * votes + log(1 + c_uh), c_uh the user's training count of h (``personal``; the registry's
-    ``kNN``), or the votes alone (``kNN_content``). A new post is scored from its feature row like any model's.
+    ``kNN``), or the votes alone (``kNN_content``). Ties, above all the hashtags with neither a vote nor a count
+    (they all score 0), are broken by global training popularity, as the counts floor's are: a term
+    ``TIE_BREAK`` * popularity / max popularity, which moves no other pair by more than ``TIE_BREAK``. Without it a
+    post with few votes had its top 10 filled by arbitrary zero-score hashtags, counted against it by the metric.
+    A new post is scored from its feature row like any model's.
     """
+    TIE_BREAK = 1e-5
     trainable = False
     losses = ()
     hparams = (HParam('k', 50, 'kNN: how many of the most similar training posts vote', positive=True),
@@ -347,8 +352,13 @@ class SimilarPosts(Recommender):
         keys, counts = user_hashtag_counts(data.graph, self.num_hashtag)
         self.register_buffer('keys', keys, persistent=False)
         self.register_buffer('counts', counts, persistent=False)
+        pop = hashtag_popularity(data)
+        self.register_buffer('tie_break', self.TIE_BREAK * pop / pop.max().clamp(min=1), persistent=False)
 
     def score(self, enc, users, videos, hashtags):
+        return self._score(users, videos, hashtags) + self.tie_break[hashtags]
+
+    def _score(self, users, videos, hashtags):
         if videos.is_floating_point():   # new posts: their feature rows, or (text=tfidf) their TF-IDF rows
             sims = self.index.new_post_similarities(self, videos)
         else:

@@ -128,7 +128,8 @@ def test_full_split_blocks_are_bounded_and_exact(tiny_data):
 
 def test_knn_votes_against_a_literal_loop(tiny_data):
     # cosine of the post's features to every training post, the k most similar vote for their hashtags with
-    # sim ** power; kNN adds mix * votes to the user's log(1 + count), kNN_content is the votes alone
+    # sim ** power; kNN adds mix * votes to the user's log(1 + count), kNN_content is the votes alone; both break
+    # ties by 1e-5 x popularity / max popularity
     import torch.nn.functional as F
     knn = build_model('kNN', tiny_data, k=5, mix=2.0, power=2.0).eval()
     content = build_model('kNN_content', tiny_data, k=5, power=2.0).eval()
@@ -138,6 +139,8 @@ def test_knn_votes_against_a_literal_loop(tiny_data):
     counts = {}
     for u, h in zip(tiny_data.train[:, 0].tolist(), tiny_data.train[:, 2].tolist()):
         counts[(u, h)] = counts.get((u, h), 0) + 1
+    uses = torch.tensor([sum(c for (_, h2), c in counts.items() if h2 == h) for h in range(H)], dtype=torch.float)
+    ties = 1e-5 * uses / uses.max()
     for r in range(5):
         v, u = int(t.videos[r]), int(t.users[r])
         sims = F.cosine_similarity(feats[v][None], feats[pool], dim=1)
@@ -150,9 +153,12 @@ def test_knn_votes_against_a_literal_loop(tiny_data):
         with torch.no_grad():
             got_c = content.score({}, t.users[r:r + 1], t.videos[r:r + 1], torch.arange(H)[None])[0]
             got = knn.score({}, t.users[r:r + 1], t.videos[r:r + 1], torch.arange(H)[None])[0]
-        assert torch.allclose(got_c, want, atol=1e-5)
+        assert torch.allclose(got_c, want + ties, atol=1e-7, rtol=1e-6)
         own = torch.tensor([counts.get((u, h), 0) for h in range(H)], dtype=torch.float)
-        assert torch.allclose(got, 2.0 * want + torch.log1p(own), atol=1e-5)
+        assert torch.allclose(got, 2.0 * want + torch.log1p(own) + ties, atol=1e-7, rtol=1e-6)
+        zero = (want == 0) & (own == 0)                      # the ties: ordered by popularity, and by nothing else
+        assert zero.sum() > 1 and torch.equal(torch.argsort(got[zero], stable=True),
+                                              torch.argsort(uses[zero], stable=True))
 
 
 def test_knn_extension_leaves_a_training_post_out_of_its_own_votes(tiny_data):
