@@ -132,6 +132,26 @@ def main(paths):
             r, n = metrics(sum(w * terms[t] for t, w in mix.items()), truth)
             print(f'| {label} | {r:.4f} | {n:.4f} |')
         print()
+    print(READING, end='')
+
+
+READING = """## Reading
+
+- **Popularity ties.** kNN scores every hashtag without a vote or a count exactly 0, and the metric counts a tie
+  against the positive; breaking those ties by training popularity (as the floor does) is most of what any other
+  term below adds. The suite's kNN now does it (results/tried/knn_zero_ties.md).
+- **Character n-grams** (hashtag words are glued, tweets misspell) and **peers** (user-based collaborative
+  filtering) add a little on top of the tie-broken kNN on both splits. Neither is in a model of the suite yet: they
+  would be TagMix input terms (the peers term needs leave-one-out for training posts, since a post's own hashtags
+  shape its user's neighbours).
+- **Hashtag names.** Matching the post's words inside hashtag names lifts the makers' split only when every
+  hashtag of the vocabulary may match, and the gain goes when only hashtags seen in training may. The vocabulary
+  holds hashtags that occur only in validation or test posts: a hashtag is in it *because* a held-out post used it,
+  so its name matching that post's words is the label leaking through the protocol's candidate set. Dropped.
+- **Recency.** The makers' files give no order within a user's posts: the share of validation hashtags found
+  among a user's training posts is no higher for the second half of them in file order than for the first (checked
+  on the raw files, not in this script), so a recency-weighted count has nothing to weight by. Not tried further.
+"""
 
 
 if __name__ == '__main__':
