@@ -55,7 +55,7 @@ def all_true(mask):
     if mask.numel() == 0:
         return True
     if all(st == 0 for st in mask.stride()):
-        return bool(mask.reshape(-1)[:1].item()) if mask.is_contiguous() else bool(mask[(0,) * mask.dim()])
+        return bool(mask[(0,) * mask.dim()])
     return bool(mask.all())
 
 

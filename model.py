@@ -14,7 +14,7 @@ from torch import nn
 from torch_geometric.nn import GATConv, MessagePassing, SAGEConv
 from torch_geometric.utils import scatter, softmax
 
-from recommender import DIM, TRAINING_SEARCH, HParam, Recommender, gather_rows, rows
+from recommender import DIM, TRAINING_SEARCH, HParam, Recommender, gather_rows, is_every_hashtag, rows
 
 AGGR = {'mean': 'mean', 'max': 'max', 'add': 'sum'}
 SCORING_MODES = ('cat', 'fully_con')
@@ -130,7 +130,7 @@ class Scorer(nn.Module):
         itself). On a GPU: one block."""
         B, C = hashtags.shape
         d = hashtag_table.size(1)
-        if C == hashtag_table.size(0) and hashtags.stride(0) == 0 and B > 1:
+        if B > 1 and is_every_hashtag(hashtags, hashtag_table.size(0)):
             return self._score_every_hashtag(uv, q, hashtag_table, hashtags)
         block = B if hashtags.is_cuda else max(1, self.EVAL_BLOCK_ELEMENTS // (C * d))
         out = torch.empty(B, C, dtype=uv.dtype, device=uv.device)

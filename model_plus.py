@@ -13,7 +13,7 @@ from torch import nn
 from evaluation import evaluate_splits, evaluate_variants, selection_key
 from model import AGGREGATION, DIM, GRAPH_SEARCH, LAYERS, SCORING, GCNPHR
 from baselines import TEXTS, NeighbourVotes, content_rows
-from recommender import HParam, lookup_pairs, user_hashtag_counts
+from recommender import HParam, is_every_hashtag, lookup_pairs, user_hashtag_counts
 
 # factors of the learned count weight tried on validation by --calibrate_counts (1 keeps it as trained)
 COUNT_SCALES = (0.5, 1, 1.5, 2, 3, 5, 8)
@@ -176,7 +176,7 @@ class GCNPHRPlus(GCNPHR):
         feats = self.video_features(videos)
         p_v = self.project(feats)
         s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags)
-        every = hashtags.dim() == 2 and hashtags.size(1) == self.num_hashtag and hashtags.stride(0) == 0
+        every = is_every_hashtag(hashtags, self.num_hashtag)
         if self.identity:
             e_u = self.user_emb(users)                                             # [B, d]
             if every:   # full ranking (rows of arange(H)): one matmul, no [B, H, d] gather

@@ -157,14 +157,19 @@ def user_hashtag_counts(graph, num_hashtag):
     return graph.pair_user * num_hashtag + graph.pair_hashtag, graph.pair_count.float()
 
 
+def run_positions(starts, lens):
+    """Where the entries of runs [starts[i], starts[i] + lens[i]) of a flat table lie: (run of each entry [E], its
+    index into the table [E]), runs in order."""
+    row = torch.repeat_interleave(torch.arange(len(lens), device=lens.device), lens)
+    offset = torch.arange(int(lens.sum()), device=lens.device) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens,
+                                                                                         lens)
+    return row, torch.repeat_interleave(starts, lens) + offset
+
+
 def csr_positions(ptr, ids):
     """Where the entries of rows ``ids`` of a CSR table (``ptr`` [n + 1]) lie: (position in ``ids`` [E], index into
     the table's entries [E]) for every entry of every given row, rows in order."""
-    lens = ptr[ids + 1] - ptr[ids]
-    row = torch.repeat_interleave(torch.arange(len(ids), device=ids.device), lens)
-    offset = torch.arange(int(lens.sum()), device=ids.device) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens,
-                                                                                        lens)
-    return row, torch.repeat_interleave(ptr[ids], lens) + offset
+    return run_positions(ptr[ids], ptr[ids + 1] - ptr[ids])
 
 
 def gather_rows(table, index):
@@ -185,11 +190,7 @@ def lookup_pairs(keys, values, ids, hashtags, num_hashtag):
     if not is_every_hashtag(hashtags, num_hashtag):
         return sorted_lookup(keys, values, ids.unsqueeze(1) * num_hashtag + hashtags)
     lo = torch.searchsorted(keys, ids * num_hashtag)
-    lens = torch.searchsorted(keys, (ids + 1) * num_hashtag) - lo
-    ptr = torch.zeros(len(ids) + 1, dtype=torch.long, device=ids.device)
-    ptr[1:] = torch.cumsum(lens, 0)
-    row, at = csr_positions(ptr, torch.arange(len(ids), device=ids.device))
-    at = at - ptr[row] + lo[row]
+    row, at = run_positions(lo, torch.searchsorted(keys, (ids + 1) * num_hashtag) - lo)
     out = torch.zeros(len(ids), num_hashtag, dtype=values.dtype, device=values.device)
     out[row, keys[at] % num_hashtag] = values[at]
     return out
