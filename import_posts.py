@@ -385,6 +385,35 @@ def fit_tfidf_rows(texts):
     return rows, {'tfidf_vocabulary': vocab.astype(str), 'tfidf_idf': vec.idf_}
 
 
+# the character n-gram rows' vectoriser: 3- to 5-grams inside word boundaries (hashtag words are glued, tweets
+# misspell), those two posts or more use
+CHAR_PARAMS = dict(lowercase=True, strip_accents='unicode', analyzer='char_wb', ngram_range=(3, 5), min_df=2,
+                   sublinear_tf=True, smooth_idf=True)
+
+
+def dataset_texts(path):
+    """The texts a model may read (``strip_text``) of a dataset folder's posts, one per post in video id order, from
+    its posts.jsonl (written by this importer), or None when the folder has none (generated data, the authors')."""
+    fname = os.path.join(path, POSTS_FILE)
+    if not os.path.exists(fname):
+        return None
+    with open(fname, encoding='utf-8') as f:
+        texts = [json.loads(line)['text'] for line in f if line.strip()]
+    return [strip_text(t) for t in texts]
+
+
+def fit_char_rows(texts):
+    """(rows [n, grams] float32 CSR of L2-normalised rows, the fitted vectoriser) of character 3-5-gram TF-IDF over
+    ``texts``, or (None, None) when no n-gram is used twice. Fitted on every post's text, as the word rows are (no
+    hashtag is read: ``strip_text``)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    vec = TfidfVectorizer(**CHAR_PARAMS, dtype=np.float32)
+    try:
+        return vec.fit_transform(texts).tocsr(), vec
+    except ValueError:
+        return None, None
+
+
 def new_post_tfidf(data, texts):
     """[n, terms] float32 CSR: the TF-IDF rows of new posts' raw ``texts`` over dataset ``data``'s TF-IDF terms
     (``data.text_tfidf``), for the models that compare posts by them (``Recommender.new_posts_tfidf``). The

@@ -1,0 +1,218 @@
+"""TagBlend (**not the paper's model**, and not a graph model): the classic recommenders' signals on real posts,
+blended (docs/extension.md). No gradient training: like kNN it is a scoring rule whose few weights are the
+configuration the sweep selects on validation, each signal a sparse table computed once:
+
+.. math::
+    s(u, v, h) = \\log(1 + c_{uh}) + m_v \\mathrm{votes}(v, h) + m_g \\mathrm{grams}(v, h)
+               + m_o \\mathrm{own}(u, v, h) + m_p \\mathrm{peers}(u, h) + 10^{-3} \\mathrm{pop}(h)
+
+- ``counts``: c_uh, the user's training count of h (leave-one-out for a training post);
+- ``votes``: kNN's votes over the posts' words (``baselines.NeighbourVotes``: the ``votes_k`` most similar training
+  posts, cosine to the power ``power``; a training post is never its own neighbour);
+- ``grams``: the same votes over character 3-5-gram TF-IDF of the post text (``import_posts.fit_char_rows``;
+  hashtag words are glued and tweets misspell). Only for an imported dataset, which keeps its posts' texts;
+- ``own``: the user's own other training posts, each voting for its hashtags with its similarity to the post to
+  the same power (the count term, weighted by what the post is about);
+- ``peers``: user-based collaborative filtering: the ``peers_k`` users whose training hashtag sets are most like
+  the user's (cosine of the binary user x hashtag rows) vote for theirs with that cosine, log(1 + sum);
+- ``pop``: log(1 + the hashtag's training uses) / its maximum (leave-one-out for a training post): it orders the
+  hashtags every other term scores 0, as kNN's tie-break does.
+With m_g = m_o = m_p = 0 it is kNN (``mix`` = m_v, ties broken by popularity). Learning the m's by a softmax over
+every hashtag on the training posts (leave-one-out) was tried and moved them away from what ranks well on
+validation (results/tried/tagblend_trained.md); so they are knobs, searched with the same 8-configuration budget
+as every model's.
+
+The peers term is per user: a training post's own hashtags still shape which users are its user's peers (not what
+they vote for); the leave-one-out covers the other terms.
+"""
+import numpy as np
+import scipy.sparse as sp
+import torch
+import import_posts
+from baselines import TEXTS, NeighbourVotes, content_rows
+from model_mix import csr_dense, keys_to_csr
+from recommender import HParam, Recommender, user_hashtag_counts
+
+TERMS = ('counts', 'votes', 'grams', 'own', 'peers', 'popularity')
+TIE_BREAK = 1e-3
+SWITCHES = ('auto', 'on', 'off')
+
+
+def _csr_keys(m):
+    """A scipy CSR [n, H] -> (sorted keys row * H + col, float32 values) as torch tensors."""
+    m = m.tocsr()
+    m.sum_duplicates()
+    m.sort_indices()
+    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
+    keys = torch.from_numpy(rows * m.shape[1] + m.indices.astype(np.int64))
+    return keys, torch.from_numpy(m.data.astype(np.float32))
+
+
+def own_post_votes(data, rows, power):
+    """[V, H] scipy CSR: for each post v of user u, the sum over u's training posts p != v of
+    max(cos(v, p), 0) ** power times p's hashtags. ``rows``: [V, terms] L2-normalised content rows (scipy CSR or a
+    dense numpy array)."""
+    V, H = data.num_video, data.num_hashtag
+    tr = data.train.numpy()
+    owner = np.full(V, -1, dtype=np.int64)
+    for split in (data.val, data.test):
+        owner[split.videos.numpy()] = split.users.numpy()
+    owner[tr[:, 1]] = tr[:, 0]
+    tags = sp.csr_matrix((np.ones(len(data.vh_idx), dtype=np.float32), data.vh_idx.numpy(), data.vh_ptr.numpy()),
+                         shape=(V, H))
+    pool = np.zeros(V, dtype=bool)
+    pool[tr[:, 1]] = True
+    by_user = np.argsort(owner, kind='stable')
+    starts = np.searchsorted(owner[by_user], np.arange(data.num_user + 1))
+    out_rows, out_cols, out_vals = [], [], []
+    for u in range(data.num_user):
+        posts = by_user[starts[u]:starts[u + 1]]
+        mine = posts[pool[posts]]
+        if len(posts) == 0 or len(mine) == 0:
+            continue
+        sims = rows[posts] @ rows[mine].T
+        sims = np.asarray(sims.todense() if sp.issparse(sims) else sims, dtype=np.float32)
+        sims[posts[:, None] == mine[None, :]] = 0.0                    # never its own post (leave-one-out)
+        sims = np.maximum(sims, 0) ** power
+        votes = sp.csr_matrix(sims) @ tags[mine]
+        votes = votes.tocoo()
+        out_rows.append(posts[votes.row])
+        out_cols.append(votes.col)
+        out_vals.append(votes.data)
+    cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
+    return sp.csr_matrix((cat(out_vals, np.float32), (cat(out_rows, np.int64), cat(out_cols, np.int64))),
+                         shape=(V, H))
+
+
+def peer_votes(data, k):
+    """[U, H] scipy CSR: log(1 + sum over the ``k`` users u' most like u of cos(u, u') [u' used h in training]),
+    cosine of the binary user x hashtag rows of training."""
+    U, H = data.num_user, data.num_hashtag
+    g = data.graph
+    b = sp.csr_matrix((np.ones(len(g.pair_user), dtype=np.float32), (g.pair_user.numpy(), g.pair_hashtag.numpy())),
+                      shape=(U, H))
+    norm = np.sqrt(np.asarray(b.sum(1)).ravel())
+    bn = sp.diags(1 / np.maximum(norm, 1e-12)).astype(np.float32) @ b
+    parts = []
+    for lo in range(0, U, 1024):
+        sims = np.asarray((bn[lo:lo + 1024] @ bn.T).todense(), dtype=np.float32)
+        sims[np.arange(len(sims)), np.arange(lo, lo + len(sims))] = 0.0   # a user is not their own peer
+        kk = min(k, U - 1)
+        if kk < 1:
+            parts.append(sp.csr_matrix((len(sims), U), dtype=np.float32))
+            continue
+        idx = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        w = np.take_along_axis(sims, idx, 1)
+        parts.append(sp.csr_matrix((w.ravel(), idx.ravel(), np.arange(0, len(sims) * kk + 1, kk)),
+                                   shape=(len(sims), U)))
+    votes = (sp.vstack(parts).tocsr() @ b).tocsr()
+    votes.data = np.log1p(votes.data)
+    return votes
+
+
+class TagBlend(Recommender):
+    __doc__ = __doc__
+    trainable = False
+    losses = ()
+    hparams = (HParam('votes_k', 50, 'TagBlend: how many of the most similar training posts vote (words and grams)',
+                      positive=True),
+               HParam('power', 2.0, "TagBlend: a similar post votes with its cosine to this power (votes, grams, "
+                                    "own)", positive=True),
+               HParam('peers_k', 50, 'TagBlend: how many of the most similar users vote in the peers term',
+                      positive=True),
+               HParam('mix', 2.0, "TagBlend: weight m_v of the similar posts' word votes"),
+               HParam('grams_mix', 2.0, "TagBlend: weight m_g of the similar posts' character n-gram votes (0: off)"),
+               HParam('own_mix', 1.0, "TagBlend: weight m_o of the user's own similar posts (0: off)"),
+               HParam('peers_mix', 0.1, 'TagBlend: weight m_p of the similar users (0: off)'),
+               HParam('grams', 'auto', 'TagBlend: the character n-gram votes term: auto (where the dataset keeps its '
+                                       'posts\' texts, posts.jsonl) | on | off', choices=SWITCHES),
+               HParam('text', 'auto', 'what posts are compared by: dense (the feature rows) | tfidf (the sparse TF-IDF '
+                                      'rows an import writes) | auto (tfidf where the dataset has them)',
+                      choices=TEXTS))
+    # 32 configurations, 8 drawn (the same budget as kNN's 50)
+    search = {'votes_k': [50, 100], 'mix': [2.0, 4.0], 'grams_mix': [1.0, 2.0], 'own_mix': [1.0, 3.0],
+              'peers_mix': [0.1, 0.3]}
+
+    def __init__(self, data, votes_k=50, power=2.0, peers_k=50, mix=2.0, grams_mix=2.0, own_mix=1.0, peers_mix=0.1,
+                 grams='auto', text='auto'):
+        super().__init__()
+        if grams not in SWITCHES:
+            raise ValueError(f'grams {grams!r}: choose from {SWITCHES}')
+        if min(mix, grams_mix, own_mix, peers_mix) < 0:
+            raise ValueError(f'TagBlend weights must be >= 0 (got mix={mix}, grams_mix={grams_mix}, '
+                             f'own_mix={own_mix}, peers_mix={peers_mix})')
+        H, V = data.num_hashtag, data.num_video
+        self.num_hashtag, self.num_video = H, V
+        self.set_features(data.features)
+        self.text = content_rows(data, text)
+        self.tfidf = data.text_tfidf if self.text == 'tfidf' else None      # data, not a tensor: not moved
+        self.reads_tfidf = self.tfidf is not None
+        texts = import_posts.dataset_texts(data.path) if grams != 'off' and grams_mix > 0 and data.path else None
+        if grams == 'on' and texts is None:
+            raise ValueError(f'{data.path}: grams=on needs the posts\' texts ({import_posts.POSTS_FILE}, written by '
+                             f'import_posts.py); this dataset has none: use grams auto or off')
+        if texts is not None and len(texts) != V:
+            raise ValueError(f'{data.path}/{import_posts.POSTS_FILE}: {len(texts):,} posts, the dataset has {V:,}')
+        char_rows = import_posts.fit_char_rows(texts)[0] if texts is not None else None
+        self.mix = {'counts': 1.0, 'votes': float(mix), 'grams': float(grams_mix) if char_rows is not None else 0.0,
+                    'own': float(own_mix), 'peers': float(peers_mix), 'popularity': TIE_BREAK}
+        self.uses = {t: w > 0 for t, w in self.mix.items()}
+
+        keys, counts = user_hashtag_counts(data.graph, H)
+        own_tags = torch.unique(data.train[:, 1] * H + data.train[:, 2])
+        self._register_csr('count', keys_to_csr(keys, counts, data.num_user, H))
+        self._register_csr('mine', keys_to_csr(own_tags, torch.ones(len(own_tags)), V, H))   # for leave-one-out
+        if self.uses['votes']:
+            index = NeighbourVotes(data, self.features, votes_k, power, tfidf=self.tfidf)
+            table = index.table(V, self.features if self.tfidf is None else None)
+            self._register_csr('votes', keys_to_csr(*table, V, H))
+        if self.uses['grams']:
+            grams_index = NeighbourVotes(data, self.features, votes_k, power, tfidf=char_rows)
+            self._register_csr('grams', keys_to_csr(*grams_index.table(V), V, H))
+        if self.uses['own']:
+            rows = self.tfidf if self.tfidf is not None else \
+                torch.nn.functional.normalize(self.features, dim=1).numpy()
+            self._register_csr('own', keys_to_csr(*_csr_keys(own_post_votes(data, rows, power)), V, H))
+        if self.uses['peers']:
+            self._register_csr('peers', keys_to_csr(*_csr_keys(peer_votes(data, peers_k)), data.num_user, H))
+        pop = torch.bincount(data.train[:, 2], minlength=H).float()
+        self.register_buffer('train_uses', pop, persistent=False)
+        self.pop_scale = float(np.log1p(max(pop.max().item(), 1.0)))
+
+    def _register_csr(self, name, table):
+        for part, t in zip(('ptr', 'cols', 'values'), table):
+            self.register_buffer(f'{name}_{part}', t, persistent=False)
+
+    def _dense(self, name, ids):
+        return csr_dense(getattr(self, f'{name}_ptr'), getattr(self, f'{name}_cols'), getattr(self, f'{name}_values'),
+                         ids, self.num_hashtag)
+
+    def terms(self, users, videos):
+        """Each used term's [B, H] table for [B] users and [B] video ids (leave-one-out for training posts)."""
+        if videos.is_floating_point():
+            raise ValueError('TagBlend scores the posts of its dataset (its terms are tables computed once over '
+                             'them): give a post of the dataset (recommend.py --video); a new post\'s text is '
+                             'served by kNN or TagMix')
+        mine = self._dense('mine', videos)
+        out = {'counts': torch.log1p(self._dense('count', users) - mine),
+               'popularity': torch.log1p(self.train_uses - mine) / self.pop_scale}
+        if self.uses['votes']:
+            out['votes'] = self._dense('votes', videos)
+        if self.uses['grams']:
+            out['grams'] = self._dense('grams', videos)
+        if self.uses['own']:
+            out['own'] = self._dense('own', videos)
+        if self.uses['peers']:
+            out['peers'] = self._dense('peers', users)
+        return out
+
+    def score_all(self, enc, users, videos):
+        """[B] users, [B] video ids -> [B, H] scores of every hashtag."""
+        terms = self.terms(users, videos)
+        s = torch.zeros(len(users), self.num_hashtag, device=users.device)
+        for t, x in terms.items():
+            s = s + self.mix[t] * x
+        return s
+
+    def score(self, enc, users, videos, hashtags):
+        return torch.gather(self.score_all(enc, users, videos), 1, hashtags)
