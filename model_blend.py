@@ -162,9 +162,10 @@ class TagBlend(Recommender):
         own_tags = torch.unique(data.train[:, 1] * H + data.train[:, 2])
         self._register_csr('count', keys_to_csr(keys, counts, data.num_user, H))
         self._register_csr('mine', keys_to_csr(own_tags, torch.ones(len(own_tags)), V, H))   # for leave-one-out
+        if self.uses['votes'] or self.uses['own']:   # the index also scores new posts (votes and own)
+            self.vote_index = NeighbourVotes(data, self.features, votes_k, power, tfidf=self.tfidf)
         if self.uses['votes']:
-            index = NeighbourVotes(data, self.features, votes_k, power, tfidf=self.tfidf)
-            table = index.table(V, self.features if self.tfidf is None else None)
+            table = self.vote_index.table(V, self.features if self.tfidf is None else None)
             self._register_csr('votes', keys_to_csr(*table, V, H))
         if self.uses['grams']:
             grams_index = NeighbourVotes(data, self.features, votes_k, power, tfidf=char_rows)
@@ -173,6 +174,18 @@ class TagBlend(Recommender):
             rows = self.tfidf if self.tfidf is not None else \
                 torch.nn.functional.normalize(self.features, dim=1).numpy()
             self._register_csr('own', keys_to_csr(*_csr_keys(own_post_votes(data, rows, power)), V, H))
+        self.power = float(power)
+        if self.uses['own']:
+            # for new posts: who owns each training post of the index, and its hashtags as a sparse [H, Vt]
+            pool = torch.unique(data.train[:, 1])
+            owner = torch.full((V,), -1, dtype=torch.long)
+            owner[data.train[:, 1]] = data.train[:, 0]
+            lens = data.vh_ptr[pool + 1] - data.vh_ptr[pool]
+            col = torch.repeat_interleave(torch.arange(len(pool)), lens)
+            row = data.vh_idx[torch.cat([torch.arange(data.vh_ptr[p], data.vh_ptr[p + 1]) for p in pool.tolist()])]
+            self.register_buffer('pool_owner', owner[pool], persistent=False)
+            self.register_buffer('pool_tags', torch.sparse_coo_tensor(torch.stack([row, col]), torch.ones(len(row)),
+                                                                      (H, len(pool))).coalesce(), persistent=False)
         if self.uses['peers']:
             self._register_csr('peers', keys_to_csr(*_csr_keys(peer_votes(data, peers_k)), data.num_user, H))
         pop = torch.bincount(data.train[:, 2], minlength=H).float()
@@ -190,9 +203,7 @@ class TagBlend(Recommender):
     def terms(self, users, videos):
         """Each used term's [B, H] table for [B] users and [B] video ids (leave-one-out for training posts)."""
         if videos.is_floating_point():
-            raise ValueError('TagBlend scores the posts of its dataset (its terms are tables computed once over '
-                             'them): give a post of the dataset (recommend.py --video); a new post\'s text is '
-                             'served by kNN or TagMix')
+            return self.new_post_terms(users, videos)
         mine = self._dense('mine', videos)
         out = {'counts': torch.log1p(self._dense('count', users) - mine),
                'popularity': torch.log1p(self.train_uses - mine) / self.pop_scale}
@@ -202,6 +213,28 @@ class TagBlend(Recommender):
             out['grams'] = self._dense('grams', videos)
         if self.uses['own']:
             out['own'] = self._dense('own', videos)
+        if self.uses['peers']:
+            out['peers'] = self._dense('peers', users)
+        return out
+
+    def new_post_terms(self, users, rows):
+        """The terms for new posts, given as feature rows [B, F] (and, when posts are compared by TF-IDF, their
+        rows by ``new_posts_tfidf``): the similarities to the training posts are computed for them, as kNN's are.
+        The character n-gram term needs the post's text, which a feature row does not carry: refused."""
+        if self.uses['grams']:
+            raise ValueError('TagBlend with the character n-gram term (grams_mix > 0 on an import) scores the posts '
+                             'of its dataset only (recommend.py --video); for a new post\'s text use kNN, or a '
+                             'TagBlend built with --grams off')
+        H = self.num_hashtag
+        out = {'counts': torch.log1p(self._dense('count', users)),
+               'popularity': torch.log1p(self.train_uses).expand(len(users), H) / self.pop_scale}
+        if self.uses['votes'] or self.uses['own']:
+            sims = self.vote_index.new_post_similarities(self, rows)
+        if self.uses['own']:
+            w = sims.clamp(min=0) ** self.power * (self.pool_owner[None, :] == users[:, None])
+            out['own'] = torch.sparse.mm(self.pool_tags, w.T.contiguous()).T
+        if self.uses['votes']:
+            out['votes'] = self.vote_index.votes(sims)
         if self.uses['peers']:
             out['peers'] = self._dense('peers', users)
         return out

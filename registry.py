@@ -46,8 +46,8 @@ register('no_att', model.GCNPHR, 'GCN-PHR w/o attention', attention=False)
 register('GCN_PHR_plus', model_plus.GCNPHRPlus, 'GCN-PHR+ (extension: identity, counts, content; not the paper)')
 register('GCN_PHR_knn', model_plus.GCNPHRKnn, 'GCN-PHR+kNN (extension + similar-posts votes; not the paper)')
 register('TagMix', model_mix.TagMix, 'TagMix (extension: counts + similar posts + words, full softmax; not the paper)')
-register('TagBlend', model_blend.TagBlend, 'TagBlend (extension: a learned blend of counts, similar posts, '
-         'character n-grams, own posts, peers; not the paper)')
+register('TagBlend', model_blend.TagBlend, 'TagBlend (extension: counts + word and character n-gram votes + own '
+         'posts + peers, weights searched; not the paper)')
 register('UTM', baselines.UTM)
 register('ConTagNet', baselines.ConTagNet)
 register('CSMN', baselines.CSMN)

@@ -48,7 +48,7 @@ def test_a_new_model_is_one_class_and_one_registry_line(toy_registered, tiny_dir
     # it and its own knob appear in --help (the parser is built from the registry when it is built)
     with pytest.raises(SystemExit):
         train.main(['--help'])
-    out = capsys.readouterr().out
+    out = ' '.join(capsys.readouterr().out.split())   # argparse wraps the help to the terminal's width
     assert 'toy: a toy model' in out and '--scale SCALE' in out and 'a factor on the read [toy; default 1.0]' in out
     # it trains through train.py, its knob reaching its constructor
     best = train.main(['--data_path', tiny_dir, '--model_name', 'toy', '--num_epoch', '2', '--dim_latent', '8',
