@@ -16,7 +16,7 @@ HISTORY = (('all used before', lambda s: s == 1), ('some', lambda s: (s > 0) & (
 # the extension each protocol's table compares with every row
 EXTENSION = {'sampled': 'GCN_PHR_plus', 'full': 'TagBlend'}     # each protocol's headline extension
 # every extension a protocol's tables compare against each row (where its seeds are done)
-EXTENSIONS = {'sampled': ('GCN_PHR_plus', 'TagMix'), 'full': ('TagBlend', 'TagMix')}
+EXTENSIONS = {'sampled': ('GCN_PHR_plus', 'TagMix', 'TagBlend'), 'full': ('TagBlend', 'TagMix')}
 EXTENSION_LABEL = {'GCN_PHR_plus': 'GCN-PHR+', 'GCN_PHR_knn': 'GCN-PHR+kNN', 'TagMix': 'TagMix', 'TagBlend': 'TagBlend'}
 
 
