@@ -30,7 +30,7 @@ import scipy.sparse as sp
 import torch
 import import_posts
 from baselines import TEXTS, NeighbourVotes, content_rows
-from model_mix import csr_dense, keys_to_csr
+from model_mix import SparseTables, keys_to_csr
 from recommender import HParam, Recommender, user_hashtag_counts
 
 TERMS = ('counts', 'votes', 'grams', 'own', 'peers', 'popularity')
@@ -110,7 +110,7 @@ def peer_votes(data, k):
     return votes
 
 
-class TagBlend(Recommender):
+class TagBlend(SparseTables, Recommender):
     __doc__ = __doc__
     trainable = False
     losses = ()
@@ -185,20 +185,13 @@ class TagBlend(Recommender):
             row = data.vh_idx[torch.cat([torch.arange(data.vh_ptr[p], data.vh_ptr[p + 1]) for p in pool.tolist()])]
             self.register_buffer('pool_owner', owner[pool], persistent=False)
             self.register_buffer('pool_tags', torch.sparse_coo_tensor(torch.stack([row, col]), torch.ones(len(row)),
-                                                                      (H, len(pool))).coalesce(), persistent=False)
+                                                                      (H, len(pool)), check_invariants=True).coalesce(),
+                                 persistent=False)
         if self.uses['peers']:
             self._register_csr('peers', keys_to_csr(*_csr_keys(peer_votes(data, peers_k)), data.num_user, H))
         pop = torch.bincount(data.train[:, 2], minlength=H).float()
         self.register_buffer('train_uses', pop, persistent=False)
         self.pop_scale = float(np.log1p(max(pop.max().item(), 1.0)))
-
-    def _register_csr(self, name, table):
-        for part, t in zip(('ptr', 'cols', 'values'), table):
-            self.register_buffer(f'{name}_{part}', t, persistent=False)
-
-    def _dense(self, name, ids):
-        return csr_dense(getattr(self, f'{name}_ptr'), getattr(self, f'{name}_cols'), getattr(self, f'{name}_values'),
-                         ids, self.num_hashtag)
 
     def terms(self, users, videos):
         """Each used term's [B, H] table for [B] users and [B] video ids (leave-one-out for training posts)."""

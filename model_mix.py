@@ -41,7 +41,22 @@ def csr_dense(ptr, cols, values, ids, width):
     return out
 
 
-class TagMix(Recommender):
+class SparseTables:
+    """Per-row sparse tables of a model (CSR buffers, data not weights) read back as dense [B, H] rows: TagMix's and
+    TagBlend's terms. Needs ``self.num_hashtag``."""
+
+    def _register_csr(self, name, table):
+        """A CSR table (ptr, cols, values) as the buffers ``name``_ptr / _cols / _values (data, not weights)."""
+        for part, t in zip(('ptr', 'cols', 'values'), table):
+            self.register_buffer(f'{name}_{part}', t, persistent=False)
+
+    def _dense(self, name, ids):
+        """Rows ``ids`` [B] of the table ``name`` as a dense [B, H] tensor."""
+        return csr_dense(getattr(self, f'{name}_ptr'), getattr(self, f'{name}_cols'), getattr(self, f'{name}_values'),
+                         ids, self.num_hashtag)
+
+
+class TagMix(SparseTables, Recommender):
     __doc__ = __doc__
     losses = ('softmax',)
     hparams = (DIM,
@@ -94,15 +109,6 @@ class TagMix(Recommender):
             self.user_hashtag = nn.Embedding(H, dim)
             nn.init.zeros_(self.user_hashtag.weight)
             self.hashtag_bias = nn.Parameter(torch.zeros(H))
-
-    def _register_csr(self, name, table):
-        """A CSR table (ptr, cols, values) as the buffers ``name``_ptr / _cols / _values (data, not weights)."""
-        for part, t in zip(('ptr', 'cols', 'values'), table):
-            self.register_buffer(f'{name}_{part}', t, persistent=False)
-
-    def _dense(self, name, ids):
-        return csr_dense(getattr(self, f'{name}_ptr'), getattr(self, f'{name}_cols'), getattr(self, f'{name}_values'),
-                         ids, self.num_hashtag)
 
     def text_vector(self, videos):
         """T x_v: [B, d] for video ids [B] (or dense feature rows [B, F] without TF-IDF rows)."""
