@@ -153,7 +153,7 @@ class TagBlend(SparseTables, Recommender):
                              f'import_posts.py); this dataset has none: use grams auto or off')
         if texts is not None and len(texts) != V:
             raise ValueError(f'{data.path}/{import_posts.POSTS_FILE}: {len(texts):,} posts, the dataset has {V:,}')
-        char_rows = import_posts.fit_char_rows(texts)[0] if texts is not None else None
+        char_rows, self._char_vec = import_posts.fit_char_rows(texts) if texts is not None else (None, None)
         self.mix = {'counts': 1.0, 'votes': float(mix), 'grams': float(grams_mix) if char_rows is not None else 0.0,
                     'own': float(own_mix), 'peers': float(peers_mix), 'popularity': TIE_BREAK}
         self.uses = {t: w > 0 for t, w in self.mix.items()}
@@ -168,8 +168,9 @@ class TagBlend(SparseTables, Recommender):
             table = self.vote_index.table(V, self.features if self.tfidf is None else None)
             self._register_csr('votes', keys_to_csr(*table, V, H))
         if self.uses['grams']:
-            grams_index = NeighbourVotes(data, self.features, votes_k, power, tfidf=char_rows)
-            self._register_csr('grams', keys_to_csr(*grams_index.table(V), V, H))
+            self.grams_index = NeighbourVotes(data, self.features, votes_k, power, tfidf=char_rows)
+            self._register_csr('grams', keys_to_csr(*self.grams_index.table(V), V, H))
+        self.reads_text = self.uses['grams']    # a new post's n-gram votes need its text (``new_posts_text``)
         if self.uses['own']:
             rows = self.tfidf if self.tfidf is not None else \
                 torch.nn.functional.normalize(self.features, dim=1).numpy()
@@ -213,11 +214,8 @@ class TagBlend(SparseTables, Recommender):
     def new_post_terms(self, users, rows):
         """The terms for new posts, given as feature rows [B, F] (and, when posts are compared by TF-IDF, their
         rows by ``new_posts_tfidf``): the similarities to the training posts are computed for them, as kNN's are.
-        The character n-gram term needs the post's text, which a feature row does not carry: refused."""
-        if self.uses['grams']:
-            raise ValueError('TagBlend with the character n-gram term (grams_mix > 0 on an import) scores the posts '
-                             'of its dataset only (recommend.py --video); for a new post\'s text use kNN, or a '
-                             'TagBlend built with --grams off')
+        The character n-gram term reads the posts' raw texts, given with ``new_posts_text`` (recommend.py --text),
+        vectorised by the n-gram vectoriser fitted on the dataset's posts."""
         H = self.num_hashtag
         out = {'counts': torch.log1p(self._dense('count', users)),
                'popularity': torch.log1p(self.train_uses).expand(len(users), H) / self.pop_scale}
@@ -228,6 +226,10 @@ class TagBlend(SparseTables, Recommender):
             out['own'] = torch.sparse.mm(self.pool_tags, w.T.contiguous()).T
         if self.uses['votes']:
             out['votes'] = self.vote_index.votes(sims)
+        if self.uses['grams']:
+            texts = [import_posts.strip_text(t) for t in self.new_post_texts(len(users))]
+            sims = self.grams_index.similarities(rows=self._char_vec.transform(texts).astype(np.float32))
+            out['grams'] = self.grams_index.votes(sims)
         if self.uses['peers']:
             out['peers'] = self._dense('peers', users)
         return out

@@ -115,7 +115,11 @@ def main(argv=None):
                                     f'--text instead')
                 from import_posts import new_post_tfidf
                 rows = new_post_tfidf(data, [args.text])
-            with model.new_posts_tfidf(rows):
+            if feats is not None and model.reads_text and not args.text:   # TagBlend's n-gram term reads the text
+                raise DataError(f'{args.checkpoint}: this {type(model).__name__} reads a new post\'s text (its '
+                                f'character n-gram term), which a feature vector does not give; pass the post\'s '
+                                f'--text instead, or a model built with --grams off')
+            with model.new_posts_tfidf(rows), model.new_posts_text([args.text] if args.text else None):
                 ids, scores = recommend(model, data, users[args.author], video, feats, args.topk)
             how = f'{ckpt.get("model_name") or ckpt["config"]["model_name"]} score'
     except (DataError, CheckpointError) as e:

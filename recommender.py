@@ -135,6 +135,30 @@ class Recommender(nn.Module):
             raise ValueError(f'{rows.shape[0]} TF-IDF rows for {count} new posts')
         return rows
 
+    # a model that reads a new post's raw text (TagBlend's character n-gram term) sets this True: the texts are
+    # given with ``new_posts_text`` around the call that scores the posts
+    reads_text = False
+    _new_texts = None
+
+    @contextlib.contextmanager
+    def new_posts_text(self, texts):
+        """Within the block, the new posts scored (``videos`` as [B, F] feature rows) have the raw texts ``texts``."""
+        self._new_texts = texts
+        try:
+            yield self
+        finally:
+            self._new_texts = None
+
+    def new_post_texts(self, count):
+        """The raw texts of the ``count`` new posts being scored, or one clear error when none were given."""
+        texts = self._new_texts
+        if texts is None:
+            raise ValueError(f'{type(self).__name__} reads a new post\'s text (its character n-gram term): pass the '
+                             f'post\'s text (recommend.py --text), or a post of the dataset (--video)')
+        if len(texts) != count:
+            raise ValueError(f'{len(texts)} texts for {count} new posts')
+        return list(texts)
+
     @torch.no_grad()
     def recommend(self, users, videos, k=10, enc=None):
         """Top-k hashtags over all hashtags for each (user, video or feature row): (ids [B, k], scores [B, k])."""

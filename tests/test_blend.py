@@ -1,5 +1,6 @@
 """TagBlend (model_blend.py, an extension, not the paper's): each of its terms against a literal loop, the score as
 their weighted sum, the character n-gram term on an import, and one clear error where a term cannot be had."""
+import json
 import os
 
 import numpy as np
@@ -122,8 +123,20 @@ def test_clear_errors(tiny_data):
         build_model('TagBlend', tiny_data, mix=-1.0)
 
 
-def test_a_new_posts_character_ngrams_are_refused_clearly(tweets):
-    """A feature row carries no text: with the grams term on, a new post is one clear error (kNN serves new text)."""
-    m = build_model('TagBlend', tweets, votes_k=3, grams='on', text='dense')
-    with pytest.raises(ValueError, match='scores the posts of its dataset only'):
-        m.score_all({}, tweets.test.users[:2], tweets.features[:2])
+def test_a_new_post_by_its_text_scores_as_the_same_post_of_the_dataset(tweets):
+    """A new post's character n-gram votes come from its raw text (``new_posts_text``; recommend.py --text),
+    vectorised as the dataset's posts were: a test post given as a new post (its feature row and its text) scores
+    every hashtag as the post itself does. Without the text it is one clear error."""
+    m = build_model('TagBlend', tweets, votes_k=3, grams='on', text='dense').eval()
+    assert m.uses['grams'] and m.reads_text
+    with open(os.path.join(tweets.path, import_posts.POSTS_FILE), encoding='utf-8') as f:
+        texts = [json.loads(line)['text'] for line in f if line.strip()]
+    users, videos = tweets.test.users, tweets.test.videos
+    with torch.no_grad():
+        want = m.score_all({}, users, videos)
+        with m.new_posts_text([texts[v] for v in videos.tolist()]):
+            got = m.score_all({}, users, tweets.features[videos])
+    assert want[:, :].abs().sum() > 0
+    assert torch.allclose(got, want, atol=1e-5)
+    with pytest.raises(ValueError, match='reads a new post.s text'):
+        m.score_all({}, users[:2], tweets.features[:2])
