@@ -326,7 +326,11 @@ def fit_text_model(texts, dim=100, seed=2019):
     if k >= 1:
         # only components_ is kept: explained_variance_ratio_ divides by the total variance, which is 0 where every
         # post has the same words (a tiny import), and numpy's warning there says nothing about the features
-        with np.errstate(invalid='ignore', divide='ignore'):
+        # on one BLAS thread: its sums then run in one order whatever OMP_NUM_THREADS is, so one machine imports the
+        # same features (and the same data_load.fingerprint) from any shell; with two threads about 0.004% of the
+        # values moved by up to 4e-8 and a sweep took the folder for another dataset
+        from threadpoolctl import threadpool_limits
+        with np.errstate(invalid='ignore', divide='ignore'), threadpool_limits(limits=1):
             svd = TruncatedSVD(n_components=k, random_state=seed).fit(tfidf)
         components = svd.components_
     else:
