@@ -84,10 +84,18 @@ def metric_rows(scores, pos_mask, valid, ks):
         all_valid = all_true(valid)
         masked = scores if all_valid else scores.masked_fill(~valid, float('-inf'))
         kth = masked.topk(k_max, dim=1).values[:, -1:]
-        at = masked == kth if all_valid else (masked == kth) & valid
-        r, c, width = row_counts((masked > kth) | (pos_mask & at))
+        # one pass over the table: the valid candidates at or above kth (masked is -inf where not valid, and a
+        # valid -inf is never kept: kth > -inf whenever a row has k_max finite scores, else it is the rare case
+        # below); of those, the ones tied at kth that are not positives are only counted
+        ge = masked >= kth if all_valid else (masked >= kth) & valid
+        r, c = ge.nonzero(as_tuple=True)
+        tied_neg_entry = (masked[r, c] == kth[r, 0]) & ~pos_mask[r, c]
+        R = scores.size(0)
+        tied_neg = torch.bincount(r[tied_neg_entry], minlength=R)
+        keep = ~tied_neg_entry
+        r, c = r[keep], c[keep]
+        width = torch.bincount(r, minlength=R)
         ranks, is_pos, s_pos = positive_ranks(*compact_rows(r, c, width, scores, pos_mask), return_scores=True)
-        tied_neg = row_counts(at & ~pos_mask)[2]
         ranks = ranks + (s_pos == kth) * tied_neg.unsqueeze(1)
     else:
         ranks, is_pos = positive_ranks(scores, pos_mask, valid)
@@ -176,7 +184,9 @@ def _batches(model, split, ks, batch_size, enc, lo, hi, variants=None):
         users, videos, candidates, pos_mask, valid = _rows(split, s, min(s + batch_size, hi))
         per = []
         for scores in score(enc, users, videos, candidates):
-            scores = torch.nan_to_num(scores.float(), nan=float('-inf'))  # a NaN score must not win a comparison
+            scores = scores.float()
+            if not bool(torch.isfinite(scores.sum())):   # one reduction; the table is rewritten only if needed
+                scores = torch.nan_to_num(scores, nan=float('-inf'))  # a NaN score must not win a comparison
             per.append(metric_rows(scores, pos_mask, valid, ks))
         yield per
 

@@ -91,3 +91,41 @@ def test_wide_rows_match_naive_loop(levels):
             slow = naive(scores, pm, valid, k)
             for m in fast:
                 assert fast[m] == pytest.approx(slow[m], abs=1e-5), (levels, k, m)
+
+
+class _FixedScores:
+    """A scorer stub for ``evaluate``: the scores of every (row, hashtag) are a fixed table, looked up by user."""
+    training = False
+
+    def __init__(self, table):
+        self.table = table
+
+    def eval(self):
+        return self
+
+    def train(self, mode=True):
+        return self
+
+    def encode(self):
+        return {}
+
+    def score(self, enc, users, videos, candidates):
+        return torch.gather(self.table[users], 1, candidates)
+
+
+def test_nan_and_infinite_scores_rank_last_and_finite_ones_are_untouched(tiny_data):
+    """evaluate rewrites a block's scores only when one of them is not finite: a NaN then ranks as the lowest
+    score (it never wins a comparison), +-inf as the largest / lowest finite values; an all-finite table is ranked
+    as it is."""
+    from evaluation import evaluate, full_split
+    g = torch.Generator().manual_seed(0)
+    split = full_split(tiny_data, tiny_data.val)
+    table = torch.randn(tiny_data.num_user, tiny_data.num_hashtag, generator=g)
+    bad = table.clone()
+    bad[torch.rand(bad.shape, generator=g) < 0.3] = float('nan')
+    bad[:, 0] = float('inf')
+    lowest = torch.finfo(torch.float32)
+    want = torch.where(torch.isnan(bad), torch.full_like(bad, lowest.min), bad).clamp(lowest.min, lowest.max)
+    got = evaluate(_FixedScores(bad), split)
+    assert got == evaluate(_FixedScores(want), split)
+    assert evaluate(_FixedScores(table), split) != got
