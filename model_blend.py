@@ -4,7 +4,8 @@ configuration the sweep selects on validation, each signal a sparse table comput
 
 .. math::
     s(u, v, h) = \\log(1 + c_{uh}) + m_v \\mathrm{votes}(v, h) + m_g \\mathrm{grams}(v, h)
-               + m_o \\mathrm{own}(u, v, h) + m_p \\mathrm{peers}(u, h) + 10^{-3} \\mathrm{pop}(h)
+               + m_o \\mathrm{own}(u, v, h) + m_p \\mathrm{peers}(u, h) + m_c \\mathrm{centroid}(v, h)
+               + 10^{-3} \\mathrm{pop}(h)
 
 - ``counts``: c_uh, the user's training count of h (leave-one-out for a training post);
 - ``votes``: kNN's votes over the posts' words (``baselines.NeighbourVotes``: the ``votes_k`` most similar training
@@ -15,9 +16,13 @@ configuration the sweep selects on validation, each signal a sparse table comput
   the same power (the count term, weighted by what the post is about);
 - ``peers``: user-based collaborative filtering: the ``peers_k`` users whose training hashtag sets are most like
   the user's (cosine of the binary user x hashtag rows) vote for theirs with that cosine, log(1 + sum);
+- ``centroid``: the cosine of the post's content row (the rows the votes compare) to the hashtag's centroid, the
+  sum of the rows of the training posts that carry it (Rocchio's classifier; leave-one-out for a training post: its
+  own row is taken out of its hashtags' centroids). A content-to-hashtag signal that does not depend on a few
+  neighbours: it helps on the generated presets and not on real tweets (results/tried/tagblend_centroid.md);
 - ``pop``: log(1 + the hashtag's training uses) / its maximum (leave-one-out for a training post): it orders the
   hashtags every other term scores 0, as kNN's tie-break does.
-With m_g = m_o = m_p = 0 it is kNN (``mix`` = m_v, ties broken by popularity). Learning the m's by a softmax over
+With m_g = m_o = m_p = m_c = 0 it is kNN (``mix`` = m_v, ties broken by popularity). Learning the m's by a softmax over
 every hashtag on the training posts (leave-one-out) was tried and moved them away from what ranks well on
 validation (results/tried/tagblend_trained.md); so they are knobs, searched with the same 8-configuration budget
 as every model's.
@@ -33,7 +38,7 @@ from baselines import TEXTS, NeighbourVotes, content_rows
 from model_mix import SparseTables, keys_to_csr
 from recommender import HParam, Recommender, user_hashtag_counts
 
-TERMS = ('counts', 'votes', 'grams', 'own', 'peers', 'popularity')
+TERMS = ('counts', 'votes', 'grams', 'own', 'peers', 'centroid', 'popularity')
 TIE_BREAK = 1e-3
 SWITCHES = ('auto', 'on', 'off')
 
@@ -124,23 +129,24 @@ class TagBlend(SparseTables, Recommender):
                HParam('grams_mix', 2.0, "TagBlend: weight m_g of the similar posts' character n-gram votes (0: off)"),
                HParam('own_mix', 1.0, "TagBlend: weight m_o of the user's own similar posts (0: off)"),
                HParam('peers_mix', 0.1, 'TagBlend: weight m_p of the similar users (0: off)'),
+               HParam('centroid_mix', 0.0, "TagBlend: weight m_c of the cosine to the hashtags' centroids (0: off)"),
                HParam('grams', 'auto', 'TagBlend: the character n-gram votes term: auto (where the dataset keeps its '
                                        'posts\' texts, posts.jsonl) | on | off', choices=SWITCHES),
                HParam('text', 'auto', 'what posts are compared by: dense (the feature rows) | tfidf (the sparse TF-IDF '
                                       'rows an import writes) | auto (tfidf where the dataset has them)',
                       choices=TEXTS))
-    # 32 configurations, 8 drawn (the same budget as kNN's 50)
+    # 64 configurations, 8 drawn (the same budget as kNN's 50)
     search = {'votes_k': [50, 100], 'mix': [2.0, 4.0], 'grams_mix': [1.0, 2.0], 'own_mix': [1.0, 3.0],
-              'peers_mix': [0.1, 0.3]}
+              'peers_mix': [0.1, 0.3], 'centroid_mix': [0.0, 8.0]}
 
     def __init__(self, data, votes_k=50, power=2.0, peers_k=50, mix=2.0, grams_mix=2.0, own_mix=1.0, peers_mix=0.1,
-                 grams='auto', text='auto'):
+                 centroid_mix=0.0, grams='auto', text='auto'):
         super().__init__()
         if grams not in SWITCHES:
             raise ValueError(f'grams {grams!r}: choose from {SWITCHES}')
-        if min(mix, grams_mix, own_mix, peers_mix) < 0:
+        if min(mix, grams_mix, own_mix, peers_mix, centroid_mix) < 0:
             raise ValueError(f'TagBlend weights must be >= 0 (got mix={mix}, grams_mix={grams_mix}, '
-                             f'own_mix={own_mix}, peers_mix={peers_mix})')
+                             f'own_mix={own_mix}, peers_mix={peers_mix}, centroid_mix={centroid_mix})')
         H, V = data.num_hashtag, data.num_video
         self.num_hashtag, self.num_video = H, V
         self.set_features(data.features)
@@ -155,7 +161,8 @@ class TagBlend(SparseTables, Recommender):
             raise ValueError(f'{data.path}/{import_posts.POSTS_FILE}: {len(texts):,} posts, the dataset has {V:,}')
         char_rows, self._char_vec = import_posts.fit_char_rows(texts) if texts is not None else (None, None)
         self.mix = {'counts': 1.0, 'votes': float(mix), 'grams': float(grams_mix) if char_rows is not None else 0.0,
-                    'own': float(own_mix), 'peers': float(peers_mix), 'popularity': TIE_BREAK}
+                    'own': float(own_mix), 'peers': float(peers_mix), 'centroid': float(centroid_mix),
+                    'popularity': TIE_BREAK}
         self.uses = {t: w > 0 for t, w in self.mix.items()}
 
         keys, counts = user_hashtag_counts(data.graph, H)
@@ -190,6 +197,8 @@ class TagBlend(SparseTables, Recommender):
                                  persistent=False)
         if self.uses['peers']:
             self._register_csr('peers', keys_to_csr(*_csr_keys(peer_votes(data, peers_k)), data.num_user, H))
+        if self.uses['centroid']:
+            self._build_centroids(own_tags)
         pop = torch.bincount(data.train[:, 2], minlength=H).float()
         self.register_buffer('train_uses', pop, persistent=False)
         self.pop_scale = float(np.log1p(max(pop.max().item(), 1.0)))
@@ -209,6 +218,8 @@ class TagBlend(SparseTables, Recommender):
             out['own'] = self._dense('own', videos)
         if self.uses['peers']:
             out['peers'] = self._dense('peers', users)
+        if self.uses['centroid']:
+            out['centroid'] = self._centroid_term(*self._content_rows(videos), mine=mine)
         return out
 
     def new_post_terms(self, users, rows):
@@ -232,6 +243,54 @@ class TagBlend(SparseTables, Recommender):
             out['grams'] = self.grams_index.votes(sims)
         if self.uses['peers']:
             out['peers'] = self._dense('peers', users)
+        if self.uses['centroid']:
+            x = self.new_tfidf_rows(len(users)) if self.tfidf is not None else \
+                torch.nn.functional.normalize(self.video_features(rows), dim=1)
+            out['centroid'] = self._centroid_term(*self._row_products(x))
+        return out
+
+    def _build_centroids(self, own_tags):
+        """Each hashtag's centroid: the sum of the content rows (L2-normalised) of the training posts carrying it,
+        kept as [terms, H] (scipy, TF-IDF rows) or [F, H] (dense rows), with its squared norm [H]."""
+        H, V = self.num_hashtag, self.num_video
+        v, h = (own_tags // H).numpy(), (own_tags % H).numpy()
+        if self.tfidf is not None:
+            tags = sp.csr_matrix((np.ones(len(v), dtype=np.float32), (h, v)), shape=(H, V))
+            cent = (tags @ self.tfidf).tocsr()                                  # [H, terms]
+            sq = np.asarray(cent.multiply(cent).sum(1), dtype=np.float64).ravel()
+            self.centroid_t = cent.T.tocsr()                                    # data, not a tensor: not moved
+            self.register_buffer('centroid_sq', torch.from_numpy(sq).float(), persistent=False)
+        else:
+            x = torch.nn.functional.normalize(self.features, dim=1)
+            cent = torch.zeros(H, x.size(1), dtype=x.dtype).index_add_(0, torch.from_numpy(h), x[torch.from_numpy(v)])
+            self.register_buffer('centroid_t', cent.T.contiguous(), persistent=False)
+            self.register_buffer('centroid_sq', (cent * cent).sum(1), persistent=False)
+
+    def _content_rows(self, videos):
+        """(dot products [B, H] of dataset posts ``videos`` with every centroid, their rows' squared norms [B])."""
+        if self.tfidf is not None:
+            return self._row_products(self.tfidf[videos.cpu().numpy()])
+        return self._row_products(torch.nn.functional.normalize(self.video_features(videos), dim=1))
+
+    def _row_products(self, x):
+        dev = self.centroid_sq.device
+        if self.tfidf is not None:
+            dots = torch.from_numpy((x @ self.centroid_t).toarray()).to(dev)
+            sq = torch.from_numpy(np.asarray(x.multiply(x).sum(1), dtype=np.float32).ravel()).to(dev)
+            return dots, sq
+        return x @ self.centroid_t, (x * x).sum(1)
+
+    def _centroid_term(self, dots, sq, mine=None):
+        """[B, H] cosine of each post's row to each hashtag's centroid; ``mine`` [B, H] (1 where the post is a
+        training post carrying the hashtag): that centroid without the post's own row (leave-one-out)."""
+        norm = self.centroid_sq.clamp(min=0).sqrt()
+        out = torch.where(norm > 0, dots / norm.clamp(min=1e-12), torch.zeros((), device=dots.device))
+        if mine is not None:
+            own = mine > 0
+            loo_sq = (self.centroid_sq - 2 * dots + sq[:, None]).clamp(min=0)
+            loo = torch.where(loo_sq > 1e-10, (dots - sq[:, None]) / loo_sq.clamp(min=1e-10).sqrt(),
+                              torch.zeros((), device=dots.device))
+            out = torch.where(own, loo, out)
         return out
 
     def score_all(self, enc, users, videos):

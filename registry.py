@@ -47,7 +47,7 @@ register('GCN_PHR_plus', model_plus.GCNPHRPlus, 'GCN-PHR+ (extension: identity, 
 register('GCN_PHR_knn', model_plus.GCNPHRKnn, 'GCN-PHR+kNN (extension + similar-posts votes; not the paper)')
 register('TagMix', model_mix.TagMix, 'TagMix (extension: counts + similar posts + words, full softmax; not the paper)')
 register('TagBlend', model_blend.TagBlend, 'TagBlend (extension: counts + word and character n-gram votes + own '
-         'posts + peers, weights searched; not the paper)')
+         'posts + peers + hashtag centroids, weights searched; not the paper)')
 register('UTM', baselines.UTM)
 register('ConTagNet', baselines.ConTagNet)
 register('CSMN', baselines.CSMN)

@@ -77,6 +77,54 @@ def test_terms_against_literal_loops(tiny_data):
     assert float(terms['own'].abs().sum()) > 0 and float(terms['peers'].abs().sum()) > 0
 
 
+def _centroid_reference(rows_of, d, users_videos):
+    """The centroid term by a literal loop: for each (post, hashtag), the sum of the rows of the training posts
+    carrying the hashtag, the post itself left out, and the post's cosine to it (0 for an empty centroid)."""
+    H = d.num_hashtag
+    pool = torch.unique(d.train[:, 1]).tolist()
+    out = torch.zeros(len(users_videos), H)
+    for i, v in enumerate(users_videos):
+        for h in range(H):
+            c = torch.zeros_like(rows_of(v))
+            for p in pool:
+                if p != v and h in tags_of(d, p).tolist():
+                    c += rows_of(p)
+            n = float(c.norm())
+            out[i, h] = float(rows_of(v) @ c) / n if n > 1e-6 else 0.0
+    return out
+
+
+def test_centroid_term_against_a_literal_loop(tiny_data, tweets):
+    """``centroid``: the cosine of the post's content row to each hashtag's centroid (the sum of the training posts'
+    rows carrying it), a training post left out of its own hashtags' centroids; dense feature rows on generated
+    data, the sparse TF-IDF rows on an import; in the score with weight centroid_mix."""
+    for d, kw in ((tiny_data, {}), (tweets, {'grams': 'off'})):
+        m = build_model('TagBlend', d, votes_k=3, own_mix=0.0, peers_mix=0.0, centroid_mix=8.0, **kw).eval()
+        assert m.uses['centroid']
+        videos = torch.cat([d.train[:6, 1], d.test.videos[:4]])
+        users = torch.cat([d.train[:6, 0], d.test.users[:4]])
+        with torch.no_grad():
+            terms = m.terms(users, videos)
+            score = m.score_all({}, users, videos)
+        if m.tfidf is not None:
+            x = torch.from_numpy(d.text_tfidf.toarray())
+        else:
+            x = torch.nn.functional.normalize(m.features, dim=1)
+        ref = _centroid_reference(lambda v: x[v], d, videos.tolist())
+        assert float(ref.abs().sum()) > 0
+        assert torch.allclose(terms['centroid'], ref, atol=1e-4)
+        want = sum(m.mix[t] * terms[t] for t in terms)
+        assert torch.allclose(score, want, atol=1e-5) and m.mix['centroid'] == 8.0
+        # a test post given as a new post (its feature row; on the import its TF-IDF row) gets the same term
+        tv = d.test.videos[:4]
+        tfidf_rows = d.text_tfidf[tv.numpy()] if m.tfidf is not None else None
+        with torch.no_grad(), m.new_posts_tfidf(tfidf_rows):
+            new = m.new_post_terms(d.test.users[:4], d.features[tv])['centroid']
+        assert torch.allclose(new, terms['centroid'][6:], atol=1e-5)
+    off = build_model('TagBlend', tiny_data, votes_k=3)
+    assert not off.uses['centroid'] and not hasattr(off, 'centroid_sq')     # the default: off, no table
+
+
 def test_zero_weights_turn_terms_off_and_it_ranks_every_hashtag(tiny_data):
     """A weight of 0 builds no table for its term; the model is evaluated as built (no training) under both
     protocols."""
