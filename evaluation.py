@@ -71,9 +71,11 @@ def compact_rows(r, c, width, scores, pos_mask):
     return s, p, v
 
 
-def metric_rows(scores, pos_mask, valid, ks):
-    """Per-row metrics of one batch: {k: {metric: [R] tensor}} (the paired bootstrap of scripts/tune.py uses them)."""
-    num_pos = row_counts(pos_mask)[2]
+def metric_rows(scores, pos_mask, valid, ks, num_pos=None):
+    """Per-row metrics of one batch: {k: {metric: [R] tensor}} (the paired bootstrap of scripts/tune.py uses them).
+    ``num_pos`` [R]: the rows' positive counts when the caller already has them (a FullSplit's CSR), else counted."""
+    if num_pos is None:
+        num_pos = row_counts(pos_mask)[2]
     k_max = max(ks)
     if scores.size(1) > 8 * k_max:
         # Only a positive scored at least the k_max-th best valid score (kth) can be in any top-K, and only the
@@ -83,14 +85,26 @@ def metric_rows(scores, pos_mask, valid, ks):
         # at kth ahead of it, added as a count. A few k_max-wide passes instead of a [rows, positives, C] table.
         all_valid = all_true(valid)
         masked = scores if all_valid else scores.masked_fill(~valid, float('-inf'))
-        kth = masked.topk(k_max, dim=1).values[:, -1:]
-        # one pass over the table: the valid candidates at or above kth (masked is -inf where not valid, and a
-        # valid -inf is never kept: kth > -inf whenever a row has k_max finite scores, else it is the rare case
-        # below); of those, the ones tied at kth that are not positives are only counted
-        ge = masked >= kth if all_valid else (masked >= kth) & valid
-        r, c = ge.nonzero(as_tuple=True)
-        tied_neg_entry = (masked[r, c] == kth[r, 0]) & ~pos_mask[r, c]
         R = scores.size(0)
+        top = masked.topk(k_max + 1, dim=1)
+        kth = top.values[:, k_max - 1:k_max]
+        # a row whose (k_max + 1)-th best score is below kth has exactly its k_max best at or above kth (kth is then
+        # finite, so they are valid): taken from topk, no pass over the table. Rows tied there (or with fewer than
+        # k_max finite valid scores) find theirs by one comparison over their own rows.
+        exact = top.values[:, k_max] < kth[:, 0]
+        rows = torch.arange(R, device=scores.device)
+        r = rows[exact].repeat_interleave(k_max)
+        c = torch.sort(top.indices[exact, :k_max], dim=1).values.reshape(-1)
+        if not bool(exact.all()):
+            tied = rows[~exact]
+            sub = masked.index_select(0, tied)
+            ge = sub >= kth[tied] if all_valid else (sub >= kth[tied]) & valid.index_select(0, tied)
+            r_t, c_t = ge.nonzero(as_tuple=True)
+            r, c = torch.cat([r, tied[r_t]]), torch.cat([c, c_t])
+            order = torch.argsort(r * scores.size(1) + c)     # row-major, column order within a row
+            r, c = r[order], c[order]
+        # of the candidates at or above kth, the non-positives tied at kth are only counted
+        tied_neg_entry = (masked[r, c] == kth[r, 0]) & ~pos_mask[r, c]
         tied_neg = torch.bincount(r[tied_neg_entry], minlength=R)
         keep = ~tied_neg_entry
         r, c = r[keep], c[keep]
@@ -159,6 +173,9 @@ def full_split(data, split):
     order = torch.sort(split.users.cpu(), stable=True).indices
     videos = split.videos.cpu()[order]
     owner, tags = csr_gather(data.vh_ptr.numpy(), data.vh_idx.numpy(), videos.numpy())
+    # each (row, hashtag) once, so that ``pos_ptr`` counts a row's positives exactly (``metric_rows``' num_pos)
+    key = np.unique(owner.astype(np.int64) * data.num_hashtag + tags)
+    owner, tags = key // data.num_hashtag, key % data.num_hashtag
     counts = torch.bincount(torch.from_numpy(owner), minlength=len(split))
     ptr = torch.zeros(len(split) + 1, dtype=torch.long)
     ptr[1:] = torch.cumsum(counts, 0)
@@ -180,14 +197,17 @@ def _batches(model, split, ks, batch_size, enc, lo, hi, variants=None):
     if variants is None and isinstance(split, FullSplit) and hasattr(model, 'score_all'):
         # every hashtag is a candidate: a model that scores them all at once (the baselines' q @ E^T) does
         score = lambda enc, users, videos, candidates: [model.score_all(enc, users, videos)]  # noqa: E731
+    full = isinstance(split, FullSplit)
     for s in range(lo, hi, batch_size):
-        users, videos, candidates, pos_mask, valid = _rows(split, s, min(s + batch_size, hi))
+        e = min(s + batch_size, hi)
+        users, videos, candidates, pos_mask, valid = _rows(split, s, e)
+        num_pos = split.pos_ptr[s + 1:e + 1] - split.pos_ptr[s:e] if full else None
         per = []
         for scores in score(enc, users, videos, candidates):
             scores = scores.float()
             if not bool(torch.isfinite(scores.sum())):   # one reduction; the table is rewritten only if needed
                 scores = torch.nan_to_num(scores, nan=float('-inf'))  # a NaN score must not win a comparison
-            per.append(metric_rows(scores, pos_mask, valid, ks))
+            per.append(metric_rows(scores, pos_mask, valid, ks, num_pos))
         yield per
 
 

@@ -13,7 +13,7 @@ from torch import nn
 from evaluation import evaluate_splits, evaluate_variants, selection_key
 from model import AGGREGATION, DIM, GRAPH_SEARCH, LAYERS, SCORING, GCNPHR
 from baselines import TEXTS, NeighbourVotes, content_rows
-from recommender import HParam, is_every_hashtag, lookup_pairs, user_hashtag_counts
+from recommender import HParam, is_every_hashtag, lookup_pairs, pair_entries, user_hashtag_counts
 
 # factors of the learned count weight tried on validation by --calibrate_counts (1 keeps it as trained)
 COUNT_SCALES = (0.5, 1, 1.5, 2, 3, 5, 8)
@@ -165,14 +165,34 @@ class GCNPHRPlus(GCNPHR):
     def log_count(self, users, hashtags, videos=None):
         """log(1 + c_uh) for users [B] and hashtags [B, C]: [B, C] (0 for pairs never seen in training). With
         ``videos`` [B] ids, a training post's own hashtags are left out of its count (leave-one-out)."""
+        if is_every_hashtag(hashtags, self.num_hashtag):
+            row, col, value = self.log_count_entries(users, videos)
+            out = torch.zeros(hashtags.shape, dtype=value.dtype, device=value.device)
+            out[row, col] = value
+            return out
         count = lookup_pairs(self.count_keys, self.counts_uh, users, hashtags, self.num_hashtag)
         if videos is not None and not videos.is_floating_point():
             own = torch.ones((), device=count.device).expand(len(self.train_vh_keys))
             count = count - lookup_pairs(self.train_vh_keys, own, videos, hashtags, self.num_hashtag)
         return torch.log1p(count)
 
-    def score_parts(self, enc, users, videos, hashtags):
-        """(every term but the count term, log(1 + c_uh) or None without ``counts``): score = a + w * b."""
+    def log_count_entries(self, users, videos=None):
+        """``log_count`` over every hashtag in sparse form: (row, hashtag, log(1 + c_uh)) of the pairs with a stored
+        count (or a left-out own hashtag), each pair once; every other pair's value is log1p(0) = 0. The same values
+        as the dense table (counts are small integers, so count - own is exact in either order)."""
+        row, col, value = pair_entries(self.count_keys, self.counts_uh, users, self.num_hashtag)
+        if videos is not None and not videos.is_floating_point():
+            r2, c2, _ = pair_entries(self.train_vh_keys, self.train_vh_keys, videos, self.num_hashtag)
+            key, inv = torch.unique(torch.cat([row * self.num_hashtag + col, r2 * self.num_hashtag + c2]),
+                                    return_inverse=True)
+            count = torch.zeros(len(key), dtype=value.dtype, device=value.device)
+            count.index_add_(0, inv, torch.cat([value, -torch.ones(len(r2), dtype=value.dtype, device=value.device)]))
+            row, col, value = key // self.num_hashtag, key % self.num_hashtag, count
+        return row, col, torch.log1p(value)
+
+    def score_parts(self, enc, users, videos, hashtags, count_term=True):
+        """(every term but the count term, log(1 + c_uh) or None without ``counts`` or ``count_term``): score =
+        a + w * b."""
         feats = self.video_features(videos)
         p_v = self.project(feats)
         s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags)
@@ -189,7 +209,7 @@ class GCNPHRPlus(GCNPHR):
                 s = s + q @ self.content_hashtag.weight.T
             else:
                 s = s + (self.content_hashtag(hashtags) @ q.unsqueeze(-1)).squeeze(-1)
-        if not self.counts:
+        if not (self.counts and count_term):
             return s, None
         log_count = self.log_count(users, hashtags, videos)
         if self.count_gate != 'none':
@@ -200,6 +220,13 @@ class GCNPHRPlus(GCNPHR):
         return s, log_count
 
     def score(self, enc, users, videos, hashtags):
+        if self.counts and self.count_gate == 'none' and not torch.is_grad_enabled() \
+                and is_every_hashtag(hashtags, self.num_hashtag):
+            # full ranking: the count term added where it is not 0 (a few entries a row), not as a dense table
+            s = self.score_parts(enc, users, videos, hashtags, count_term=False)[0]
+            row, col, value = self.log_count_entries(users, videos)
+            s[row, col] = s[row, col] + self.count_weight * value
+            return s
         s, log_count = self.score_parts(enc, users, videos, hashtags)
         # the count term last: calibrate_count_weight scores every factor of w from one score_parts call
         return s if log_count is None else s + self.count_weight * log_count
@@ -294,8 +321,8 @@ class GCNPHRKnn(GCNPHRPlus):
             return torch.gather(self.vote_index.votes(sims), 1, hashtags)
         return lookup_pairs(self.vote_keys, self.vote_values, videos, hashtags, self.num_hashtag)
 
-    def score_parts(self, enc, users, videos, hashtags):
-        s, log_count = super().score_parts(enc, users, videos, hashtags)
+    def score_parts(self, enc, users, videos, hashtags, count_term=True):
+        s, log_count = super().score_parts(enc, users, videos, hashtags, count_term)
         if self.votes:
             s = s + self.votes_weight * self.vote_term(videos, hashtags)
         return s, log_count

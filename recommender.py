@@ -213,11 +213,18 @@ def lookup_pairs(keys, values, ids, hashtags, num_hashtag):
     and scattered into a dense row, instead of one binary search per (row, hashtag)."""
     if not is_every_hashtag(hashtags, num_hashtag):
         return sorted_lookup(keys, values, ids.unsqueeze(1) * num_hashtag + hashtags)
+    row, col, val = pair_entries(keys, values, ids, num_hashtag)
+    out = torch.zeros(len(ids), num_hashtag, dtype=values.dtype, device=values.device)
+    out[row, col] = val
+    return out
+
+
+def pair_entries(keys, values, ids, num_hashtag):
+    """The stored entries of rows ``ids`` [B] over every hashtag (keys = id * H + hashtag, sorted ascending): (row in
+    ``ids``, hashtag, value) of each, rows in order: the sparse form of ``lookup_pairs`` under full ranking."""
     lo = torch.searchsorted(keys, ids * num_hashtag)
     row, at = run_positions(lo, torch.searchsorted(keys, (ids + 1) * num_hashtag) - lo)
-    out = torch.zeros(len(ids), num_hashtag, dtype=values.dtype, device=values.device)
-    out[row, keys[at] % num_hashtag] = values[at]
-    return out
+    return row, keys[at] % num_hashtag, values[at]
 
 
 def sorted_lookup(keys, values, query):

@@ -227,7 +227,7 @@ def bench_full(args):
                 opt.step()
 
             t_epoch = timed(step, device, args.steps) * steps_per_epoch
-        t_val = timed(lambda: evaluate(model, val, batch_size=args.eval_batch), device, 1)
+        t_val = timed(lambda: evaluate(model, val, batch_size=args.eval_batch), device, args.steps)
         rows.append((name, t_epoch, t_val, len(val) / t_val, peak_memory_gb(device)))
         del model
     print(f'\ndevice: {describe(device)}; malloc keeps freed memory: {"yes" if kept else "no"}')

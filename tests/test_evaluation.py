@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from evaluation import metric_sums, positive_ranks
+from evaluation import metric_rows, metric_sums, positive_ranks
 
 
 def naive(scores, pos_mask, valid, k):
@@ -76,8 +76,9 @@ def test_ndcg_never_exceeds_one():
 
 @pytest.mark.parametrize('levels', [None, 60, 2])
 def test_wide_rows_match_naive_loop(levels):
-    # more candidates than 8 x K: only the candidates scored at least the K-th best are ranked (a narrow table when
-    # few tie there, the wide comparison when many do: levels=2); ties, padding and an all-valid expanded mask
+    # more candidates than 8 x K: only the candidates scored at least the K-th best are ranked, taken from topk for a
+    # row with no tie at the K-th score (levels=None: every row), by a comparison over the rows tied there (60: some
+    # rows, 2: every row); ties, padding and an all-valid expanded mask
     g = torch.Generator().manual_seed(levels or 0)
     R, C = 12, 200
     scores = torch.randn(R, C, generator=g) if levels is None else torch.randint(0, levels, (R, C), generator=g).float()
@@ -91,6 +92,33 @@ def test_wide_rows_match_naive_loop(levels):
             slow = naive(scores, pm, valid, k)
             for m in fast:
                 assert fast[m] == pytest.approx(slow[m], abs=1e-5), (levels, k, m)
+            # the caller's positive counts (a FullSplit's CSR) give the same rows as counting the mask
+            given = metric_rows(scores, pm, valid, [k], pm.sum(1))[k]
+            counted = metric_rows(scores, pm, valid, [k])[k]
+            assert all(torch.equal(given[m], counted[m]) for m in counted)
+
+
+def test_wide_rows_mixing_exact_and_tied_rows_match_naive_loop():
+    # one block where some rows tie at the K-th score (their candidates found by a comparison) and the others do not
+    # (theirs taken from topk), and where two positives of a row share a score inside the top K
+    g = torch.Generator().manual_seed(7)
+    R, C, k = 30, 300, 10
+    scores = torch.randn(R, C, generator=g)
+    pos_mask = torch.rand(R, C, generator=g) < 0.03
+    pos_mask[:, 40] = pos_mask[:, 250] = True
+    scores[::2, 40] = scores[::2, 250] = 5.0                          # tied positives, ranked 1st and 2nd
+    order = scores.argsort(1, descending=True)
+    rows = torch.arange(0, R, 3)
+    scores[rows, order[rows, k]] = scores[rows, order[rows, k - 1]]  # a tie at the K-th score in every third row
+    top = scores.topk(k + 1, 1).values
+    exact = top[:, k] < top[:, k - 1]
+    assert 0 < int(exact.sum()) < R
+    valid = torch.ones((), dtype=torch.bool).expand(R, C)
+    for kk in (k, 5):
+        fast = metric_sums(scores, pos_mask, valid, [kk, k])[kk]
+        slow = naive(scores, pos_mask, valid, kk)
+        for m in fast:
+            assert fast[m] == pytest.approx(slow[m], abs=1e-5), (kk, m)
 
 
 class _FixedScores:
