@@ -286,3 +286,26 @@ def test_content_net_and_count_gate_options(tiny_data, tiny_dir, tmp_path):
         by_id = model.score(enc, t.users, t.videos, t.candidates)
         by_row = model.score(enc, t.users, tiny_data.features[t.videos], t.candidates)
     assert torch.allclose(by_id, by_row, atol=1e-5)
+
+
+def test_full_ranking_count_term_added_sparsely_equals_the_dense_table(tiny_data):
+    """Under full ranking GCN-PHR+ (and GCN-PHR+kNN) add log(1 + c_uh) only where a count is stored: the scores equal
+    the dense a + w * log_count exactly, on validation rows and on training posts (their own hashtags left out)."""
+    from recommender import lookup_pairs
+    for name in ('GCN_PHR_plus', 'GCN_PHR_knn'):
+        torch.manual_seed(0)
+        m = build_model(name, tiny_data, dim=8).eval()
+        m.count_weight.data.fill_(1.7)
+        H = tiny_data.num_hashtag
+        with torch.no_grad():
+            enc = m.encode()
+            for users, videos in ((tiny_data.val.users, tiny_data.val.videos),
+                                  (tiny_data.train[:20, 0], tiny_data.train[:20, 1])):
+                every = torch.arange(H).expand(len(users), H)
+                s, log_count = m.score_parts(enc, users, videos, every)
+                count = lookup_pairs(m.count_keys, m.counts_uh, users, every, H)
+                own = torch.ones(()).expand(len(m.train_vh_keys))
+                count = count - lookup_pairs(m.train_vh_keys, own, videos, every, H)
+                assert torch.equal(log_count, torch.log1p(count))
+                assert bool((log_count != 0).any())
+                assert torch.equal(m.score(enc, users, videos, every), s + m.count_weight * log_count)
