@@ -110,8 +110,10 @@ class Scorer(nn.Module):
         """Hashtag-side part of the first layer, for all hashtags at once: [H, d]."""
         return self.hashtag_tag(hashtag)
 
-    def forward(self, x_user, x_video, hashtag_table, hashtags):
-        # x_user [B, d], x_video [B, d], hashtag_table [H, d] (``prepare``), hashtags [B, C] -> scores [B, C]
+    def forward(self, x_user, x_video, hashtag_table, hashtags, base=None):
+        # x_user [B, d], x_video [B, d], hashtag_table [H, d] (``prepare``), hashtags [B, C] -> scores [B, C];
+        # ``base`` [B, C]: other terms of the score, added (under full ranking without gradients: in place, by the
+        # per-user matmul itself, so the [B, C] table is written once)
         uv = F.leaky_relu(self.video_in(torch.cat([x_user, x_video], -1)))
         if self.mode == 'cat':
             # <W_h uh, W_v uv + b> = <uh, W_h^T (W_v uv + b)>: the last hashtag layer folds into the video side,
@@ -121,8 +123,12 @@ class Scorer(nn.Module):
         if torch.is_grad_enabled() and (hashtag_table.requires_grad or q.requires_grad):
             # [B, C, d] rows by index_select (cheaper than 2-D advanced indexing), add and LeakyReLU in place
             uh = F.leaky_relu_(gather_rows(hashtag_table, hashtags).add_(q))
-            return (uh @ uv.unsqueeze(-1)).squeeze(-1)
-        return self._score_no_grad(uv, q, hashtag_table, hashtags)
+            s = (uh @ uv.unsqueeze(-1)).squeeze(-1)
+            return s if base is None else s + base
+        if base is not None and hashtags.size(0) > 1 and is_every_hashtag(hashtags, hashtag_table.size(0)):
+            return self._score_every_hashtag(uv, q, hashtag_table, hashtags, base)
+        s = self._score_no_grad(uv, q, hashtag_table, hashtags)
+        return s if base is None else s + base
 
     def _score_no_grad(self, uv, q, hashtag_table, hashtags):
         """Evaluation: the same values, computed in blocks of rows whose [rows, C, d] tensor stays in cache, written
@@ -147,21 +153,25 @@ class Scorer(nn.Module):
             torch.sum(uh.mul_(uv[s:s + n].unsqueeze(1)), -1, out=out[s:s + n])
         return out
 
-    def _score_every_hashtag(self, uv, q, hashtag_table, hashtags):
+    def _score_every_hashtag(self, uv, q, hashtag_table, hashtags, base=None):
         """Full ranking (every row's candidates are all H hashtags, in order): the hashtag side
         LeakyReLU(W_h x_h + W_u x_u) depends on the user only, so it is computed once per distinct user of the rows
         ([H, d]) and that user's rows are scored against it by one matmul. Same values as the row-by-row path up to
         float rounding (a matmul sums in another order). Runs of consecutive rows of one user share the pass
-        (``evaluation.full_split`` holds rows grouped by user, so a run is all of a user's rows in the block)."""
+        (``evaluation.full_split`` holds rows grouped by user, so a run is all of a user's rows in the block).
+        ``base``: the other terms of the score, [B, H]; the matmul adds into it in place (addmm) and returns it."""
         users, counts = torch.unique_consecutive(q[:, 0], dim=0, return_counts=True)
-        out = torch.empty(hashtags.shape, dtype=uv.dtype, device=uv.device)
+        out = torch.empty(hashtags.shape, dtype=uv.dtype, device=uv.device) if base is None else base
         H, d = hashtag_table.shape
         ws = self._workspace(H * d, hashtag_table)[:H * d].view(H, d) if not hashtag_table.is_cuda else None
         start = 0
         for g, n in enumerate(counts.tolist()):
             uh = torch.add(hashtag_table, users[g], out=ws) if ws is not None else hashtag_table + users[g]
             F.leaky_relu_(uh)
-            torch.mm(uv[start:start + n], uh.T, out=out[start:start + n])
+            if base is None:
+                torch.mm(uv[start:start + n], uh.T, out=out[start:start + n])
+            else:
+                out[start:start + n].addmm_(uv[start:start + n], uh.T)
             start += n
         return out
 

@@ -195,8 +195,22 @@ class GCNPHRPlus(GCNPHR):
         a + w * b."""
         feats = self.video_features(videos)
         p_v = self.project(feats)
-        s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags)
         every = is_every_hashtag(hashtags, self.num_hashtag)
+        if every and not torch.is_grad_enabled() and (self.identity or self.content):
+            # full ranking, evaluation: the identity and content terms as one [B, 2d] x [2d, H] matmul (+ b_h), which
+            # the scorer's per-user matmul then adds into: one [B, H] table written, not four (same terms; the sums
+            # round in another order)
+            left, right = [], []
+            if self.identity:
+                left.append(self.user_emb(users)); right.append(self.hashtag_emb.weight)
+            if self.content:
+                left.append(self.content_video(feats if self.content_net == 'mlp' else p_v))
+                right.append(self.content_hashtag.weight)
+            left, right = torch.cat(left, 1), torch.cat(right, 1)
+            base = torch.addmm(self.hashtag_bias, left, right.T) if self.identity else left @ right.T
+            s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags, base=base)
+            return self._count_part(s, users, videos, hashtags, p_v, count_term)
+        s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags)
         if self.identity:
             e_u = self.user_emb(users)                                             # [B, d]
             if every:   # full ranking (rows of arange(H)): one matmul, no [B, H, d] gather
@@ -209,6 +223,10 @@ class GCNPHRPlus(GCNPHR):
                 s = s + q @ self.content_hashtag.weight.T
             else:
                 s = s + (self.content_hashtag(hashtags) @ q.unsqueeze(-1)).squeeze(-1)
+        return self._count_part(s, users, videos, hashtags, p_v, count_term)
+
+    def _count_part(self, s, users, videos, hashtags, p_v, count_term):
+        """score_parts' return: (s, the count term: log(1 + c_uh), gated if count_gate; None without it)."""
         if not (self.counts and count_term):
             return s, None
         log_count = self.log_count(users, hashtags, videos)
@@ -323,6 +341,13 @@ class GCNPHRKnn(GCNPHRPlus):
 
     def score_parts(self, enc, users, videos, hashtags, count_term=True):
         s, log_count = super().score_parts(enc, users, videos, hashtags, count_term)
-        if self.votes:
-            s = s + self.votes_weight * self.vote_term(videos, hashtags)
-        return s, log_count
+        if not self.votes:
+            return s, log_count
+        if not videos.is_floating_point() and not torch.is_grad_enabled() \
+                and is_every_hashtag(hashtags, self.num_hashtag):
+            # full ranking, evaluation: the votes added where they are stored (at most votes_k posts' hashtags a
+            # row), into the fresh [B, H] table score_parts made; not a dense [B, H] lookup
+            row, col, value = pair_entries(self.vote_keys, self.vote_values, videos, self.num_hashtag)
+            s[row, col] += self.votes_weight * value
+            return s, log_count
+        return s + self.votes_weight * self.vote_term(videos, hashtags), log_count

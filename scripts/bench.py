@@ -198,6 +198,22 @@ def main(argv=None):
               f'{tv:.2f} | {rps:,.0f} | {mem:.2f} |')
 
 
+class DotProductFloor(torch.nn.Module):
+    """score(u, h) = <e_u, e_h>, random: not a model, the cost floor of full-ranking validation (one matmul a block
+    plus the metrics) that every dot-product scorer of the suite pays at least."""
+
+    def __init__(self, num_user, num_hashtag, dim):
+        super().__init__()
+        self.user = torch.nn.Embedding(num_user, dim)
+        self.hashtag = torch.nn.Embedding(num_hashtag, dim)
+
+    def encode(self):
+        return {}
+
+    def score(self, enc, users, videos, hashtags):
+        return self.user(users) @ self.hashtag.weight.T
+
+
 def bench_full(args):
     """Seconds of a full-ranking validation pass (train.py --protocol full: every hashtag a candidate, in blocks)
     against a training epoch (median step x steps per epoch; 0 for models without training), per model."""
@@ -230,6 +246,12 @@ def bench_full(args):
         t_val = timed(lambda: evaluate(model, val, batch_size=args.eval_batch), device, args.steps)
         rows.append((name, t_epoch, t_val, len(val) / t_val, peak_memory_gb(device)))
         del model
+    # the least any model that scores by a dot product pays here: one [rows, d] x [d, H] matmul a block and the
+    # metrics, through the same evaluate() (no propagation, no features)
+    floor = DotProductFloor(data.num_user, data.num_hashtag, args.dim_latent).to(device)
+    t_val = timed(lambda: evaluate(floor, val, batch_size=args.eval_batch), device, args.steps)
+    rows.append((f'floor: one dot product <e_u, e_h> (d {args.dim_latent}), not a model', 0.0, t_val,
+                 len(val) / t_val, peak_memory_gb(device)))
     print(f'\ndevice: {describe(device)}; malloc keeps freed memory: {"yes" if kept else "no"}')
     print(f'data {args.data_path}: {len(val):,} validation rows x {data.num_hashtag:,} hashtags (full ranking), '
           f'{steps_per_epoch} training steps of {args.batch_size} per epoch\n')

@@ -309,3 +309,29 @@ def test_full_ranking_count_term_added_sparsely_equals_the_dense_table(tiny_data
                 assert torch.equal(log_count, torch.log1p(count))
                 assert bool((log_count != 0).any())
                 assert torch.equal(m.score(enc, users, videos, every), s + m.count_weight * log_count)
+
+
+def test_full_ranking_fused_terms_equal_the_per_candidate_path(tiny_data):
+    """Under full ranking without gradients GCN-PHR+ writes its identity and content terms as one matmul that the
+    scorer adds into, and GCN-PHR+kNN adds its votes sparsely: the same scores (up to float rounding) as scoring the
+    same hashtags given as candidates in another order, on validation rows and on training posts, every switch on
+    and with identity or content off."""
+    H = tiny_data.num_hashtag
+    for name, switches in (('GCN_PHR_plus', {}), ('GCN_PHR_plus', {'identity': False}),
+                           ('GCN_PHR_plus', {'content': False}), ('GCN_PHR_knn', {})):
+        torch.manual_seed(0)
+        m = build_model(name, tiny_data, dim=8, **switches).eval()
+        with torch.no_grad():
+            for p in m.parameters():   # no term left at its zero initialisation
+                p.add_(0.1 * torch.randn_like(p))
+            enc = m.encode()
+            perm = torch.randperm(H)
+            for users, videos in ((tiny_data.val.users, tiny_data.val.videos),
+                                  (tiny_data.train[:20, 0], tiny_data.train[:20, 1])):
+                every = torch.arange(H).expand(len(users), H)
+                fused = m.score(enc, users, videos, every)
+                generic = torch.empty_like(fused)
+                generic[:, perm] = m.score(enc, users, videos, perm.expand(len(users), H))
+                assert torch.allclose(fused, generic, atol=1e-5), (name, switches)
+                if name == 'GCN_PHR_knn':
+                    assert bool((m.vote_term(videos, every) != 0).any())
