@@ -125,19 +125,16 @@ class Scorer(nn.Module):
             uh = F.leaky_relu_(gather_rows(hashtag_table, hashtags).add_(q))
             s = (uh @ uv.unsqueeze(-1)).squeeze(-1)
             return s if base is None else s + base
-        if base is not None and hashtags.size(0) > 1 and is_every_hashtag(hashtags, hashtag_table.size(0)):
-            return self._score_every_hashtag(uv, q, hashtag_table, hashtags, base)
-        s = self._score_no_grad(uv, q, hashtag_table, hashtags)
-        return s if base is None else s + base
+        return self._score_no_grad(uv, q, hashtag_table, hashtags, base)
 
-    def _score_no_grad(self, uv, q, hashtag_table, hashtags):
+    def _score_no_grad(self, uv, q, hashtag_table, hashtags, base=None):
         """Evaluation: the same values, computed in blocks of rows whose [rows, C, d] tensor stays in cache, written
         into one workspace kept between calls (a fresh tensor per block costs more in page faults than the copy
         itself). On a GPU: one block."""
         B, C = hashtags.shape
         d = hashtag_table.size(1)
         if B > 1 and is_every_hashtag(hashtags, hashtag_table.size(0)):
-            return self._score_every_hashtag(uv, q, hashtag_table, hashtags)
+            return self._score_every_hashtag(uv, q, hashtag_table, hashtags, base)
         block = B if hashtags.is_cuda else max(1, self.EVAL_BLOCK_ELEMENTS // (C * d))
         out = torch.empty(B, C, dtype=uv.dtype, device=uv.device)
         n_ws = min(block, B) * C * d   # a GPU's caching allocator already reuses memory: no workspace kept there
@@ -151,7 +148,7 @@ class Scorer(nn.Module):
             # the row-wise dot products as an in-place product and a sum: on CPU, cheaper than bmm's batched
             # matrix-vector product at this shape
             torch.sum(uh.mul_(uv[s:s + n].unsqueeze(1)), -1, out=out[s:s + n])
-        return out
+        return out if base is None else out.add_(base)
 
     def _score_every_hashtag(self, uv, q, hashtag_table, hashtags, base=None):
         """Full ranking (every row's candidates are all H hashtags, in order): the hashtag side

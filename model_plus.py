@@ -195,11 +195,9 @@ class GCNPHRPlus(GCNPHR):
         a + w * b."""
         feats = self.video_features(videos)
         p_v = self.project(feats)
-        every = is_every_hashtag(hashtags, self.num_hashtag)
-        if every and not torch.is_grad_enabled() and (self.identity or self.content):
-            # full ranking, evaluation: the identity and content terms as one [B, 2d] x [2d, H] matmul (+ b_h), which
-            # the scorer's per-user matmul then adds into: one [B, H] table written, not four (same terms; the sums
-            # round in another order)
+        if is_every_hashtag(hashtags, self.num_hashtag) and (self.identity or self.content):
+            # full ranking: the identity and content terms as one [B, 2d] x [2d, H] matmul (+ b_h), no [B, H, d]
+            # gather; without gradients the scorer's per-user matmul adds into it, so one [B, H] table is written
             left, right = [], []
             if self.identity:
                 left.append(self.user_emb(users)); right.append(self.hashtag_emb.weight)
@@ -209,24 +207,14 @@ class GCNPHRPlus(GCNPHR):
             left, right = torch.cat(left, 1), torch.cat(right, 1)
             base = torch.addmm(self.hashtag_bias, left, right.T) if self.identity else left @ right.T
             s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags, base=base)
-            return self._count_part(s, users, videos, hashtags, p_v, count_term)
-        s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags)
-        if self.identity:
-            e_u = self.user_emb(users)                                             # [B, d]
-            if every:   # full ranking (rows of arange(H)): one matmul, no [B, H, d] gather
-                s = s + self.hashtag_bias + e_u @ self.hashtag_emb.weight.T
-            else:
+        else:
+            s = self.scorer(enc['user'][users], p_v, enc['hashtag_part'], hashtags)
+            if self.identity:
+                e_u = self.user_emb(users)                                                     # [B, d]
                 s = s + self.hashtag_bias[hashtags] + (self.hashtag_emb(hashtags) @ e_u.unsqueeze(-1)).squeeze(-1)
-        if self.content:
-            q = self.content_video(feats if self.content_net == 'mlp' else p_v)   # [B, d]
-            if every:
-                s = s + q @ self.content_hashtag.weight.T
-            else:
+            if self.content:
+                q = self.content_video(feats if self.content_net == 'mlp' else p_v)           # [B, d]
                 s = s + (self.content_hashtag(hashtags) @ q.unsqueeze(-1)).squeeze(-1)
-        return self._count_part(s, users, videos, hashtags, p_v, count_term)
-
-    def _count_part(self, s, users, videos, hashtags, p_v, count_term):
-        """score_parts' return: (s, the count term: log(1 + c_uh), gated if count_gate; None without it)."""
         if not (self.counts and count_term):
             return s, None
         log_count = self.log_count(users, hashtags, videos)
