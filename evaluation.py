@@ -9,6 +9,7 @@ scorer gets zero hits) and every positive scored equal that comes before it. The
     NDCG@K = sum_{positives ranked < K} 1 / log2(rank + 2)  /  sum_{i < min(P, K)} 1 / log2(i + 2),
 averaged over rows (sums accumulated over batches, divided once).
 """
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -192,13 +193,15 @@ def _rows(split, lo, hi):
 
 def _batches(model, split, ks, batch_size, enc, lo, hi, variants=None):
     """Per-row metrics of rows [lo, hi) of a split, one batch at a time (see ``metric_rows``): a list per batch,
-    one entry per score variant (``evaluate_variants``; without ``variants``, the one of ``model.score``)."""
+    in row order, one entry per score variant (``evaluate_variants``; without ``variants``, the one of
+    ``model.score``). Full-ranking blocks on a CPU are scored by ``block_threads`` threads at once."""
     score = variants or (lambda *args: [model.score(*args)])
     if variants is None and isinstance(split, FullSplit) and hasattr(model, 'score_all'):
         # every hashtag is a candidate: a model that scores them all at once (the baselines' q @ E^T) does
         score = lambda enc, users, videos, candidates: [model.score_all(enc, users, videos)]  # noqa: E731
     full = isinstance(split, FullSplit)
-    for s in range(lo, hi, batch_size):
+
+    def batch(s):
         e = min(s + batch_size, hi)
         users, videos, candidates, pos_mask, valid = _rows(split, s, e)
         num_pos = split.pos_ptr[s + 1:e + 1] - split.pos_ptr[s:e] if full else None
@@ -208,7 +211,43 @@ def _batches(model, split, ks, batch_size, enc, lo, hi, variants=None):
             if not bool(torch.isfinite(scores.sum())):   # one reduction; the table is rewritten only if needed
                 scores = torch.nan_to_num(scores, nan=float('-inf'))  # a NaN score must not win a comparison
             per.append(metric_rows(scores, pos_mask, valid, ks, num_pos))
-        yield per
+        return per
+
+    starts = range(lo, hi, batch_size)
+    workers = block_threads(split, len(starts))
+    if workers > 1:
+        yield from _in_threads(batch, starts, workers)
+    else:
+        for s in starts:
+            yield batch(s)
+
+
+def block_threads(split, num_blocks):
+    """Threads that score a split's blocks at once: under full ranking on a CPU, one per intra-op thread
+    (``torch.get_num_threads()``), each running its ops on one thread. A block's work is many calls on one
+    [H, d] or [rows, H] table each (GCN-PHR's per-user scorer makes three per distinct user), too short for two
+    OpenMP threads to share well; whole blocks per thread are not (results/tried/full_ranking_scorer.md). Values are
+    those of the one-thread path; elsewhere (a GPU, the sampled protocol, one thread) blocks run one after another."""
+    if not isinstance(split, FullSplit) or split.users.is_cuda or num_blocks < 2:
+        return 1
+    return min(torch.get_num_threads(), num_blocks)
+
+
+def _in_threads(fn, items, workers):
+    """``fn(item)`` for each item, by ``workers`` threads whose torch ops run on one thread each, under the caller's
+    autograd mode; results yielded in item order. The intra-op thread count is restored afterwards."""
+    threads, grad = torch.get_num_threads(), torch.is_grad_enabled()
+
+    def run(item):
+        with torch.set_grad_enabled(grad):
+            return fn(item)
+
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(workers) as pool:   # fresh threads: they start with one intra-op thread
+            yield from pool.map(run, items)
+    finally:
+        torch.set_num_threads(threads)
 
 
 # rows of a full-ranking block: about this many (row, hashtag) scores at once (16 MB of float32 scores; the rank

@@ -6,6 +6,8 @@ the interface in ``recommender.py`` and the registry of names in ``registry.py``
 Notation (SPEC §2): a training triple (u, v, h) = "u tagged v with h"; V(u, h) = videos u tagged with h;
 p_v = LeakyReLU(W_t f_v + b) the video vector from its 2276-d features.
 """
+import threading
+import weakref
 from typing import NamedTuple, Optional
 
 import torch
@@ -77,6 +79,9 @@ class VideoProjection(nn.Module):
         return F.leaky_relu(self.lin(features))
 
 
+_WORKSPACES = threading.local()   # per thread: {Scorer: its reused evaluation workspace}
+
+
 class Scorer(nn.Module):
     """Figure 2, right: score = <FC1([x_u; p_v]), FC2([x_u; x_h])>.
 
@@ -101,9 +106,14 @@ class Scorer(nn.Module):
     EVAL_BLOCK_ELEMENTS = 1 << 20   # 4 MB of float32 per block of rows, so the [rows, C, d] block stays in cache
 
     def _workspace(self, n, like):
-        ws = getattr(self, '_ws', None)
+        """This thread's evaluation workspace of this scorer (``evaluation`` scores full-ranking blocks in several
+        threads at once on CPU): kept between calls, freed with the thread or the scorer."""
+        per_thread = getattr(_WORKSPACES, 'by_scorer', None)
+        if per_thread is None:
+            per_thread = _WORKSPACES.by_scorer = weakref.WeakKeyDictionary()
+        ws = per_thread.get(self)
         if ws is None or ws.numel() < n or ws.dtype != like.dtype or ws.device != like.device:
-            ws = self._ws = torch.empty(n, dtype=like.dtype, device=like.device)
+            ws = per_thread[self] = torch.empty(n, dtype=like.dtype, device=like.device)
         return ws
 
     def prepare(self, hashtag):

@@ -203,3 +203,50 @@ def test_full_split_rows_come_back_in_the_splits_order(tiny_data):
     b = evaluate_rows(model, fs, ks=(10,))
     for k in a:
         assert torch.allclose(b[k], a[k][perm], atol=1e-6), k
+
+
+@pytest.mark.parametrize('name', ['GCN_PHR', 'GCN_PHR_plus', 'ConTagNet'])
+def test_full_ranking_blocks_in_threads_equal_blocks_one_after_another(tiny_data, name, monkeypatch):
+    # on a CPU with several intra-op threads, full-ranking blocks are scored by that many threads at once (each
+    # op on one thread, a workspace per thread); per-row metrics and means are exactly those of the blocks scored
+    # one after another with every op on those threads, and the intra-op thread count comes back
+    import evaluation
+    from evaluation import block_threads, evaluate, full_split
+    torch.manual_seed(0)
+    model = build_model(name, tiny_data, dim=8).eval()
+    fs = full_split(tiny_data, tiny_data.test)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        assert block_threads(fs, 10) == 3 and block_threads(fs, 2) == 2 and block_threads(fs, 1) == 1
+        assert block_threads(tiny_data.test, 10) == 1          # the sampled protocol: one block after another
+        many = evaluate_rows(model, fs, ks=(5, 10), batch_size=2)
+        mean_many = evaluate(model, fs, batch_size=2)
+        assert torch.get_num_threads() == 3
+        monkeypatch.setattr(evaluation, 'block_threads', lambda split, n: 1)
+        one = evaluate_rows(model, fs, ks=(5, 10), batch_size=2)
+        mean_one = evaluate(model, fs, batch_size=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert one['recall@10'].shape == (len(tiny_data.test),) and one['recall@10'].sum() > 0
+    for k in one:
+        assert torch.equal(one[k], many[k]), k
+    assert mean_one == mean_many
+
+
+def test_full_ranking_threads_restore_the_thread_count_when_a_block_fails(tiny_data, monkeypatch):
+    from evaluation import evaluate, full_split
+    model = build_model('GCN_PHR', tiny_data, dim=8).eval()
+
+    def fails(*args):
+        raise RuntimeError('scorer failed')
+
+    monkeypatch.setattr(model, 'score', fails)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with pytest.raises(RuntimeError, match='scorer failed'):
+            evaluate(model, full_split(tiny_data, tiny_data.test), batch_size=2)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)

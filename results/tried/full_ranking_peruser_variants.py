@@ -6,7 +6,9 @@ H = 22,301, d = 64), random values. On a noisy VM read the minima and the spread
     OMP_NUM_THREADS=2 python results/tried/full_ranking_peruser_variants.py
 """
 import statistics
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +62,33 @@ def grouped(m=32, hc=512, maxn=3):
     return time.perf_counter() - t0
 
 
+def in_threads(workers=2, blocks=34):
+    """Adopted (evaluation.block_threads): the users in ``blocks`` blocks, scored by ``workers`` threads at once,
+    each running its ops on one thread, as in model.py otherwise."""
+    T, q, uv = torch.randn(H, D), torch.randn(USERS, D), torch.randn(R, D)
+    out, local = torch.empty(R, H), threading.local()
+    bounds = [USERS * i // blocks for i in range(blocks + 1)]
+
+    def block(i):
+        ws = getattr(local, 'ws', None)
+        if ws is None:
+            ws = local.ws = torch.empty(H, D)
+        for g in range(bounds[i], bounds[i + 1]):
+            a, b = STARTS[g], STARTS[g + 1]
+            torch.mm(uv[a:b], F.leaky_relu_(torch.add(T, q[g], out=ws)).T, out=out[a:b])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(block, range(blocks)))
+    t = time.perf_counter() - t0
+    torch.set_num_threads(threads)
+    return t
+
+
 VARIANTS = {
+    'fp32, 2 threads x 1 op thread (adopted)': lambda: in_threads(),
     'fp32, mm_NT (model.py)': lambda: per_user(),
     'fp32, mm_NN + transposed copy': lambda: per_user(product='mm_NN'),
     'fp32, mv per row': lambda: per_user(product='mv'),
