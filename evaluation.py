@@ -226,8 +226,9 @@ def block_threads(split, num_blocks):
     """Threads that score a split's blocks at once: under full ranking on a CPU, one per intra-op thread
     (``torch.get_num_threads()``), each running its ops on one thread. A block's work is many calls on one
     [H, d] or [rows, H] table each (GCN-PHR's per-user scorer makes three per distinct user), too short for two
-    OpenMP threads to share well; whole blocks per thread are not (results/tried/full_ranking_scorer.md). Values are
-    those of the one-thread path; elsewhere (a GPU, the sampled protocol, one thread) blocks run one after another."""
+    OpenMP threads to share well; whole blocks per thread are not (results/tried/full_ranking_scorer.md). Per-row
+    values equal those of the blocks scored one after another (tests/test_full_rank.py); elsewhere (a GPU, the
+    sampled protocol, one thread) blocks do run one after another."""
     if not isinstance(split, FullSplit) or split.users.is_cuda or num_blocks < 2:
         return 1
     return min(torch.get_num_threads(), num_blocks)
