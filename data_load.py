@@ -4,13 +4,12 @@
     data = load_dataset('Data/yfcc', allow_pickle=True)   # the authors' pickled object arrays (trusted files only)
 
 Command line:
-    python data_load.py stats   Data/demo                     # counts and statistics of a folder
-    python data_load.py convert Data/yfcc --allow_pickle      # rewrite a pickled folder once in the safe form
+    python scripts/dataset.py stats   Data/demo                  # counts and statistics of a folder
+    python scripts/dataset.py convert Data/yfcc --allow_pickle   # rewrite a pickled folder once in the safe form
 
 Every problem with the input raises ``DataError`` with the file name and the problem; ``train.py`` prints it
 and exits, so a user never sees a traceback from inside torch for bad data.
 """
-import argparse
 import os
 import sys
 from dataclasses import dataclass, fields, replace
@@ -19,7 +18,7 @@ import numpy as np
 import torch
 
 FEATURE_FILES = ('FeatureVideo_normal.npy', 'FeatureAudio_avg_normal.npy', 'FeatureText_normal.npy')
-# optional, written by import_posts.py: each post's sparse TF-IDF row (scipy CSR), beside the dense text block
+# optional, written by scripts/import_posts.py: each post's sparse TF-IDF row (scipy CSR), beside the dense text block
 TFIDF_FILE = 'FeatureText_tfidf.npz'
 LIST_FILES = ('user_list.txt', 'hashtag_list.txt', 'video_list.txt')
 ID_FILES = ('video_hashtag.npy', 'train.npy', 'val.npy', 'test.npy')
@@ -31,7 +30,7 @@ class DataError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# small array helpers, shared with partition.py and generate.py
+# small array helpers, shared with scripts/partition.py and scripts/generate.py
 
 def count_lines(fname):
     with open(fname, 'rb') as f:
@@ -118,7 +117,7 @@ def load_npy(fname, allow_pickle=False, mmap=False):
         raise DataError(
             f"{fname}: a pickled object array (the authors' ragged format). Unpickling runs code stored in the "
             f"file, so it is off by default. If you trust the file, pass --allow_pickle, or convert the folder "
-            f"once into the safe integer form: python data_load.py convert {folder} --allow_pickle")
+            f"once into the safe integer form: python scripts/dataset.py convert {folder} --allow_pickle")
     print(f'warning: unpickling {fname} (--allow_pickle given); only do this for files you trust', file=sys.stderr)
     try:
         return np.load(fname, allow_pickle=True)
@@ -466,25 +465,3 @@ def convert_folder(path):
         os.replace(fname, fname[:-4] + '.pickled.npy')
         save_npy_atomic(fname, out)
         print(f'{fname}: converted to int64 {out.shape} (original kept as {name[:-4]}.pickled.npy)')
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('command', choices=['stats', 'convert'])
-    p.add_argument('path')
-    p.add_argument('--allow_pickle', action='store_true', help="opt in to reading the authors' pickled files")
-    args = p.parse_args(argv)
-    try:
-        if args.command == 'convert':
-            if not args.allow_pickle:
-                sys.exit('error: convert unpickles the original files; pass --allow_pickle if you trust them')
-            convert_folder(args.path)
-        else:
-            for k, v in load_dataset(args.path, allow_pickle=args.allow_pickle).stats().items():
-                print(f'{k:28s} {v}')
-    except DataError as e:
-        sys.exit(f'error: {e}')
-
-
-if __name__ == '__main__':
-    main()

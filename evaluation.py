@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-import atomic
+from phr.util import atomic
 
 METRICS = ('precision', 'recall', 'ndcg', 'hit')
 

@@ -16,7 +16,7 @@ from torch import nn
 from torch_geometric.nn import GATConv, MessagePassing, SAGEConv
 from torch_geometric.utils import scatter, softmax
 
-from recommender import DIM, TRAINING_SEARCH, HParam, Recommender, gather_rows, is_every_hashtag, rows
+from phr.models.base import DIM, TRAINING_SEARCH, HParam, Recommender, gather_rows, is_every_hashtag, rows
 
 AGGR = {'mean': 'mean', 'max': 'max', 'add': 'sum'}
 SCORING_MODES = ('cat', 'fully_con')

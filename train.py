@@ -28,17 +28,17 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-import atomic
-import distributed
-import run_folder
-from checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint, write_checkpoint
+from phr.util import atomic
+from phr.training import distributed
+from phr.training import run_folder
+from phr.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint, write_checkpoint
 from data_load import DataError, load_dataset
 from evaluation import evaluate_splits, full_split, selection_key, write_test_rows
-from losses import CANDIDATE_LOSSES, LOSSES, TrainingError
-from registry import (MODELS, add_model_flags, build_model, checkpoint_model_args, get_spec, hparams_from_config,
+from phr.training.losses import CANDIDATE_LOSSES, LOSSES, TrainingError
+from phr.models.registry import (MODELS, add_model_flags, build_model, checkpoint_model_args, get_spec, hparams_from_config,
                       model_args, model_flags, model_hparams, stored_args)
-from runtime import keep_freed_memory, resolve_device, seed_everything
-from sampling import TripleSampler
+from phr.util.runtime import keep_freed_memory, resolve_device, seed_everything
+from phr.training.sampling import TripleSampler
 
 DEMO_PATH = os.path.join('Data', 'demo')
 # flags that only a trained model uses: an error for the popularity floors, which are evaluated as built
@@ -289,9 +289,9 @@ def main(argv=None):
     ckpt = None
     try:
         if args.data_path == DEMO_PATH and not os.path.exists(os.path.join(DEMO_PATH, 'test.npy')):
-            import generate
+            from phr.data import synthetic as generate
             print(f'{DEMO_PATH} not found: generating the demo dataset (seconds, once)')
-            generate.main(['--preset', 'demo'])
+            generate.run(generate.build_parser().parse_args(['--preset', 'demo']))
         data = load_dataset(args.data_path, allow_pickle=args.allow_pickle, num_neg=args.num_neg)
         if args.PATH_weight_load:
             model, ckpt, hparams = resume(args.PATH_weight_load, data, device, args, given)
@@ -330,7 +330,7 @@ def main(argv=None):
         if rank0:
             atomic.write_text(metrics_path, json.dumps({'epoch': 0, 'loss': None, 'val': m['val'], 'test': m['test'],
                                                         'seconds': 0.0}) + '\n')
-            # no weights, but what rebuilds the model (its name and knobs): recommend.py / full_rank.py serve it
+            # no weights, but what rebuilds the model (its name and knobs): scripts/recommend.py / full_rank.py serve it
             save_checkpoint(best_path, model, None, 0, {'epoch': 0, 'val': m['val'], 'test': m['test']}, config,
                             model_info)
             if args.test_rows:

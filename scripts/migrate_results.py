@@ -9,24 +9,9 @@ order and every other field; a record already in format 2 is unchanged, so runni
 The report built from the file is the same before and after (tests/test_tune.py checks it on a committed sample).
 """
 import argparse
-import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import atomic  # noqa: E402
-from registry import MODELS  # noqa: E402
-from sweep.records import migrate  # noqa: E402
-
-
-def migrate_file(path, out=None):
-    """The records of ``path`` in the current format, written to ``out`` (default: ``path`` itself, atomically)."""
-    with open(path) as f:
-        old = [json.loads(line) for line in f if line.strip()]
-    recs = [migrate(r, r['model'] in MODELS and MODELS[r['model']].trainable) for r in old]
-    atomic.write_text(out or path, ''.join(json.dumps(r) + '\n' for r in recs))
-    return recs
+from phr.sweep.records import migrate_file
 
 
 def main(argv=None):

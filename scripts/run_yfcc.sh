@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GCN-PHR on the YFCC100M-shaped data. Edit the hyperparameters here, as with the authors' commands.
-# Generate the data once: python generate.py --preset yfcc100m   (or --scale 0.1 for a CPU-sized copy)
+# Generate the data once: python scripts/generate.py --preset yfcc100m   (or --scale 0.1 for a CPU-sized copy)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-Data/yfcc100m}

@@ -1,20 +1,23 @@
 """Tiny datasets built in temporary folders by the project's own generator and partition script."""
 import os
 import shutil
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from phr.data import synthetic as generate
+from data_load import load_dataset
 
-import generate  # noqa: E402
-from data_load import load_dataset  # noqa: E402
+
+def cli(module, argv):
+    """What ``python scripts/<command>.py ARGV`` does: the command module's flags, then its ``run``."""
+    return module.run(module.build_parser().parse_args([str(a) for a in argv]))
+
 
 TINY = ['--preset', 'demo', '--scale', '0.1', '--num_neg', '50', '--seed', '7']   # 400 videos, 20 users, 110 tags
 
 
 def make_tiny(path, *extra):
-    generate.main(TINY + ['--out', str(path), *extra])
+    cli(generate, TINY + ['--out', str(path), *extra])
     return str(path)
 
 
@@ -42,7 +45,7 @@ def assert_trained_and_kept(best, run_dir, data, loss_falls=True):
     ``recall > 0``, which a constant or untrained scorer can pass. ``loss_falls=False`` for a loss whose value is
     not comparable across epochs (hard_bpr: its negatives are the hardest of the model as it is then)."""
     import json
-    from checkpoint import load_checkpoint
+    from phr.training.checkpoint import load_checkpoint
     from evaluation import evaluate
     with open(os.path.join(run_dir, 'metrics.jsonl')) as f:
         loss = [json.loads(line)['loss'] for line in f]

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from baselines import FeatureModel, user_history
-from registry import MODELS, build_model
+from phr.models.baselines import FeatureModel, user_history
+from phr.models.registry import MODELS, build_model
 from evaluation import evaluate
 from conftest import assert_trained_and_kept
 from test_model import train_steps
@@ -53,7 +53,7 @@ def test_user_history_is_top_training_hashtags(tiny_data):
 def test_lookup_pairs_full_ranking_path_matches_binary_search():
     # under full ranking (every row's candidates = arange(H)) the values come from one run of the sorted keys per
     # row, scattered; elsewhere, one binary search per pair: both give the same table, zeros where a key is absent
-    from recommender import is_every_hashtag, lookup_pairs, sorted_lookup
+    from phr.models.base import is_every_hashtag, lookup_pairs, sorted_lookup
     g = torch.Generator().manual_seed(0)
     H, n = 37, 9
     keys = torch.unique(torch.randint(0, n * H, (120,), generator=g))

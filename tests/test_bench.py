@@ -4,9 +4,10 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
+from conftest import cli
 
-import bench  # noqa: E402
+
+from phr.experiments import bench
 
 
 def test_model_spec():
@@ -18,7 +19,7 @@ def test_model_spec():
 
 
 def test_bench_rows_name_their_loss(tiny_dir, capsys):
-    bench.main(['--data_path', tiny_dir, '--models', 'no_att', 'GCN_PHR_plus:sampled_softmax:3', '--steps', '1',
+    cli(bench, ['--data_path', tiny_dir, '--models', 'no_att', 'GCN_PHR_plus:sampled_softmax:3', '--steps', '1',
                 '--device', 'cpu', '--no-keep_freed_memory'])
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| ')]
     assert table[0].startswith('| model | aggr | loss x negatives | step s')
@@ -28,7 +29,7 @@ def test_bench_rows_name_their_loss(tiny_dir, capsys):
 
 def test_nproc_takes_plain_names(tiny_dir, capsys):
     with pytest.raises(SystemExit) as e:
-        bench.main(['--data_path', tiny_dir, '--models', 'GCN_PHR:sampled_softmax:2', '--nproc', '1'])
+        cli(bench, ['--data_path', tiny_dir, '--models', 'GCN_PHR:sampled_softmax:2', '--nproc', '1'])
     assert e.value.code == 2 and 'give the models by name only' in capsys.readouterr().err
 
 
@@ -37,6 +38,6 @@ def test_nproc_takes_plain_names(tiny_dir, capsys):
 def test_bad_counts_are_one_clear_error(tiny_dir, capsys, argv, words):
     """Issue 29 (tracebacks): --steps 0 and --nproc 0 are refused by the parser, before any work."""
     with pytest.raises(SystemExit) as e:
-        bench.main(['--data_path', tiny_dir] + argv)
+        cli(bench, ['--data_path', tiny_dir] + argv)
     err = capsys.readouterr().err
     assert e.value.code == 2 and words in err and 'Traceback' not in err

@@ -5,13 +5,15 @@ import os
 
 import numpy as np
 import pytest
+
+from conftest import cli
 import torch
 
-import import_posts
+from phr.data import posts as import_posts
 from data_load import load_dataset
 from evaluation import evaluate, full_split
-from recommender import sorted_lookup, user_hashtag_counts
-from registry import build_model
+from phr.models.base import sorted_lookup, user_hashtag_counts
+from phr.models.registry import build_model
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'twitter')
 
@@ -139,7 +141,7 @@ def test_zero_weights_turn_terms_off_and_it_ranks_every_hashtag(tiny_data):
 @pytest.fixture(scope='module')
 def tweets(tmp_path_factory):
     out = str(tmp_path_factory.mktemp('tweets') / 'data')
-    import_posts.main([FIXTURES, '--out', out, '--format', 'twitter', '--seed', '3'])
+    cli(import_posts, [FIXTURES, '--out', out, '--format', 'twitter', '--seed', '3'])
     return load_dataset(out, verbose=False)
 
 
@@ -172,7 +174,7 @@ def test_clear_errors(tiny_data):
 
 
 def test_a_new_post_by_its_text_scores_as_the_same_post_of_the_dataset(tweets):
-    """A new post's character n-gram votes come from its raw text (``new_posts_text``; recommend.py --text),
+    """A new post's character n-gram votes come from its raw text (``new_posts_text``; scripts/recommend.py --text),
     vectorised as the dataset's posts were: a test post given as a new post (its feature row and its text) scores
     every hashtag as the post itself does. Without the text it is one clear error."""
     m = build_model('TagBlend', tweets, votes_k=3, grams='on', text='dense').eval()

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 import data_load
-from conftest import make_tiny
+from conftest import make_tiny, cli
 from data_load import DataError, load_dataset
-from partition import partition
+from phr.data import folder
+from phr.data.partition import partition
 
 
 def files(path):
@@ -88,7 +89,7 @@ def test_num_neg_adapts_to_few_hashtags(tiny_copy, capsys):
 def test_legacy_pickled_form_needs_opt_in(tmp_path, tiny_data, capsys):
     path = make_tiny(tmp_path / 'legacy', '--legacy')
     assert np.load(os.path.join(path, 'val.npy'), allow_pickle=True).dtype == object
-    with pytest.raises(DataError, match=r'pickled.*--allow_pickle.*python data_load.py convert'):
+    with pytest.raises(DataError, match=r'pickled.*--allow_pickle.*python scripts/dataset.py convert'):
         load_dataset(path, verbose=False)
     d = load_dataset(path, allow_pickle=True, verbose=False)
     assert 'unpickling' in capsys.readouterr().err
@@ -98,7 +99,7 @@ def test_legacy_pickled_form_needs_opt_in(tmp_path, tiny_data, capsys):
         for f in ('users', 'videos', 'candidates', 'pos_mask', 'valid'):
             assert torch.equal(getattr(getattr(d, s), f), getattr(getattr(tiny_data, s), f)), (s, f)
     # convert once, then it loads without the flag
-    data_load.main(['convert', path, '--allow_pickle'])
+    cli(folder, ['convert', path, '--allow_pickle'])
     d2 = load_dataset(path, verbose=False)
     assert torch.equal(d2.test.candidates, tiny_data.test.candidates)
     assert os.path.exists(os.path.join(path, 'train.pickled.npy'))

@@ -7,11 +7,10 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'scripts'))
 
-import train  # noqa: E402
-import tune  # noqa: E402
-from sweep import pages  # noqa: E402
+import train
+from phr.sweep import command as tune
+from phr.sweep import pages
 
 README = open(os.path.join(ROOT, 'README.md')).read()
 
@@ -38,7 +37,7 @@ def test_headline_is_the_reports(tmp_path):
     # the block between the markers is exactly what the committed results give
     reports = []
     for protocol, c in tune.COMMITTED.items():
-        from sweep import records
+        from phr.sweep import records
         recs = records.load(c['results'])
         if recs:
             ctx = type('Ctx', (), dict(results=c['results'], rows_dir=c['rows_dir'], threads=1))

@@ -11,12 +11,14 @@ import time
 
 import numpy as np
 import pytest
+
+from conftest import cli
 import torch
 
-import generate
-import import_posts
-import partition
-import recommend
+from phr.data import synthetic as generate
+from phr.data import posts as import_posts
+from phr.data import partition
+from phr import serve as recommend
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -147,10 +149,10 @@ GOOD = [{'author': f'u{u}', 'post_id': f'{u}_{i}', 'text': f'post {i} about topi
 
 def test_failed_reimport_keeps_the_earlier_dataset(tmp_path):
     out = tmp_path / 'D'
-    import_posts.main([_jsonl(tmp_path / 'good.jsonl', GOOD), '--out', str(out)])
+    cli(import_posts, [_jsonl(tmp_path / 'good.jsonl', GOOD), '--out', str(out)])
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     bad = [dict(p, hashtags=['a', 'b']) for p in GOOD]            # two hashtags on every post: nothing to rank
-    one_line_error(lambda: import_posts.main([_jsonl(tmp_path / 'bad.jsonl', bad), '--out', str(out), '--overwrite']))
+    one_line_error(lambda: cli(import_posts, [_jsonl(tmp_path / 'bad.jsonl', bad), '--out', str(out), '--overwrite']))
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(os.listdir(tmp_path)) == ['D', 'bad.jsonl', 'good.jsonl']      # no temporary folder left
 
@@ -173,13 +175,13 @@ def test_failed_reimport_keeps_the_earlier_dataset(tmp_path):
 ])
 def test_bad_posts(tmp_path, case, make, words):
     src = make(tmp_path)
-    one_line_error(lambda: import_posts.main([src, '--out', str(tmp_path / 'out')]), *words)
+    one_line_error(lambda: cli(import_posts, [src, '--out', str(tmp_path / 'out')]), *words)
     assert not (tmp_path / 'out').exists()
 
 
 def test_import_out_is_a_file(tmp_path):
     (tmp_path / 'f').write_text('x')
-    one_line_error(lambda: import_posts.main([_jsonl(tmp_path / 'g.jsonl', GOOD), '--out', str(tmp_path / 'f')]),
+    one_line_error(lambda: cli(import_posts, [_jsonl(tmp_path / 'g.jsonl', GOOD), '--out', str(tmp_path / 'f')]),
                    '--out', 'is a file')
 
 
@@ -191,18 +193,18 @@ def test_import_out_is_a_file(tmp_path):
     (['--personal', '2'], ['--personal is a probability']),
 ])
 def test_bad_generator_knobs(tmp_path, argv, words):
-    one_line_error(lambda: generate.main(['--preset', 'demo', '--scale', '0.1', '--out', str(tmp_path / 'g')] + argv),
+    one_line_error(lambda: cli(generate, ['--preset', 'demo', '--scale', '0.1', '--out', str(tmp_path / 'g')] + argv),
                    *words)
 
 
 def test_generate_out_is_a_file(tmp_path):
     (tmp_path / 'f').write_text('x')
-    one_line_error(lambda: generate.main(['--preset', 'demo', '--out', str(tmp_path / 'f')]), '--out', 'is a file')
+    one_line_error(lambda: cli(generate, ['--preset', 'demo', '--out', str(tmp_path / 'f')]), '--out', 'is a file')
 
 
 def test_partition_of_an_empty_video_info(tiny_copy):
     open(os.path.join(tiny_copy, 'video_info.txt'), 'w').close()
-    one_line_error(lambda: partition.main([tiny_copy]), 'video_info.txt', '0 lines')
+    one_line_error(lambda: cli(partition, [tiny_copy]), 'video_info.txt', '0 lines')
 
 
 def test_recommend_features_of_two_posts(tiny_dir, tmp_path):
@@ -212,7 +214,7 @@ def test_recommend_features_of_two_posts(tiny_dir, tmp_path):
     d = load_dataset(tiny_dir, verbose=False)
     F = d.features.size(1)
     np.save(tmp_path / 'two.npy', np.zeros((2, F // 2), np.float32))
-    one_line_error(lambda: recommend.main(['--checkpoint', str(tmp_path / 'GCN_PHR' / 'best.pt'), '--data_path',
+    one_line_error(lambda: cli(recommend, ['--checkpoint', str(tmp_path / 'GCN_PHR' / 'best.pt'), '--data_path',
                                            tiny_dir, '--author', d.user_names[0], '--features',
                                            str(tmp_path / 'two.npy')]), 'two.npy', 'shape [2, 1138]', 'one post')
 
@@ -267,8 +269,8 @@ def test_kill_9_and_resume_equals_an_uninterrupted_run(tiny_dir, tmp_path):
 @pytest.mark.parametrize('cmd, words', [
     (['train.py', '--device', 'mps'], 'cpu or cuda'),
     (['train.py', '--seed', '-1'], '--seed cannot be negative'),
-    (['generate.py', '--personal', '2'], '--personal is a probability'),
-    (['recommend.py', '--checkpoint', 'nowhere.pt', '--data_path', 'Data/demo', '--author', 'x', '--text', 'y'],
+    (['scripts/generate.py', '--personal', '2'], '--personal is a probability'),
+    (['scripts/recommend.py', '--checkpoint', 'nowhere.pt', '--data_path', 'Data/demo', '--author', 'x', '--text', 'y'],
      'nowhere.pt: no such checkpoint'),
 ])
 def test_command_lines_exit_non_zero_without_traceback(cmd, words, tiny_dir):
@@ -292,7 +294,7 @@ def test_import_refuses_a_folder_that_is_not_a_dataset(tmp_path):
     src = _jsonl(tmp_path / 'good.jsonl', GOOD)
     before = _tree(data)
     for extra in ([], ['--overwrite']):
-        one_line_error(lambda: import_posts.main([src, '--out', str(data)] + extra), str(data), 'not a dataset folder',
+        one_line_error(lambda: cli(import_posts, [src, '--out', str(data)] + extra), str(data), 'not a dataset folder',
                        'README.md')
     assert _tree(data) == before and (data / 'README.md').read_text() == 'tracked'
     assert sorted(os.listdir(tmp_path)) == ['Data', 'good.jsonl']
@@ -301,7 +303,7 @@ def test_import_refuses_a_folder_that_is_not_a_dataset(tmp_path):
 def test_import_refuses_the_current_folder(tmp_path, monkeypatch):
     src = _jsonl(tmp_path / 'good.jsonl', GOOD)
     monkeypatch.chdir(tmp_path)
-    one_line_error(lambda: import_posts.main([src, '--out', '.', '--overwrite']), '--out .', 'current folder')
+    one_line_error(lambda: cli(import_posts, [src, '--out', '.', '--overwrite']), '--out .', 'current folder')
     assert sorted(os.listdir(tmp_path)) == ['good.jsonl']          # no '..importing-PID' folder either
 
 
@@ -310,23 +312,23 @@ def test_import_refuses_an_input_inside_out(tmp_path, overwrite):
     out = tmp_path / 'imp' / 'x'
     out.mkdir(parents=True)
     src = _jsonl(out / 'raw.jsonl', GOOD)
-    one_line_error(lambda: import_posts.main([src, '--out', str(out)] + ['--overwrite'] * overwrite),
+    one_line_error(lambda: cli(import_posts, [src, '--out', str(out)] + ['--overwrite'] * overwrite),
                    'holds the input', 'raw.jsonl')
     assert os.listdir(out) == ['raw.jsonl']
 
 
 def test_import_over_a_dataset_needs_overwrite(tmp_path):
     out = tmp_path / 'D'
-    import_posts.main([_jsonl(tmp_path / 'good.jsonl', GOOD), '--out', str(out)])
+    cli(import_posts, [_jsonl(tmp_path / 'good.jsonl', GOOD), '--out', str(out)])
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     more = GOOD + [dict(p, post_id=p['post_id'] + 'b') for p in GOOD]
     again = _jsonl(tmp_path / 'more.jsonl', more)
-    one_line_error(lambda: import_posts.main([again, '--out', str(out)]), str(out), '--overwrite')
+    one_line_error(lambda: cli(import_posts, [again, '--out', str(out)]), str(out), '--overwrite')
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     # its own cleaned posts.jsonl as the input: it lies inside --out, so it is refused even with --overwrite
-    one_line_error(lambda: import_posts.main([str(out / 'posts.jsonl'), '--out', str(out), '--overwrite']),
+    one_line_error(lambda: cli(import_posts, [str(out / 'posts.jsonl'), '--out', str(out), '--overwrite']),
                    'holds the input')
-    import_posts.main([again, '--out', str(out), '--overwrite'])
+    cli(import_posts, [again, '--out', str(out), '--overwrite'])
     assert len(open(out / 'video_list.txt').read().split()) == len(more)
 
 
@@ -359,7 +361,7 @@ def _sampler_data(tags_of_video, H):
 def test_a_post_with_most_hashtags_still_gets_its_few_negatives():
     """Issue 29 (14): a post carrying 1,002 of 1,020 training hashtags has 18 valid negatives; the sampler finds
     them (rejection first, then an exact draw) instead of claiming it carries every training hashtag."""
-    from sampling import TripleSampler
+    from phr.training.sampling import TripleSampler
     H = 1020
     data = _sampler_data([list(range(1002)), list(range(1002, H))], H)
     torch.manual_seed(0)
@@ -371,7 +373,7 @@ def test_a_post_with_most_hashtags_still_gets_its_few_negatives():
 
 def test_a_post_with_every_hashtag_is_one_clear_error():
     from data_load import DataError
-    from sampling import TripleSampler
+    from phr.training.sampling import TripleSampler
     data = _sampler_data([list(range(5)), [0]], 5)
     with pytest.raises(DataError, match='video 0: it carries every training hashtag'):
         TripleSampler(data).__getitems__([0])
@@ -401,11 +403,10 @@ def test_a_second_writer_of_a_run_folder_is_refused(tiny_dir, tmp_path):
 
 def test_a_checkpoint_of_another_dataset_is_refused(tiny_dir, tiny_copy, tmp_path):
     """Issue 29 (9): a dataset of the same sizes but other contents (here: the test rows reordered) is not the one
-    a checkpoint was trained on: resume, recommend.py and full_rank.py refuse it by the dataset's fingerprint."""
-    from checkpoint import CheckpointError, load_checkpoint
+    a checkpoint was trained on: resume, scripts/recommend.py and full_rank.py refuse it by the dataset's fingerprint."""
+    from phr.training.checkpoint import CheckpointError, load_checkpoint
     from data_load import fingerprint, load_dataset
-    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
-    import full_rank
+    from phr.experiments import full_rank
     train.main(['--data_path', tiny_dir, '--save_dir', str(tmp_path), '--no_progress', '--num_epoch', '1',
                 '--dim_latent', '8'])
     ckpt = str(tmp_path / 'GCN_PHR' / 'best.pt')
@@ -421,10 +422,10 @@ def test_a_checkpoint_of_another_dataset_is_refused(tiny_dir, tiny_copy, tmp_pat
                                        str(tmp_path / 'r'), '--no_progress', '--num_epoch', '2']),
                    'trained on another dataset')
     data = load_dataset(tiny_dir, verbose=False)
-    one_line_error(lambda: recommend.main(['--checkpoint', ckpt, '--data_path', tiny_copy, '--author',
+    one_line_error(lambda: cli(recommend, ['--checkpoint', ckpt, '--data_path', tiny_copy, '--author',
                                            data.user_names[0], '--video', data.video_names[0]]),
                    'trained on another dataset')
-    one_line_error(lambda: full_rank.main(['--data_path', tiny_copy, f'x={ckpt}']), 'trained on another dataset')
+    one_line_error(lambda: cli(full_rank, ['--data_path', tiny_copy, f'x={ckpt}']), 'trained on another dataset')
 
 
 def test_resume_into_a_new_folder_keeps_the_best_epochs_weights(tiny_dir, tmp_path, capsys):
@@ -485,14 +486,14 @@ def test_a_second_sweep_on_one_results_file_is_refused(tiny_dir, tmp_path):
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == 'held'
-        one_line_error(lambda: tune.main(own + ['--save_dir', str(tmp_path / 'runs')]), 'r.jsonl',
+        one_line_error(lambda: cli(tune, own + ['--save_dir', str(tmp_path / 'runs')]), 'r.jsonl',
                        'another tune.py is running on it', 'pid 4343')
         assert not results.exists()
     finally:
         holder.kill()
         holder.wait()
     (tmp_path / 'afile').write_text('')
-    one_line_error(lambda: tune.main(own + ['--save_dir', str(tmp_path / 'afile')]), 'afile', 'is a file')
+    one_line_error(lambda: cli(tune, own + ['--save_dir', str(tmp_path / 'afile')]), 'afile', 'is a file')
     assert not results.exists()
-    tune.main(own + ['--save_dir', str(tmp_path / 'runs')])   # free again: the sweep runs
+    cli(tune, own + ['--save_dir', str(tmp_path / 'runs')])   # free again: the sweep runs
     assert results.exists()

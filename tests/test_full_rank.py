@@ -4,14 +4,15 @@ import sys
 
 import numpy as np
 import pytest
+
+from conftest import cli
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
 
-import full_rank  # noqa: E402
-from evaluation import evaluate_rows  # noqa: E402
-from checkpoint import load_checkpoint  # noqa: E402
-from registry import build_model  # noqa: E402
+from phr.experiments import full_rank
+from evaluation import evaluate_rows
+from phr.training.checkpoint import load_checkpoint
+from phr.models.registry import build_model
 
 
 def test_more_candidates_never_raise_a_rows_recall(tiny_data):
@@ -50,20 +51,20 @@ def test_against_a_literal_ranking_of_every_hashtag(tiny_data, name):
 
 def test_bad_arguments_get_one_clear_error(tiny_dir, tmp_path):
     with pytest.raises(SystemExit, match='LABEL=CHECKPOINT'):
-        full_rank.main(['--data_path', tiny_dir, 'no_equals_sign'])
+        cli(full_rank, ['--data_path', tiny_dir, 'no_equals_sign'])
     with pytest.raises(SystemExit, match='no such checkpoint'):
-        full_rank.main(['--data_path', tiny_dir, f'X={tmp_path / "missing.pt"}'])
+        cli(full_rank, ['--data_path', tiny_dir, f'X={tmp_path / "missing.pt"}'])
     with pytest.raises(SystemExit, match='no such dataset folder'):
-        full_rank.main(['--data_path', str(tmp_path / 'nowhere')])
+        cli(full_rank, ['--data_path', str(tmp_path / 'nowhere')])
     # issue 29 (11): a checkpoint labelled as a floor would replace the floor every '- floor' interval is against
     with pytest.raises(SystemExit, match='label user_popularity is reserved'):
-        full_rank.main(['--data_path', tiny_dir, f'user_popularity={tmp_path / "x.pt"}'])
+        cli(full_rank, ['--data_path', tiny_dir, f'user_popularity={tmp_path / "x.pt"}'])
     with pytest.raises(SystemExit, match='given twice'):
-        full_rank.main(['--data_path', tiny_dir, f'a={tmp_path / "x.pt"}', f'a={tmp_path / "y.pt"}'])
+        cli(full_rank, ['--data_path', tiny_dir, f'a={tmp_path / "x.pt"}', f'a={tmp_path / "y.pt"}'])
     with pytest.raises(SystemExit, match='--rows must be at least 1'):
-        full_rank.main(['--data_path', tiny_dir, '--rows', '0'])
+        cli(full_rank, ['--data_path', tiny_dir, '--rows', '0'])
     with pytest.raises(SystemExit, match="--device 'bogus' is not a device"):
-        full_rank.main(['--data_path', tiny_dir, '--device', 'bogus'])
+        cli(full_rank, ['--data_path', tiny_dir, '--device', 'bogus'])
 
 
 def test_calibrate_full_fits_the_count_weight_on_full_ranking_validation(tiny_dir, tmp_path, capsys):
@@ -89,11 +90,11 @@ def test_calibrate_full_fits_the_count_weight_on_full_ranking_validation(tiny_di
     assert float(model.count_weight.detach()) == pytest.approx(w0 * factor)
     # the command adds a LABEL@full_val row for a model with a count term, none for one without
     capsys.readouterr()
-    res = full_rank.main(['--data_path', tiny_dir, f'plus={path}', '--calibrate_full', '--scales', '1', '4'])
+    res = cli(full_rank, ['--data_path', tiny_dir, f'plus={path}', '--calibrate_full', '--scales', '1', '4'])
     assert set(res) == {'user_popularity', 'popularity', 'plus', 'plus@full_val'}
     assert 'full-ranking validation R@10 / NDCG@10: x1 ' in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        full_rank.main(['--data_path', tiny_dir, f'plus={path}', '--calibrate_full', '--split', 'val'])
+        cli(full_rank, ['--data_path', tiny_dir, f'plus={path}', '--calibrate_full', '--split', 'val'])
 
 
 def test_train_protocol_full_selects_and_reports_full_ranking_metrics(tiny_dir, tiny_data, tmp_path):

@@ -1,19 +1,21 @@
-"""import_posts.py on hand-written records in the Twitter v1.1 shapes (tests/fixtures/twitter) and in JSON lines /
-CSV; recommend.py on the imported data."""
+"""scripts/import_posts.py on hand-written records in the Twitter v1.1 shapes (tests/fixtures/twitter) and in JSON lines /
+CSV; scripts/recommend.py on the imported data."""
 import csv
 import json
 import os
 
 import numpy as np
 import pytest
+
+from conftest import cli
 import torch
 
-import import_posts
-import recommend
+from phr.data import posts as import_posts
+from phr import serve as recommend
 import train
 from data_load import DataError, load_dataset
-from checkpoint import load_checkpoint
-from registry import MODELS
+from phr.training.checkpoint import load_checkpoint
+from phr.models.registry import MODELS
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'twitter')
 
@@ -21,7 +23,7 @@ FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'twitter')
 @pytest.fixture(scope='module')
 def tweets_dir(tmp_path_factory):
     out = str(tmp_path_factory.mktemp('tweets') / 'data')
-    import_posts.main([FIXTURES, '--out', out, '--format', 'twitter', '--seed', '3'])
+    cli(import_posts, [FIXTURES, '--out', out, '--format', 'twitter', '--seed', '3'])
     return out
 
 
@@ -66,7 +68,7 @@ def test_imported_folder_loads_with_zero_blocks(tweets_dir, capsys):
 
 
 def test_num_neg_adaptation_is_said(tmp_path, capsys):
-    import_posts.main([FIXTURES, '--out', str(tmp_path / 'd'), '--seed', '3'])
+    cli(import_posts, [FIXTURES, '--out', str(tmp_path / 'd'), '--seed', '3'])
     out = capsys.readouterr().out
     assert 'only 13 hashtags' in out and '--num_neg lowered from 1000 to 11' in out
 
@@ -120,9 +122,9 @@ def test_jsonl_and_csv_with_visual_features(tmp_path):
     vis = np.arange(20 * 4, dtype=np.float32).reshape(20, 4) + 1
     ids = np.array([p['post_id'] for p in posts[:20]])          # one post has no visual vector
     np.savez(tmp_path / 'vis.npz', ids=ids, features=vis)
-    a = import_posts.main([str(jl), '--out', str(tmp_path / 'a'), '--visual', str(tmp_path / 'vis.npz'),
+    a = cli(import_posts, [str(jl), '--out', str(tmp_path / 'a'), '--visual', str(tmp_path / 'vis.npz'),
                            '--missing_dim', '2'])
-    b = import_posts.main([str(tmp_path / 'posts.csv'), '--out', str(tmp_path / 'b'), '--visual',
+    b = cli(import_posts, [str(tmp_path / 'posts.csv'), '--out', str(tmp_path / 'b'), '--visual',
                            str(tmp_path / 'vis.npz'), '--missing_dim', '2'])
     assert a == b and a['posts kept'] == 21 and a['hashtags'] == 6
     da, db = load_dataset(str(tmp_path / 'a'), verbose=False), load_dataset(str(tmp_path / 'b'), verbose=False)
@@ -141,17 +143,17 @@ def test_bad_inputs(tmp_path):
     vis[4, 1] = np.nan
     np.savez(tmp_path / 'nan.npz', ids=np.array([p['post_id'] for p in posts]), features=vis)
     with pytest.raises(SystemExit, match=r'nan.npz: NaN or inf in the features of post .p0_4.'):
-        import_posts.main([str(jl), '--out', str(tmp_path / 'x'), '--visual', str(tmp_path / 'nan.npz')])
+        cli(import_posts, [str(jl), '--out', str(tmp_path / 'x'), '--visual', str(tmp_path / 'nan.npz')])
     with pytest.raises(SystemExit, match='missing.jsonl: no such file'):
-        import_posts.main([str(tmp_path / 'missing.jsonl'), '--out', str(tmp_path / 'x')])
+        cli(import_posts, [str(tmp_path / 'missing.jsonl'), '--out', str(tmp_path / 'x')])
     (tmp_path / 'bad.jsonl').write_text('{"author": "a", "text": "no id"}\n')
     with pytest.raises(SystemExit, match=r'bad.jsonl: record 1: a record needs "author".*"post_id"'):
-        import_posts.main([str(tmp_path / 'bad.jsonl'), '--out', str(tmp_path / 'x')])
+        cli(import_posts, [str(tmp_path / 'bad.jsonl'), '--out', str(tmp_path / 'x')])
     (tmp_path / 'broken.jsonl').write_text('{"author": "a"}\n{not json\n')
     with pytest.raises(SystemExit, match=r'broken.jsonl: line 2 is not JSON'):
-        import_posts.main([str(tmp_path / 'broken.jsonl'), '--out', str(tmp_path / 'x')])
+        cli(import_posts, [str(tmp_path / 'broken.jsonl'), '--out', str(tmp_path / 'x')])
     with pytest.raises(SystemExit, match='no post left after the filters'):
-        import_posts.main([str(jl), '--out', str(tmp_path / 'x'), '--min_posts', '50'])
+        cli(import_posts, [str(jl), '--out', str(tmp_path / 'x'), '--min_posts', '50'])
 
 
 def _train_one(data_dir, tmp_path, model_name):
@@ -173,7 +175,7 @@ def test_recommend(tweets_dir, tmp_path, capsys):
     video = data.video_names[int(data.test.videos[0])]
     author = data.user_names[int(data.test.users[0])]
     capsys.readouterr()
-    ids, scores = recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', author,
+    ids, scores = cli(recommend, ['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', author,
                                   '--video', video, '--topk', '5'])
     out = capsys.readouterr().out
     assert len(ids) == 5 and torch.all(scores[:-1] >= scores[1:])
@@ -185,25 +187,25 @@ def test_recommend(tweets_dir, tmp_path, capsys):
                            torch.arange(data.num_hashtag).unsqueeze(0))[0]
     assert torch.allclose(torch.topk(full, 5).values, scores, atol=1e-5)
     # a new post by its text, and by its feature vector (the same vector: the same ranking)
-    ids_t, scores_t = recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
+    ids_t, scores_t = cli(recommend, ['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
                                       '--text', 'tidy data frames in R'])
     row = data.features[data.video_names.index('105')].numpy()
     np.save(tmp_path / 'post.npy', row)
-    ids_f, scores_f = recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
+    ids_f, scores_f = cli(recommend, ['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
                                       '--features', str(tmp_path / 'post.npy')])
-    ids_v, scores_v = recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
+    ids_v, scores_v = cli(recommend, ['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
                                       '--video', '105'])
     assert torch.equal(ids_f, ids_v) and torch.allclose(scores_f, scores_v, atol=1e-5)
     assert len(ids_t) == 10
     capsys.readouterr()
-    recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'nobody', '--text', 'x'])
+    cli(recommend, ['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'nobody', '--text', 'x'])
     assert 'unknown author' in capsys.readouterr().out
     with pytest.raises(SystemExit, match="no author named 'nobody'"):
-        recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'nobody', '--text', 'x',
+        cli(recommend, ['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'nobody', '--text', 'x',
                         '--strict'])
     with pytest.raises(SystemExit, match='post.npy: 5 values'):
         np.save(tmp_path / 'post.npy', np.zeros(5, np.float32))
-        recommend.main(['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
+        cli(recommend, ['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
                         '--features', str(tmp_path / 'post.npy')])
 
 
@@ -211,8 +213,8 @@ def test_recommend(tweets_dir, tmp_path, capsys):
 def test_all_zero_feature_columns_are_left_out_exactly(tweets_dir, model_name, monkeypatch):
     """Imported posts without visual/acoustic features: the projections read only the non-zero columns, with the
     same initial weights, and every score (before and after training steps) equals the full projection's."""
-    from recommender import Recommender
-    from registry import build_model
+    from phr.models.base import Recommender
+    from phr.models.registry import build_model
     from test_model import train_steps
     data = load_dataset(tweets_dir, verbose=False)
     used = int(data.features.ne(0).any(0).sum())
@@ -263,7 +265,7 @@ def test_howyoutag_reader_both_splits(howyoutag_dir, tmp_path):
     assert p['author'] == '22' and p['text'] == 'the match tonight' and p['hashtags'] == ['football', 'sport']
     # the makers' split: the files' own train / valid / test
     out = tmp_path / 'makers'
-    stats = import_posts.main([str(howyoutag_dir), '--out', str(out), '--split', 'makers', '--min_posts', '1'])
+    stats = cli(import_posts, [str(howyoutag_dir), '--out', str(out), '--split', 'makers', '--min_posts', '1'])
     assert (stats['train_videos'], stats['val_rows'], stats['test_rows']) == (3, 1, 1)
     data = load_dataset(str(out), verbose=False)
     assert data.video_names[int(data.val.videos[0])] == 'valid:1'
@@ -271,13 +273,13 @@ def test_howyoutag_reader_both_splits(howyoutag_dir, tmp_path):
     assert sorted(data.video_names[v] for v in set(data.train[:, 1].tolist())) == ['train:1', 'train:2', 'train:3']
     # the authors' split pools the five posts: per user 80/10/10, which needs 6 posts of one author for a val post
     with pytest.raises(SystemExit, match='needs authors with at least 6 posts'):
-        import_posts.main([str(howyoutag_dir), '--out', str(tmp_path / 'authors'), '--min_posts', '1'])
+        cli(import_posts, [str(howyoutag_dir), '--out', str(tmp_path / 'authors'), '--min_posts', '1'])
 
 
 def test_imports_write_sparse_tfidf_rows_that_knn_reads(tweets_dir):
     # the importer writes each post's sparse TF-IDF row beside the dense block; kNN compares posts by them where
     # they exist (text=auto), and says plainly that a new post's feature row cannot stand in for one
-    from registry import build_model
+    from phr.models.registry import build_model
     data = load_dataset(tweets_dir, verbose=False)
     assert data.text_tfidf is not None and data.text_tfidf.shape[0] == data.num_video
     norms = np.sqrt(np.asarray(data.text_tfidf.multiply(data.text_tfidf).sum(1))).ravel()
@@ -294,7 +296,7 @@ def test_imports_write_sparse_tfidf_rows_that_knn_reads(tweets_dir):
 
 def test_tagmix_reads_the_sparse_tfidf_rows(tweets_dir):
     # TagMix's words term is an EmbeddingBag over a post's TF-IDF terms where the import wrote them (text=auto)
-    from registry import build_model
+    from phr.models.registry import build_model
     data = load_dataset(tweets_dir, verbose=False)
     m = build_model('TagMix', data, dim=8, votes_k=5)
     assert m.text == 'tfidf' and m.text_bag.weight.shape == (data.text_tfidf.shape[1], 8)
@@ -316,7 +318,7 @@ def test_recommend_with_a_corrupt_posts_file_is_one_clear_error(tweets_dir, tmp_
     with open(d / 'posts.jsonl', 'w') as f:
         f.write('{"post_id": \n')                           # cut by a full disk
     with pytest.raises(SystemExit) as e:
-        recommend.main(['--checkpoint', str(tmp_path / 'UTM' / 'best.pt'), '--data_path', str(d),
+        cli(recommend, ['--checkpoint', str(tmp_path / 'UTM' / 'best.pt'), '--data_path', str(d),
                         '--author', data.user_names[int(data.test.users[0])],
                         '--video', data.video_names[int(data.test.videos[0])]])
     assert str(e.value).startswith('error: ') and 'posts.jsonl: line 1 is not a post record' in str(e.value)
@@ -331,7 +333,7 @@ def _posts(path):
 def test_a_new_posts_text_gets_its_tfidf_row_and_the_scores_of_that_post(tweets_dir, name, knobs):
     """A test post given as new (its text) is vectorised to its stored TF-IDF row, and kNN / TagMix (text=tfidf)
     score it as they score the post itself (a test post is in no training count and no vote of its own)."""
-    from registry import build_model
+    from phr.models.registry import build_model
     data = load_dataset(tweets_dir, verbose=False)
     texts = [p['text'] for p in _posts(tweets_dir)]
     v = data.test.videos[:4]
@@ -379,13 +381,13 @@ def test_recommend_serves_a_new_post_by_text_for_knn_on_tfidf_rows(tweets_dir, t
     author = data.user_names[int(data.test.users[0])]
     ckpt = str(tmp_path / 'kNN' / 'best.pt')
     base = ['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', author]
-    by_video, scores_video = recommend.main(base + ['--video', data.video_names[i]])
-    by_text, scores_text = recommend.main(base + ['--text', _posts(tweets_dir)[i]['text']])
+    by_video, scores_video = cli(recommend, base + ['--video', data.video_names[i]])
+    by_text, scores_text = cli(recommend, base + ['--text', _posts(tweets_dir)[i]['text']])
     assert torch.equal(by_text, by_video) and len(by_text) == min(10, data.num_hashtag)
     assert torch.allclose(scores_text, scores_video, atol=1e-5)
     np.save(tmp_path / 'f.npy', data.features[i].numpy())
     with pytest.raises(SystemExit, match='TF-IDF rows .* pass the post.s --text'):
-        recommend.main(base + ['--features', str(tmp_path / 'f.npy')])
+        cli(recommend, base + ['--features', str(tmp_path / 'f.npy')])
 
 
 @pytest.mark.parametrize('model_name', list(MODELS))
@@ -393,7 +395,7 @@ def test_recommend_serves_a_new_post_with_every_model(tweets_dir, tmp_path, mode
     """Every model of the registry, trained (or built) on an import with sparse TF-IDF rows, ranks a new post given
     by its text: kNN, TagMix and GCN-PHR+kNN get the post's TF-IDF row, the others its dense row."""
     _train_one(tweets_dir, tmp_path, model_name)
-    ids, scores = recommend.main(['--checkpoint', str(tmp_path / model_name / 'best.pt'), '--data_path', tweets_dir,
+    ids, scores = cli(recommend, ['--checkpoint', str(tmp_path / model_name / 'best.pt'), '--data_path', tweets_dir,
                                   '--author', 'ana_stats', '--text', 'tidy data frames in R'])
     data = load_dataset(tweets_dir, verbose=False)
     assert len(ids) == min(10, data.num_hashtag) and torch.isfinite(scores).all()

@@ -6,8 +6,8 @@ import torch
 
 import train
 from evaluation import evaluate, full_split
-from recommender import sorted_lookup, user_hashtag_counts
-from registry import build_model
+from phr.models.base import sorted_lookup, user_hashtag_counts
+from phr.models.registry import build_model
 
 
 def test_before_training_it_scores_as_knn(tiny_data):

@@ -5,11 +5,11 @@ import torch
 import torch.nn.functional as F
 
 from model import AGGR, SCORING_MODES, AggregationNet, GraphModel, make_graph_index
-from registry import MODELS, build_model
+from phr.models.registry import MODELS, build_model
 
 MODEL_NAMES = [n for n, spec in MODELS.items() if issubclass(spec.cls, GraphModel)]
-from losses import LOSSES
-from sampling import TripleSampler
+from phr.training.losses import LOSSES
+from phr.training.sampling import TripleSampler
 from train import train_epoch
 
 

@@ -7,12 +7,12 @@ import sys
 import torch
 
 import train
-import checkpoint
-import losses
-import model_plus
-import sampling
-from registry import build_model
-from conftest import assert_trained_and_kept
+from phr.training import checkpoint
+from phr.training import losses
+from phr.models import plus as model_plus
+from phr.training import sampling
+from phr.models.registry import build_model
+from conftest import assert_trained_and_kept, cli
 from test_model import train_steps
 
 PARTS = ('identity', 'counts', 'content')
@@ -131,22 +131,21 @@ def test_trains_through_train_py_with_every_loss(tiny_dir, tiny_data, tmp_path, 
         assert_trained_and_kept(best, tmp_path / loss, tiny_data, loss_falls=loss != 'hard_bpr')
         ckpt = torch.load(tmp_path / loss / 'best.pt', weights_only=True)
         assert ckpt['model_args']['identity'] and ckpt['model_args']['counts'] and ckpt['model_args']['content']
-    # served by recommend.py like every other model: a dataset post, and the same post as a new feature row
+    # served by scripts/recommend.py like every other model: a dataset post, and the same post as a new feature row
     import numpy as np
-    import recommend
+    from phr import serve as recommend
     from data_load import load_dataset
     d = load_dataset(tiny_dir, verbose=False)
     ckpt = str(tmp_path / 'bpr' / 'best.pt')
     v, u = int(d.test.videos[0]), int(d.test.users[0])        # a held-out post: no leave-one-out applies
     np.save(tmp_path / 'post.npy', d.features[v].numpy())
     base = ['--checkpoint', ckpt, '--data_path', tiny_dir, '--author', d.user_names[u]]
-    ids_v, s_v = recommend.main(base + ['--video', d.video_names[v]])
-    ids_f, s_f = recommend.main(base + ['--features', str(tmp_path / 'post.npy')])
+    ids_v, s_v = cli(recommend, base + ['--video', d.video_names[v]])
+    ids_f, s_f = cli(recommend, base + ['--features', str(tmp_path / 'post.npy')])
     assert torch.equal(ids_v, ids_f) and torch.allclose(s_v, s_f, atol=1e-5)
     # scripts/diagnose.py on the same checkpoint: scaling the count weight by 1 gives the model's own val metrics
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
-    import diagnose
-    diagnose.main([ckpt, '--data_path', tiny_dir, '--count_scales', '1', '4'])
+    from phr.experiments import diagnose
+    cli(diagnose, [ckpt, '--data_path', tiny_dir, '--count_scales', '1', '4'])
     out = capsys.readouterr().out
     own = re.search(r'^this model\s+([\d.]+)\s+([\d.]+)', out, re.M).groups()
     scaled = re.search(r'^\s+1\s+([\d.]+)\s+([\d.]+)$', out, re.M).groups()
@@ -291,7 +290,7 @@ def test_content_net_and_count_gate_options(tiny_data, tiny_dir, tmp_path):
 def test_full_ranking_count_term_added_sparsely_equals_the_dense_table(tiny_data):
     """Under full ranking GCN-PHR+ (and GCN-PHR+kNN) add log(1 + c_uh) only where a count is stored: the scores equal
     the dense a + w * log_count exactly, on validation rows and on training posts (their own hashtags left out)."""
-    from recommender import lookup_pairs
+    from phr.models.base import lookup_pairs
     for name in ('GCN_PHR_plus', 'GCN_PHR_knn'):
         torch.manual_seed(0)
         m = build_model(name, tiny_data, dim=8).eval()

@@ -5,16 +5,18 @@ import subprocess
 import sys
 
 import pytest
+
+from conftest import cli
 import torch
 from torch import nn
 
-import registry as model_lib
-import recommend
+from phr.models import registry as model_lib
+from phr import serve as recommend
 import train
 from data_load import load_dataset
-from checkpoint import CheckpointError, load_checkpoint
-from recommender import DIM, HParam, Recommender
-from registry import build_model, register
+from phr.training.checkpoint import CheckpointError, load_checkpoint
+from phr.models.base import DIM, HParam, Recommender
+from phr.models.registry import build_model, register
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,10 +66,10 @@ def test_a_new_model_is_one_class_and_one_registry_line(toy_registered, tiny_dir
     with pytest.raises(SystemExit, match=r'toy does not take --num_layers \(its knobs: --dim_latent, --scale\)'):
         train.main(['--data_path', tiny_dir, '--model_name', 'toy', '--num_layers', '1',
                     '--save_dir', str(tmp_path / 'x')])
-    # it loads in recommend.py (from the checkpoint's own model_args, whatever the flags say)
+    # it loads in scripts/recommend.py (from the checkpoint's own model_args, whatever the flags say)
     data = load_dataset(tiny_dir, verbose=False)
     capsys.readouterr()
-    ids, scores = recommend.main(['--checkpoint', ckpt_path, '--data_path', tiny_dir,
+    ids, scores = cli(recommend, ['--checkpoint', ckpt_path, '--data_path', tiny_dir,
                                   '--author', data.user_names[0], '--video', data.video_names[0], '--topk', '3'])
     assert len(ids) == 3 and 'toy score' in capsys.readouterr().out
     # it resumes from its own arguments; a flag that would change the model is refused, naming it
@@ -94,7 +96,7 @@ def test_registry_gives_choices_labels_and_capabilities():
 
 
 def test_recommend_does_not_import_train():
-    code = 'import sys, recommend; print("train" in sys.modules)'
+    code = 'import sys, phr.serve, phr.sweep.command, phr.experiments.bench; print("train" in sys.modules)'
     out = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == 'False'
 
@@ -177,7 +179,7 @@ def test_every_bad_checkpoint_gives_one_clear_error(kind, good_ckpt, tiny_dir, t
     # the same message from both command lines, as one line and no traceback
     for run in (lambda: train.main(['--data_path', tiny_dir, '--PATH_weight_load', path, '--save_dir',
                                     str(tmp_path / 'r'), '--no_progress']),
-                lambda: recommend.main(['--checkpoint', path, '--data_path', tiny_dir, '--author',
+                lambda: cli(recommend, ['--checkpoint', path, '--data_path', tiny_dir, '--author',
                                         tiny_data.user_names[0], '--video', tiny_data.video_names[0]])):
         with pytest.raises(SystemExit, match=BAD[kind]) as e:
             run()

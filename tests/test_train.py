@@ -83,7 +83,7 @@ def test_floors_evaluate_without_training(tiny_dir, tmp_path, capsys):
 
 
 def test_weight_decay_reaches_weight_matrices_only_by_default(tiny_data):
-    from registry import build_model
+    from phr.models.registry import build_model
     model = build_model('GCN_PHR', tiny_data, dim=8)
     names = {id(p): n for n, p in model.named_parameters()}
     groups = train.param_groups(model, 0.1)

@@ -6,16 +6,16 @@ import sys
 
 import numpy as np
 import pytest
+
+from conftest import cli
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'scripts'))
-import migrate_results  # noqa: E402
-import model_plus  # noqa: E402
-import tune  # noqa: E402
-from registry import search_space  # noqa: E402
-from sweep import records, report, runner, stats  # noqa: E402
-from sweep.plan import Plan, dataset_slug, draw, load_pinned  # noqa: E402
-from sweep.records import config_key  # noqa: E402
+from phr.models import plus as model_plus
+from phr.sweep import command as tune
+from phr.models.registry import search_space
+from phr.sweep import records, report, runner, stats
+from phr.sweep.plan import Plan, dataset_slug, draw, load_pinned
+from phr.sweep.records import config_key
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
 
@@ -75,12 +75,12 @@ def test_migration_leaves_every_table_of_the_report_identical(tmp_path):
     # report of today's code has the same lines, every table row included, but for the description of the grids
     old = os.path.join(DATA, 'tune_v1_rtweet.jsonl')
     migrated = tmp_path / 'tune.jsonl'
-    recs = migrate_results.migrate_file(old, str(migrated))
+    recs = records.migrate_file(old, str(migrated))
     assert all('decay_embeddings' in r['config'] for r in recs if r['model'] not in ('user_popularity', 'popularity'))
-    assert migrate_results.migrate_file(str(migrated), str(tmp_path / 'again.jsonl')) == recs   # idempotent
+    assert records.migrate_file(str(migrated), str(tmp_path / 'again.jsonl')) == recs   # idempotent
     argv = ['--report', '--datasets', 'rtweet', '--models', 'GCN_PHR', 'UTM', 'GCN_PHR_plus', 'user_popularity',
             'popularity', '--results', str(migrated), '--out', str(tmp_path / 'R.md')]
-    tune.main(argv)
+    cli(tune, argv)
     want = open(os.path.join(DATA, 'tune_v1_rtweet_report.md')).read().splitlines()
     got = (tmp_path / 'R.md').read_text().splitlines()
     assert len(got) == len(want)
@@ -95,7 +95,7 @@ def test_sweep_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
             '--max_epoch', '1', '--seeds', '0', '--results', str(tmp_path / 'r.jsonl'), '--rows_dir',
             str(tmp_path / 'rows'), '--save_dir', str(tmp_path / 'runs'), '--out', str(tmp_path / 'R.md'),
             '--jobs', '2']
-    results = tune.main(argv)
+    results = cli(tune, argv)
     assert [r['status'] for r in results] == ['ok'] * len(results)
     phases = sorted((r['model'], r['phase']) for r in results)
     assert phases == sorted([('GCN_PHR', 'search')] * 2 + [('USHM', 'search')] * 2 +
@@ -121,11 +121,11 @@ def test_sweep_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
     # run again: nothing left to do, the same file
     n = len(open(tmp_path / 'r.jsonl').readlines())
     capsys.readouterr()
-    tune.main(argv)
+    cli(tune, argv)
     assert len(open(tmp_path / 'r.jsonl').readlines()) == n and 'run(s) to do' not in capsys.readouterr().out
     # --report rebuilds the table from the results file alone
     os.remove(tmp_path / 'R.md')
-    tune.main(argv + ['--report'])
+    cli(tune, argv + ['--report'])
     assert open(tmp_path / 'R.md').read() == table
     assert all(json.loads(line)['dataset'] == tiny_dir for line in open(tmp_path / 'r.jsonl'))
 
@@ -133,7 +133,7 @@ def test_sweep_end_to_end_and_resume(tiny_dir, tmp_path, capsys):
 def test_jobs_2_gives_the_same_rows_as_jobs_1(tiny_dir, tmp_path):
     def sweep(jobs):
         d = tmp_path / f'j{jobs}'
-        return tune.main(['--datasets', tiny_dir, '--models', 'no_att', 'UTM', '--configs', '2', '--max_epoch', '2',
+        return cli(tune, ['--datasets', tiny_dir, '--models', 'no_att', 'UTM', '--configs', '2', '--max_epoch', '2',
                           '--seeds', '0', '--results', str(d / 'r.jsonl'), '--rows_dir', str(d / 'rows'),
                           '--save_dir', str(d / 'runs'), '--out', str(d / 'R.md'), '--jobs', str(jobs),
                           '--no-ablations'])
@@ -148,7 +148,7 @@ def test_seed_0_is_the_search_run_from_its_checkpoint(tiny_dir, tmp_path):
     argv = ['--datasets', tiny_dir, '--models', 'GCN_PHR', '--configs', '2', '--max_epoch', '2', '--seeds', '0',
             '--results', str(tmp_path / 'r.jsonl'), '--rows_dir', str(tmp_path / 'rows'), '--save_dir',
             str(tmp_path / 'runs'), '--out', str(tmp_path / 'R.md'), '--no-ablations']
-    results = tune.main(argv)
+    results = cli(tune, argv)
     seed = next(r for r in results if r['phase'] == 'seed')
     search = Plan(datasets=[], models=[], configs=2).selected(results, tiny_dir, 'GCN_PHR')
     assert seed['from_run'].endswith(f"search_{search['index']}_s0")       # no second training
@@ -158,7 +158,7 @@ def test_seed_0_is_the_search_run_from_its_checkpoint(tiny_dir, tmp_path):
     os.remove(os.path.join(tune.ROOT, seed['from_run'], 'best.pt'))
     with open(tmp_path / 'r.jsonl', 'w') as f:
         f.writelines(json.dumps(r) + '\n' for r in results if r['phase'] == 'search')
-    retrained = next(r for r in tune.main(argv) if r['phase'] == 'seed')
+    retrained = next(r for r in cli(tune, argv) if r['phase'] == 'seed')
     assert 'from_run' not in retrained and retrained['test'] == seed['test']
     again = np.load(os.path.join(tune.ROOT, retrained['rows']))
     for k in ('recall@10', 'ndcg@10'):
@@ -168,7 +168,7 @@ def test_seed_0_is_the_search_run_from_its_checkpoint(tiny_dir, tmp_path):
 def test_two_datasets_in_one_sweep(tiny_dir, tiny_copy, tmp_path, capsys):
     # one pool for every dataset and phase: each model's seeds follow its own search, the second dataset's runs
     # follow the first's; every planned run happens exactly once and both datasets reach the table
-    results = tune.main(['--datasets', tiny_dir, str(tiny_copy), '--models', 'UTM', 'user_popularity',
+    results = cli(tune, ['--datasets', tiny_dir, str(tiny_copy), '--models', 'UTM', 'user_popularity',
                          '--configs', '2', '--max_epoch', '1', '--seeds', '0', '1', '--results',
                          str(tmp_path / 'r.jsonl'), '--rows_dir', str(tmp_path / 'rows'), '--save_dir',
                          str(tmp_path / 'runs'), '--out', str(tmp_path / 'R.md'), '--jobs', '2'])
@@ -189,7 +189,7 @@ def test_ablation_runs_write_rows_and_pair_with_the_full_model(tiny_dir, tmp_pat
     argv = ['--datasets', tiny_dir, '--models', 'GCN_PHR_plus', '--configs', '2', '--max_epoch', '2',
             '--seeds', '0', '1', '--results', str(tmp_path / 'r.jsonl'), '--rows_dir', str(tmp_path / 'rows'),
             '--save_dir', str(tmp_path / 'runs'), '--out', str(tmp_path / 'R.md'), '--jobs', '2']
-    fresh = tune.main(argv)
+    fresh = cli(tune, argv)
     assert all(r['status'] == 'ok' for r in fresh)
     assert sorted({r['phase'] for r in fresh}) == ['ablation', 'search', 'seed']
     assert all(r['count_scale'] in model_plus.COUNT_SCALES for r in fresh if r['config'].get('counts', True))
@@ -255,17 +255,17 @@ def test_the_committed_files_are_written_only_by_the_committed_plan(tiny_dir, tm
     before = {p: os.path.getmtime(p) for p in (tune.OUT, tune.COMMITTED['sampled']['results'])}
     for extra in ([], ['--results', str(tmp_path / 'r.jsonl')], ['--out', str(tmp_path / 'R.md')]):
         with pytest.raises(SystemExit, match='not the committed plan'):
-            tune.main(['--datasets', tiny_dir, '--models', 'popularity', '--max_epoch', '1', '--seeds', '0',
+            cli(tune, ['--datasets', tiny_dir, '--models', 'popularity', '--max_epoch', '1', '--seeds', '0',
                        '--rows_dir', str(tmp_path / 'rows')] + extra)
     with pytest.raises(SystemExit, match='no such file'):
-        tune.main(['--report', '--results', str(tmp_path / 'typo.jsonl'), '--out', str(tmp_path / 'R.md'),
+        cli(tune, ['--report', '--results', str(tmp_path / 'typo.jsonl'), '--out', str(tmp_path / 'R.md'),
                    '--rows_dir', str(tmp_path / 'rows'), '--datasets', tiny_dir])
     with pytest.raises(SystemExit, match='is a folder'):
-        tune.main(['--report', '--results', str(tmp_path), '--out', str(tmp_path / 'R.md'),
+        cli(tune, ['--report', '--results', str(tmp_path), '--out', str(tmp_path / 'R.md'),
                    '--rows_dir', str(tmp_path / 'rows'), '--datasets', tiny_dir])
     (tmp_path / 'r.jsonl').write_text('')
     with pytest.raises(SystemExit, match='--out .*: is a folder'):
-        tune.main(['--report', '--results', str(tmp_path / 'r.jsonl'), '--out', str(tmp_path),
+        cli(tune, ['--report', '--results', str(tmp_path / 'r.jsonl'), '--out', str(tmp_path),
                    '--rows_dir', str(tmp_path / 'rows'), '--datasets', tiny_dir])
     assert before == {p: os.path.getmtime(p) for p in before}
 
@@ -294,10 +294,10 @@ def test_failed_runs_and_missing_devices_are_errors(tiny_dir, tmp_path, capsys):
            '--save_dir', str(tmp_path / 'runs')]
     if not torch.cuda.is_available():
         with pytest.raises(SystemExit, match='--devices: .*no CUDA device'):
-            tune.main(['--datasets', tiny_dir, '--models', 'popularity', '--devices', 'cuda:0'] + own)
+            cli(tune, ['--datasets', tiny_dir, '--models', 'popularity', '--devices', 'cuda:0'] + own)
         assert not (tmp_path / 'r.jsonl').exists()
     with pytest.raises(SystemExit, match=r'1 run\(s\) FAILED'):
-        tune.main(['--datasets', tiny_dir, '--models', 'UTM', '--seeds', '0', '--configs', '1', '--max_epoch', '1',
+        cli(tune, ['--datasets', tiny_dir, '--models', 'UTM', '--seeds', '0', '--configs', '1', '--max_epoch', '1',
                    '--fixed', 'UTM:l_r=-1'] + own)
     recs = records.load(str(tmp_path / 'r.jsonl'))
     assert [r['status'] for r in recs] == ['failed'] and '--l_r must be positive' in recs[0]['error']
@@ -310,18 +310,18 @@ def test_a_changed_budget_or_dataset_runs_again(tiny_copy, tmp_path, capsys):
            '--out', str(tmp_path / 'R.md'),
            '--save_dir', str(tmp_path / 'runs'), '--datasets', tiny_copy, '--models', 'UTM', 'popularity',
            '--configs', '1', '--seeds', '0', '--no-ablations', '--batch_size', '64']
-    tune.main(own + ['--max_epoch', '1'])
+    cli(tune, own + ['--max_epoch', '1'])
     first = records.load(str(tmp_path / 'r.jsonl'))
     assert len(first) == 3 and {r['budget']['max_epoch'] for r in first if r['model'] == 'UTM'} == {1}
     assert [r['budget'] for r in first if r['model'] == 'popularity'] == [None]
-    tune.main(own + ['--max_epoch', '1'])                              # the same plan: nothing runs again
+    cli(tune, own + ['--max_epoch', '1'])                              # the same plan: nothing runs again
     assert len(records.load(str(tmp_path / 'r.jsonl'))) == 3
-    tune.main(own + ['--max_epoch', '2'])                              # another budget: UTM again, not the floor
+    cli(tune, own + ['--max_epoch', '2'])                              # another budget: UTM again, not the floor
     again = records.load(str(tmp_path / 'r.jsonl'))[3:]
     assert sorted(r['model'] for r in again) == ['UTM', 'UTM'] and {r['budget']['max_epoch'] for r in again} == {2}
     test = np.load(os.path.join(tiny_copy, 'test.npy'))
     np.save(os.path.join(tiny_copy, 'test.npy'), test[::-1].copy())   # regenerated under the same name
-    tune.main(own + ['--max_epoch', '2'])
+    cli(tune, own + ['--max_epoch', '2'])
     last = records.load(str(tmp_path / 'r.jsonl'))[5:]
     assert sorted(r['model'] for r in last) == ['UTM', 'UTM', 'popularity']
     assert len({r['data_fingerprint'] for r in last} | {first[0]['data_fingerprint']}) == 2

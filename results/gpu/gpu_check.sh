@@ -11,7 +11,7 @@ DATA=${DATA:-yfcc100m}; GEN=${GEN:---preset yfcc100m}; DEV=${DEV:-cuda}
   echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1)"
   echo "== commit ${COMMIT:-not given (the device gets no .git: pass COMMIT=\$(git rev-parse --short HEAD) in the run command)}"
   python3 -c "import torch, torch_geometric as g; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'pyg', g.__version__)"
-  echo "== generate"; time timeout 150 python3 generate.py $GEN
+  echo "== generate"; time timeout 150 python3 scripts/generate.py $GEN
   echo "== bench";    timeout 240 python3 scripts/bench.py --device $DEV --data_path Data/$DATA --models GCN_PHR no_att GCN_PHR_plus --steps 5
   echo "== train";    time timeout 150 python3 train.py --device $DEV --data_path Data/$DATA --num_epoch 2 \
                         --no_progress --save_dir /tmp/gpu_runs --run_name gpu

@@ -12,18 +12,17 @@ import time
 
 import numpy as np
 
-import atomic
-import run_folder
+from phr.util import atomic
+from phr.training import run_folder
 from data_load import fingerprint
 from evaluation import best_by_validation
-from sweep import records
-from sweep.plan import ROOT, prepare, rows_folder, rows_path, run_name
+from phr.sweep import records
+from phr.util.runtime import cpu_name
+from phr.sweep.plan import ROOT, prepare, rows_folder, rows_path, run_name
 
 
 def machine():
     import torch
-    sys.path.insert(0, os.path.join(ROOT, 'scripts'))
-    from bench import cpu_name   # scripts/bench.py
     return f'{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}'
 
 
@@ -65,7 +64,7 @@ def rows_from_search(job, ctx, search, rows):
     if not os.path.exists(ckpt_path):
         return None
     import torch
-    from checkpoint import load_checkpoint
+    from phr.training.checkpoint import load_checkpoint
     from data_load import load_dataset
     from evaluation import write_test_rows
     t0 = time.perf_counter()

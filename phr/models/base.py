@@ -129,7 +129,7 @@ class Recommender(nn.Module):
         rows = self._new_tfidf
         if rows is None:
             raise ValueError(f'{type(self).__name__} compares posts by their TF-IDF rows (text=tfidf): a new post '
-                             f'needs its text (recommend.py --text), or a post of the dataset (--video), or a model '
+                             f'needs its text (scripts/recommend.py --text), or a post of the dataset (--video), or a model '
                              f'trained with --text dense')
         if rows.shape[0] != count:
             raise ValueError(f'{rows.shape[0]} TF-IDF rows for {count} new posts')
@@ -154,7 +154,7 @@ class Recommender(nn.Module):
         texts = self._new_texts
         if texts is None:
             raise ValueError(f'{type(self).__name__} reads a new post\'s text (its character n-gram term): pass the '
-                             f'post\'s text (recommend.py --text), or a post of the dataset (--video)')
+                             f'post\'s text (scripts/recommend.py --text), or a post of the dataset (--video)')
         if len(texts) != count:
             raise ValueError(f'{len(texts)} texts for {count} new posts')
         return list(texts)

@@ -21,8 +21,8 @@ costs a few [B, H] passes per step.
 import torch
 from torch import nn
 
-from baselines import TEXTS, NeighbourVotes, content_rows
-from recommender import DIM, HParam, Recommender, csr_positions, user_hashtag_counts
+from phr.models.baselines import TEXTS, NeighbourVotes, content_rows
+from phr.models.base import DIM, HParam, Recommender, csr_positions, user_hashtag_counts
 
 
 def keys_to_csr(keys, values, num_rows, width):

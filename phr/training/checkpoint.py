@@ -6,8 +6,8 @@ import zipfile
 
 import torch
 
-import atomic
-from registry import MODELS, build_model, hparams_from_config, stored_args
+from phr.util import atomic
+from phr.models.registry import MODELS, build_model, hparams_from_config, stored_args
 
 
 class CheckpointError(ValueError):

@@ -1,12 +1,12 @@
 """Generate a dataset with the shape and statistics of the authors' YFCC100M / Instagram data, then partition it.
 
 The authors' processed data cannot be downloaded, so this writes the same raw input a real crawl gives
-(three list files + ``video_info.txt`` + three feature files) and runs ``partition.py`` on it: generated and
+(three list files + ``video_info.txt`` + three feature files) and runs ``scripts/partition.py`` on it: generated and
 real data share one path. Every knob is documented in Data/README.md.
 
-    python generate.py --preset demo                       # -> Data/demo (seconds)
-    python generate.py --preset yfcc100m                   # -> Data/yfcc100m (134,992 videos)
-    python generate.py --preset instagram --scale 0.1      # -> Data/instagram_0.1
+    python scripts/generate.py --preset demo                       # -> Data/demo (seconds)
+    python scripts/generate.py --preset yfcc100m                   # -> Data/yfcc100m (134,992 videos)
+    python scripts/generate.py --preset instagram --scale 0.1      # -> Data/instagram_0.1
 
 What the data carries (each with its knob):
   * topics: every video has one latent topic; hashtags are grouped into concepts, concepts into topics;
@@ -27,7 +27,7 @@ import numpy as np
 from numpy.lib.format import open_memmap
 
 from data_load import DataError, FEATURE_FILES
-from partition import RAW_FILE, partition
+from phr.data.partition import RAW_FILE, partition
 
 PRESETS = {
     # name: (videos, users, hashtags) -- the authors' table for the two real datasets
@@ -206,14 +206,9 @@ def check_args(args):
         raise DataError(f'--out {args.out}: is a file, expected a folder')
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def run(args):
     try:
         check_args(args)
         generate(args)
     except DataError as e:
         sys.exit(f'error: {e}')
-
-
-if __name__ == '__main__':
-    main()

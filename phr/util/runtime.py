@@ -1,5 +1,6 @@
 """Where a run executes: one device string, one seed, the CPU allocator setting."""
 import os
+import platform
 import random
 
 import numpy as np
@@ -47,3 +48,12 @@ def keep_freed_memory():
         return False
     M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 ** 31 - 1))
+
+
+def cpu_name():
+    """The CPU's model name (what benchmarks and sweep records say they ran on)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()

@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from runtime import resolve_device
+from phr.util.runtime import resolve_device
 
 
 def init_distributed(device_name, loss):

@@ -23,10 +23,10 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-from registry import MODELS, search_space
-from sweep.records import config_key, search_records, selected
+from phr.models.registry import MODELS, search_space
+from phr.sweep.records import config_key, search_records, selected
+from phr import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOWYOUTAG_SRC = os.path.join(ROOT, '..', 'shared', 'data', 'howyoutag')
 PINNED = os.path.join(ROOT, 'results', 'plan.json')
 
@@ -176,11 +176,11 @@ def prepare(spec):
     elif name.startswith('howyoutag'):
         if not os.path.isdir(HOWYOUTAG_SRC):
             raise SystemExit(f'error: {HOWYOUTAG_SRC}: the #HowYouTagTweets files are not there')
-        cmd = [sys.executable, 'import_posts.py', HOWYOUTAG_SRC, '--out', path]
+        cmd = [sys.executable, os.path.join('scripts', 'import_posts.py'), HOWYOUTAG_SRC, '--out', path]
         if name == 'howyoutag_makers':
             cmd += ['--split', 'makers']
     else:
-        cmd = [sys.executable, 'generate.py', '--preset', name, '--out', path]
+        cmd = [sys.executable, os.path.join('scripts', 'generate.py'), '--preset', name, '--out', path]
         if scale:
             cmd += ['--scale', scale]
     print('$ ' + ' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd), flush=True)

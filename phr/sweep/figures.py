@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402
 
-from registry import MODELS  # noqa: E402
+from phr.models.registry import MODELS  # noqa: E402
 
 FLOOR = 'user_popularity'
 

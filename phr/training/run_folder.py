@@ -3,7 +3,7 @@ so an earlier run is never overwritten by accident, and reading its per-epoch lo
 import json
 import os
 
-import atomic
+from phr.util import atomic
 
 METRICS = 'metrics.jsonl'        # one JSON line per epoch: loss, val, test, seconds
 BEST = 'best.pt'                 # the checkpoint of the best validation epoch

@@ -33,10 +33,10 @@ they vote for); the leave-one-out covers the other terms.
 import numpy as np
 import scipy.sparse as sp
 import torch
-import import_posts
-from baselines import TEXTS, NeighbourVotes, content_rows
-from model_mix import SparseTables, keys_to_csr
-from recommender import HParam, Recommender, user_hashtag_counts
+from phr.data import posts as import_posts
+from phr.models.baselines import TEXTS, NeighbourVotes, content_rows
+from phr.models.mix import SparseTables, keys_to_csr
+from phr.models.base import HParam, Recommender, user_hashtag_counts
 
 TERMS = ('counts', 'votes', 'grams', 'own', 'peers', 'centroid', 'popularity')
 TIE_BREAK = 1e-3
@@ -156,7 +156,7 @@ class TagBlend(SparseTables, Recommender):
         texts = import_posts.dataset_texts(data.path) if grams != 'off' and grams_mix > 0 and data.path else None
         if grams == 'on' and texts is None:
             raise ValueError(f'{data.path}: grams=on needs the posts\' texts ({import_posts.POSTS_FILE}, written by '
-                             f'import_posts.py); this dataset has none: use grams auto or off')
+                             f'scripts/import_posts.py); this dataset has none: use grams auto or off')
         if texts is not None and len(texts) != V:
             raise ValueError(f'{data.path}/{import_posts.POSTS_FILE}: {len(texts):,} posts, the dataset has {V:,}')
         char_rows, self._char_vec = import_posts.fit_char_rows(texts) if texts is not None else (None, None)
@@ -225,7 +225,7 @@ class TagBlend(SparseTables, Recommender):
     def new_post_terms(self, users, rows):
         """The terms for new posts, given as feature rows [B, F] (and, when posts are compared by TF-IDF, their
         rows by ``new_posts_tfidf``): the similarities to the training posts are computed for them, as kNN's are.
-        The character n-gram term reads the posts' raw texts, given with ``new_posts_text`` (recommend.py --text),
+        The character n-gram term reads the posts' raw texts, given with ``new_posts_text`` (scripts/recommend.py --text),
         vectorised by the n-gram vectoriser fitted on the dataset's posts."""
         H = self.num_hashtag
         out = {'counts': torch.log1p(self._dense('count', users)),

@@ -1,12 +1,12 @@
 """Top-K hashtags for one author and one post, from a trained checkpoint.
 
-    python recommend.py --checkpoint runs/GCN_PHR/best.pt --data_path Data/demo --author user_00075 --video video_000001
-    python recommend.py --checkpoint runs/rtweet/GCN_PHR_seed0/best.pt --data_path Data/rtweet --author tidyversetweets \\
+    python scripts/recommend.py --checkpoint runs/GCN_PHR/best.pt --data_path Data/demo --author user_00075 --video video_000001
+    python scripts/recommend.py --checkpoint runs/rtweet/GCN_PHR_seed0/best.pt --data_path Data/rtweet --author tidyversetweets \\
         --text "New package release for tidy data frames"                # a new post, by its text
-    python recommend.py ... --author X --features post.npy               # a new post, by its feature vector
+    python scripts/recommend.py ... --author X --features post.npy               # a new post, by its feature vector
 
 The post is a video of the dataset (``--video``, a name from video_list.txt: its true hashtags are marked with *),
-or a new post: ``--text`` (vectorised with the dataset's ``text_model.npz``, written by import_posts.py: the
+or a new post: ``--text`` (vectorised with the dataset's ``text_model.npz``, written by scripts/import_posts.py: the
 dense text block, and the sparse TF-IDF row for kNN / TagMix trained on those; the visual and acoustic blocks are
 zeros) or ``--features`` (a .npy vector of the dataset's full feature width).
 The model and its sizes come from the checkpoint's own model_args (``checkpoint.load_checkpoint``, shared with resume). An author not in user_list.txt gets the
@@ -19,10 +19,10 @@ import os
 import numpy as np
 import torch
 
-from baselines import hashtag_popularity
+from phr.models.baselines import hashtag_popularity
 from data_load import DataError, load_dataset, load_npy
-from checkpoint import CheckpointError, load_checkpoint
-from runtime import resolve_device
+from phr.training.checkpoint import CheckpointError, load_checkpoint
+from phr.util.runtime import resolve_device
 
 
 def post_features(args, data):
@@ -40,7 +40,7 @@ def post_features(args, data):
         if not np.isfinite(vec).all():
             raise DataError(f'{args.features}: NaN or inf in the feature vector')
         return torch.from_numpy(vec).unsqueeze(0)
-    from import_posts import TEXT_MODEL, load_text_model, text_features
+    from phr.data.posts import TEXT_MODEL, load_text_model, text_features
     model = load_text_model(os.path.join(data.path, TEXT_MODEL))
     text = text_features([args.text], model)
     if text.shape[1] != data.feature_dims[-1]:
@@ -69,7 +69,7 @@ def build_parser():
     p.add_argument('--author', required=True, help='a name from user_list.txt')
     post = p.add_mutually_exclusive_group(required=True)
     post.add_argument('--video', help='a post of the dataset, by its name in video_list.txt')
-    post.add_argument('--text', help='a new post\'s text (datasets made by import_posts.py)')
+    post.add_argument('--text', help='a new post\'s text (datasets made by scripts/import_posts.py)')
     post.add_argument('--features', help='a new post\'s feature vector, .npy of the full feature width')
     p.add_argument('--topk', type=int, default=10, help='how many hashtags to print')
     p.add_argument('--strict', action='store_true', help='an unknown author is an error, not a popularity fallback')
@@ -78,8 +78,7 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def run(args):
     if args.topk < 1:
         raise SystemExit(f'error: --topk must be positive, got {args.topk}')
     try:
@@ -113,7 +112,7 @@ def main(argv=None):
                     raise DataError(f'{args.checkpoint}: this {type(model).__name__} compares posts by their TF-IDF '
                                     f'rows (text=tfidf), which a feature vector does not give; pass the post\'s '
                                     f'--text instead')
-                from import_posts import new_post_tfidf
+                from phr.data.posts import new_post_tfidf
                 rows = new_post_tfidf(data, [args.text])
             if feats is not None and model.reads_text and not args.text:   # TagBlend's n-gram term reads the text
                 raise DataError(f'{args.checkpoint}: this {type(model).__name__} reads a new post\'s text (its '
@@ -135,7 +134,7 @@ def main(argv=None):
         hits = len(true & set(ids.tolist()))
         print(f'true hashtags of {args.video}: {" ".join(names)} ({hits} of {len(true)} in the top {len(ids)}; '
               f'* marks them)')
-        from import_posts import POSTS_FILE
+        from phr.data.posts import POSTS_FILE
         posts = os.path.join(args.data_path, POSTS_FILE)
         if os.path.exists(posts):
             with open(posts, encoding='utf-8', errors='replace') as f:
@@ -151,7 +150,3 @@ def main(argv=None):
                         print(f'text: {text!r}')
                         break
     return ids, scores
-
-
-if __name__ == '__main__':
-    main()

@@ -9,7 +9,8 @@ of an earlier format to it (scripts/migrate_results.py rewrote the committed fil
 import json
 import os
 
-import atomic
+from phr.util import atomic
+from phr.models.registry import MODELS
 from evaluation import best_by_validation
 
 FORMAT = 2
@@ -108,3 +109,12 @@ def seed_records(results, dataset, model, planned, searched):
         return []
     return [r for r in results if r['dataset'] == dataset and r['model'] == model and r['phase'] == 'seed'
             and r['status'] == 'ok' and (best is None or r['config'] == best['config'])]
+
+
+def migrate_file(path, out=None):
+    """The records of ``path`` in the current format, written to ``out`` (default: ``path`` itself, atomically)."""
+    with open(path) as f:
+        old = [json.loads(line) for line in f if line.strip()]
+    recs = [migrate(r, r['model'] in MODELS and MODELS[r['model']].trainable) for r in old]
+    atomic.write_text(out or path, ''.join(json.dumps(r) + '\n' for r in recs))
+    return recs

@@ -6,11 +6,11 @@ import argparse
 import inspect
 from dataclasses import dataclass, field
 
-import baselines
+from phr.models import baselines
 import model
-import model_blend
-import model_mix
-import model_plus
+from phr.models import blend as model_blend
+from phr.models import mix as model_mix
+from phr.models import plus as model_plus
 
 
 @dataclass(frozen=True)

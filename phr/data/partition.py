@@ -11,8 +11,8 @@ Per user, ``int(0.8 * n)`` of their videos go to train and the rest is halved in
 test (the remainder), as the authors' ``Data_Partition.py`` did. Every val/test row gets ``--num_neg`` negatives
 drawn without replacement from all hashtags minus the video's own.
 
-    python partition.py Data/mydata --seed 2019
-    python partition.py Data/mydata --legacy      # the authors' pickled object arrays instead
+    python scripts/partition.py Data/mydata --seed 2019
+    python scripts/partition.py Data/mydata --legacy      # the authors' pickled object arrays instead
 """
 import argparse
 import os
@@ -193,13 +193,8 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def run(args):
     try:
         partition(args.path, seed=args.seed, num_neg=args.num_neg, legacy=args.legacy)
     except DataError as e:
         sys.exit(f'error: {e}')
-
-
-if __name__ == '__main__':
-    main()

@@ -12,8 +12,8 @@ from torch import nn
 
 from evaluation import evaluate_splits, evaluate_variants, selection_key
 from model import AGGREGATION, DIM, GRAPH_SEARCH, LAYERS, SCORING, GCNPHR
-from baselines import TEXTS, NeighbourVotes, content_rows
-from recommender import HParam, is_every_hashtag, lookup_pairs, pair_entries, user_hashtag_counts
+from phr.models.baselines import TEXTS, NeighbourVotes, content_rows
+from phr.models.base import HParam, is_every_hashtag, lookup_pairs, pair_entries, user_hashtag_counts
 
 # factors of the learned count weight tried on validation by --calibrate_counts (1 keeps it as trained)
 COUNT_SCALES = (0.5, 1, 1.5, 2, 3, 5, 8)

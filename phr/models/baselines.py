@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
-from recommender import DIM, HParam, Recommender, csr_positions, gather_rows, lookup_pairs, user_hashtag_counts
+from phr.models.base import DIM, HParam, Recommender, csr_positions, gather_rows, lookup_pairs, user_hashtag_counts
 
 
 def hashtag_popularity(data):
@@ -222,11 +222,11 @@ TEXTS = ('auto', 'dense', 'tfidf')
 
 def content_rows(data, text):
     """What a post is compared by: ``dense``, its feature row (all blocks); ``tfidf``, its sparse TF-IDF row
-    (``data.text_tfidf``, written by import_posts.py); ``auto``, the TF-IDF rows where the dataset has them."""
+    (``data.text_tfidf``, written by scripts/import_posts.py); ``auto``, the TF-IDF rows where the dataset has them."""
     if text not in TEXTS:
         raise ValueError(f'text {text!r}: choose from {TEXTS}')
     if text == 'tfidf' and data.text_tfidf is None:
-        raise ValueError(f'{data.path}: no sparse TF-IDF rows (FeatureText_tfidf.npz, written by import_posts.py); '
+        raise ValueError(f'{data.path}: no sparse TF-IDF rows (FeatureText_tfidf.npz, written by scripts/import_posts.py); '
                          f'use text=dense')
     return 'tfidf' if text == 'tfidf' or (text == 'auto' and data.text_tfidf is not None) else 'dense'
 

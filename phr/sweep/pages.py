@@ -4,12 +4,12 @@ import os
 import re
 import statistics
 
-from registry import MODELS
-from sweep import figures
-from sweep.plan import ROOT, dataset_slug
-from sweep.records import current
-from sweep.report import EXTENSION, EXTENSION_LABEL, seed_records_of, seed_rows
-from sweep.stats import paired_bootstrap, verdict
+from phr.models.registry import MODELS
+from phr.sweep import figures
+from phr.sweep.plan import ROOT, dataset_slug
+from phr.sweep.records import current
+from phr.sweep.report import EXTENSION, EXTENSION_LABEL, seed_records_of, seed_rows
+from phr.sweep.stats import paired_bootstrap, verdict
 
 PROTOCOL_TITLE = {'sampled': "sampled protocol (the paper's: 1,000 negatives per row)",
                   'full': 'full ranking (every hashtag a candidate)'}

@@ -4,10 +4,10 @@ import os
 
 import numpy as np
 
-from registry import MODELS, search_space
-from sweep.plan import DATASET_SETTINGS, ROOT, rows_folder
-from sweep.records import config_key, current, seed_records
-from sweep.stats import mean_std, paired_bootstrap, verdict
+from phr.models.registry import MODELS, search_space
+from phr.sweep.plan import DATASET_SETTINGS, ROOT, rows_folder
+from phr.sweep.records import config_key, current, seed_records
+from phr.sweep.stats import mean_std, paired_bootstrap, verdict
 
 HISTORY = (('all used before', lambda s: s == 1), ('some', lambda s: (s > 0) & (s < 1)),
            ('none', lambda s: s == 0))

@@ -1,10 +1,10 @@
 """Import a dump of social-media posts into a dataset folder (the authors' layout), then partition it.
 
-    python import_posts.py posts.jsonl --out Data/mine                      # JSON lines
-    python import_posts.py posts.csv --out Data/mine --visual vis.npz       # CSV, with per-post visual features
-    python import_posts.py crawl/ --format twitter --out Data/tweets        # Twitter API v1.1 JSON responses
-    python import_posts.py ../shared/data/howyoutag --out Data/howyoutag    # #HowYouTagTweets (TSV), authors' split
-    python import_posts.py ../shared/data/howyoutag --out Data/howyoutag_makers --split makers   # the makers' split
+    python scripts/import_posts.py posts.jsonl --out Data/mine                      # JSON lines
+    python scripts/import_posts.py posts.csv --out Data/mine --visual vis.npz       # CSV, with per-post visual features
+    python scripts/import_posts.py crawl/ --format twitter --out Data/tweets        # Twitter API v1.1 JSON responses
+    python scripts/import_posts.py ../shared/data/howyoutag --out Data/howyoutag    # #HowYouTagTweets (TSV), authors' split
+    python scripts/import_posts.py ../shared/data/howyoutag --out Data/howyoutag_makers --split makers   # the makers' split
 
 Input formats (``--format``, default ``auto``: ``.csv`` files are CSV, JSON that holds tweets is ``twitter``,
 other JSON is ``jsonl``, ``.tsv`` files are ``howyoutag``):
@@ -24,13 +24,13 @@ other JSON is ``jsonl``, ``.tsv`` files are ``howyoutag``):
     hashtags already removed from the text. Post id = ``<file stem>:<line number>``.
 
 Split (``--split``): ``authors`` (default) pools every post and applies the authors' per-user 80/10/10 split
-(partition.py); ``makers`` keeps the split the input files carry, by file name (``train`` / ``valid`` or ``val`` /
+(scripts/partition.py); ``makers`` keeps the split the input files carry, by file name (``train`` / ``valid`` or ``val`` /
 ``test``: for #HowYouTagTweets, the makers' split by time per user).
 
 Output (``--out``): ``user_list.txt`` (author names), ``hashtag_list.txt``, ``video_list.txt`` (post ids),
 ``video_info.txt`` (partition input), the three feature files, ``posts.jsonl`` (the kept posts, read by
-``recommend.py``), ``text_model.npz`` (the fitted text vectoriser, so a new post's text gets the same features),
-then ``partition.py``'s files. Features:
+``scripts/recommend.py``), ``text_model.npz`` (the fitted text vectoriser, so a new post's text gets the same features),
+then ``scripts/partition.py``'s files. Features:
   * text (``FeatureText_normal.npy``): TF-IDF (scikit-learn) of the text with hashtags and URLs removed, so the
     label is not in the input, reduced to ``--text_dim`` (100) dims with truncated SVD, rows L2-normalised
     (a post with no words left is an all-zero row);
@@ -54,9 +54,9 @@ from collections import Counter
 
 import numpy as np
 
-import atomic
+from phr.util import atomic
 from data_load import FEATURE_FILES, ID_FILES, LIST_FILES, TFIDF_FILE, DataError, save_npy_atomic
-from partition import RAW_FILE, partition
+from phr.data.partition import RAW_FILE, partition
 
 AUTHOR_DIMS = (2048, 128, 100)   # visual, acoustic, textual: the authors' widths (FEATURE_FILES order)
 TEXT_MODEL = 'text_model.npz'
@@ -454,7 +454,7 @@ def save_text_model(path, model):
 def load_text_model(path):
     if not os.path.exists(path):
         raise DataError(f'{path}: missing file; the text of a new post can only be vectorised for a dataset '
-                        f'made by import_posts.py')
+                        f'made by scripts/import_posts.py')
     with np.load(path, allow_pickle=False) as z:
         return {k: z[k] for k in z.files}
 
@@ -638,7 +638,7 @@ def build_parser():
     p.add_argument('--out', required=True, help='dataset folder to write (e.g. Data/mine)')
     p.add_argument('--format', default='auto', choices=('auto', 'jsonl', 'csv', 'twitter', 'howyoutag'))
     p.add_argument('--split', default='authors', choices=('authors', 'makers'),
-                   help="authors: per-user 80/10/10 of all posts (partition.py) | makers: the split the input "
+                   help="authors: per-user 80/10/10 of all posts (scripts/partition.py) | makers: the split the input "
                         "files' names give (train / valid / test)")
     p.add_argument('--visual', default=None, help='npz with "ids" and "features": per-post visual vectors')
     p.add_argument('--audio', default=None, help='npz with "ids" and "features": per-post acoustic vectors')
@@ -658,8 +658,7 @@ def build_parser():
     return p
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def run(args):
     for flag in ('min_posts', 'min_uses', 'text_dim', 'num_neg'):
         if getattr(args, flag) < 1:
             raise SystemExit(f'error: --{flag} must be at least 1, got {getattr(args, flag)}')
@@ -671,7 +670,3 @@ def main(argv=None):
                             split=args.split, overwrite=args.overwrite)
     except DataError as e:
         raise SystemExit(f'error: {e}')
-
-
-if __name__ == '__main__':
-    main()
