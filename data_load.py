@@ -10,9 +10,11 @@ Command line:
 Every problem with the input raises ``DataError`` with the file name and the problem; ``train.py`` prints it
 and exits, so a user never sees a traceback from inside torch for bad data.
 """
+import json
 import os
 import sys
 from dataclasses import dataclass, fields, replace
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -20,6 +22,9 @@ import torch
 FEATURE_FILES = ('FeatureVideo_normal.npy', 'FeatureAudio_avg_normal.npy', 'FeatureText_normal.npy')
 # optional, written by scripts/import_posts.py: each post's sparse TF-IDF row (scipy CSR), beside the dense text block
 TFIDF_FILE = 'FeatureText_tfidf.npz'
+# optional, written by scripts/import_posts.py: one JSON record per post (post_id, author, hashtags, text), in video
+# id order: the posts' raw texts, for the models that read them (TagBlend's character n-grams)
+POSTS_FILE = 'posts.jsonl'
 LIST_FILES = ('user_list.txt', 'hashtag_list.txt', 'video_list.txt')
 ID_FILES = ('video_hashtag.npy', 'train.npy', 'val.npy', 'test.npy')
 PAD = -1
@@ -240,6 +245,27 @@ class PHRData:
     video_names: list
     text_tfidf: object = None     # [V, terms] scipy CSR of TFIDF_FILE (imports), or None: for models that read it
     fingerprint: str = None       # ``fingerprint(path)``: checkpoints and sweep records say which data they came from
+
+    @cached_property
+    def texts(self):
+        """The posts' raw texts, one per video in id order, from ``POSTS_FILE`` (imports), or None where the folder has
+        none (generated data, the authors'); read on first use, checked against the video count."""
+        fname = os.path.join(self.path, POSTS_FILE) if self.path else None
+        if fname is None or not os.path.exists(fname):
+            return None
+        texts = []
+        with open(fname, encoding='utf-8') as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    texts.append(str(json.loads(line)['text']))
+                except (ValueError, TypeError, KeyError):
+                    raise DataError(f'{fname}: line {i} is not a post record (JSON with a "text"); import the posts '
+                                    f'again') from None
+        if len(texts) != self.num_video:
+            raise DataError(f'{fname}: {len(texts):,} posts, the dataset has {self.num_video:,}')
+        return texts
 
     def stats(self):
         """Statistics for Data/README.md and the issue notes."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from phr.models.base import Posts
 from phr.util import atomic
 
 METRICS = ('precision', 'recall', 'ndcg', 'hit')
@@ -193,20 +194,24 @@ def _rows(split, lo, hi):
 
 def _batches(model, split, ks, batch_size, enc, lo, hi, variants=None):
     """Per-row metrics of rows [lo, hi) of a split, one batch at a time (see ``metric_rows``): a list per batch,
-    in row order, one entry per score variant (``evaluate_variants``; without ``variants``, the one of
-    ``model.score``). Full-ranking blocks on a CPU are scored by ``block_threads`` threads at once."""
-    score = variants or (lambda *args: [model.score(*args)])
-    if variants is None and isinstance(split, FullSplit) and hasattr(model, 'score_all'):
-        # every hashtag is a candidate: a model that scores them all at once (the baselines' q @ E^T) does
-        score = lambda enc, users, videos, candidates: [model.score_all(enc, users, videos)]  # noqa: E731
+    in row order, one entry per score variant (``evaluate_variants``; without ``variants``, the one of the model).
+    A sampled split's rows are scored on their candidates (``model.score``), a full-ranking split's on every hashtag
+    (``model.score_all``; a variant is called with ``hashtags`` None). Full-ranking blocks on a CPU are scored by
+    ``block_threads`` threads at once."""
     full = isinstance(split, FullSplit)
+    if variants is not None:
+        score = (lambda enc, users, posts, candidates: variants(enc, users, posts, None)) if full else variants
+    elif full:
+        score = lambda enc, users, posts, candidates: [model.score_all(enc, users, posts)]  # noqa: E731
+    else:
+        score = lambda enc, users, posts, candidates: [model.score(enc, users, posts, candidates)]  # noqa: E731
 
     def batch(s):
         e = min(s + batch_size, hi)
         users, videos, candidates, pos_mask, valid = _rows(split, s, e)
         num_pos = split.pos_ptr[s + 1:e + 1] - split.pos_ptr[s:e] if full else None
         per = []
-        for scores in score(enc, users, videos, candidates):
+        for scores in score(enc, users, Posts(ids=videos), candidates):
             scores = scores.float()
             if not bool(torch.isfinite(scores.sum())):   # one reduction; the table is rewritten only if needed
                 scores = torch.nan_to_num(scores, nan=float('-inf'))  # a NaN score must not win a comparison
@@ -300,10 +305,10 @@ def evaluate(model, split, ks=(5, 10), batch_size=None, enc=None, shard=None):
 
 @torch.no_grad()
 def evaluate_variants(model, split, variants, n, ks=(5, 10), batch_size=None, enc=None, shard=None):
-    """``evaluate`` for several scorings of the same rows at once: ``variants(enc, users, videos, candidates)``
-    returns a list of ``n`` [B, C] score tensors, and the result is a list of ``n`` metric dicts in that order
+    """``evaluate`` for several scorings of the same rows at once: ``variants(enc, users, posts, candidates)``
+    (``candidates`` None under full ranking: every hashtag) returns a list of ``n`` [B, C] score tensors, and the result is a list of ``n`` metric dicts in that order
     (``variants`` None: ``model.score``, n = 1). What the variants share (propagation, the expensive part of a score) is
-    computed once per batch, e.g. the count-weight factors of ``model_plus.calibrate_count_weight``."""
+    computed once per batch, e.g. the count-weight factors of GCN-PHR+'s calibration (``phr/training/hooks.py``)."""
     batch_size, was_training, enc = _prepare(model, split, batch_size, enc)
     lo, hi = 0, len(split)
     if shard is not None:

@@ -1,7 +1,8 @@
 """GCN-PHR (Wei et al., ACM MM 2019) as the paper's Figure 2 draws it, and its faithful variants: the authors'
 released architecture (``Net``), the homogeneous-graph ablation (``var1``) and GCN-PHR without attention
-(``no_att``). The extension GCN-PHR+ (not the paper's) is in ``model_plus.py``, the baselines in ``baselines.py``,
-the interface in ``recommender.py`` and the registry of names in ``registry.py``.
+(``no_att``). The extension GCN-PHR+ (not the paper's) is in ``phr/models/plus.py``, the baselines in
+``phr/models/baselines.py``, the interface in ``phr/models/base.py`` and the registry of names in
+``phr/models/registry.py``.
 
 Notation (SPEC §2): a training triple (u, v, h) = "u tagged v with h"; V(u, h) = videos u tagged with h;
 p_v = LeakyReLU(W_t f_v + b) the video vector from its 2276-d features.
@@ -16,7 +17,8 @@ from torch import nn
 from torch_geometric.nn import GATConv, MessagePassing, SAGEConv
 from torch_geometric.utils import scatter, softmax
 
-from phr.models.base import DIM, TRAINING_SEARCH, HParam, Recommender, gather_rows, is_every_hashtag, rows
+from phr.models.base import DIM, TRAINING_SEARCH, HParam, Recommender
+from phr.models.sparse import gather_rows, rows
 
 AGGR = {'mean': 'mean', 'max': 'max', 'add': 'sum'}
 SCORING_MODES = ('cat', 'fully_con')
@@ -120,17 +122,24 @@ class Scorer(nn.Module):
         """Hashtag-side part of the first layer, for all hashtags at once: [H, d]."""
         return self.hashtag_tag(hashtag)
 
-    def forward(self, x_user, x_video, hashtag_table, hashtags, base=None):
-        # x_user [B, d], x_video [B, d], hashtag_table [H, d] (``prepare``), hashtags [B, C] -> scores [B, C];
-        # ``base`` [B, C]: other terms of the score, added (under full ranking without gradients: in place, by the
-        # per-user matmul itself, so the [B, C] table is written once)
+    def forward(self, x_user, x_video, hashtag_table, hashtags=None, base=None):
+        # x_user [B, d], x_video [B, d], hashtag_table [H, d] (``prepare``), hashtags [B, C] -> scores [B, C], or
+        # hashtags None: every hashtag of the table in id order (full ranking) -> [B, H]; ``base`` [B, C]: other terms
+        # of the score, added (under full ranking without gradients: in place, by the per-user matmul itself, so the
+        # [B, H] table is written once)
         uv = F.leaky_relu(self.video_in(torch.cat([x_user, x_video], -1)))
         if self.mode == 'cat':
             # <W_h uh, W_v uv + b> = <uh, W_h^T (W_v uv + b)>: the last hashtag layer folds into the video side,
             # so no [B, C, d] x [d, d] product is needed (same value; hashtag_out has no bias)
             uv = self.video_out(uv) @ self.hashtag_out.weight
         q = self.hashtag_user(x_user).unsqueeze(1)
-        if torch.is_grad_enabled() and (hashtag_table.requires_grad or q.requires_grad):
+        grad = torch.is_grad_enabled() and (hashtag_table.requires_grad or q.requires_grad)
+        if hashtags is None:
+            if not grad and len(uv) > 1:
+                return self._score_every_hashtag(uv, q, hashtag_table, base)
+            H = hashtag_table.size(0)
+            hashtags = torch.arange(H, device=uv.device).expand(len(uv), H)
+        if grad:
             # [B, C, d] rows by index_select (cheaper than 2-D advanced indexing), add and LeakyReLU in place
             uh = F.leaky_relu_(gather_rows(hashtag_table, hashtags).add_(q))
             s = (uh @ uv.unsqueeze(-1)).squeeze(-1)
@@ -143,8 +152,6 @@ class Scorer(nn.Module):
         itself). On a GPU: one block."""
         B, C = hashtags.shape
         d = hashtag_table.size(1)
-        if B > 1 and is_every_hashtag(hashtags, hashtag_table.size(0)):
-            return self._score_every_hashtag(uv, q, hashtag_table, hashtags, base)
         block = B if hashtags.is_cuda else max(1, self.EVAL_BLOCK_ELEMENTS // (C * d))
         out = torch.empty(B, C, dtype=uv.dtype, device=uv.device)
         n_ws = min(block, B) * C * d   # a GPU's caching allocator already reuses memory: no workspace kept there
@@ -160,7 +167,7 @@ class Scorer(nn.Module):
             torch.sum(uh.mul_(uv[s:s + n].unsqueeze(1)), -1, out=out[s:s + n])
         return out if base is None else out.add_(base)
 
-    def _score_every_hashtag(self, uv, q, hashtag_table, hashtags, base=None):
+    def _score_every_hashtag(self, uv, q, hashtag_table, base=None):
         """Full ranking (every row's candidates are all H hashtags, in order): the hashtag side
         LeakyReLU(W_h x_h + W_u x_u) depends on the user only, so it is computed once per distinct user of the rows
         ([H, d]) and that user's rows are scored against it by one matmul. Same values as the row-by-row path up to
@@ -168,8 +175,8 @@ class Scorer(nn.Module):
         (``evaluation.full_split`` holds rows grouped by user, so a run is all of a user's rows in the block).
         ``base``: the other terms of the score, [B, H]; the matmul adds into it in place (addmm) and returns it."""
         users, counts = torch.unique_consecutive(q[:, 0], dim=0, return_counts=True)
-        out = torch.empty(hashtags.shape, dtype=uv.dtype, device=uv.device) if base is None else base
         H, d = hashtag_table.shape
+        out = torch.empty(len(uv), H, dtype=uv.dtype, device=uv.device) if base is None else base
         ws = self._workspace(H * d, hashtag_table)[:H * d].view(H, d) if not hashtag_table.is_cuda else None
         start = 0
         for g, n in enumerate(counts.tolist()):
@@ -348,9 +355,12 @@ class GraphModel(Recommender):
                                            self.project(self.graph_features))   # [Vg, d]
         return {'user': x_user, 'hashtag': x_hashtag, 'hashtag_part': self.scorer.prepare(x_hashtag)}
 
-    def score(self, enc, users, videos, hashtags):
-        x_video = self.project(self.video_features(videos))   # p_v of the batch's posts (val/test/new ones too)
+    def score(self, enc, users, posts, hashtags):
+        x_video = self.project(self.video_features(posts))   # p_v of the batch's posts (val/test/new ones too)
         return self.scorer(enc['user'][users], x_video, enc['hashtag_part'], hashtags)
+
+    def score_all(self, enc, users, posts):
+        return self.score(enc, users, posts, None)
 
 
 class GCNPHR(GraphModel):

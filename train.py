@@ -15,7 +15,7 @@ at the end are that epoch's. Per-epoch metrics also go to <save_dir>/<run>/metri
 
 Each model takes only its own knobs (declared beside its code, README "Flags"): a flag the chosen model does not
 take is an error. Nothing imports this file; what the loop uses lives in small modules (sampling, losses,
-checkpoint, run_folder, distributed, runtime, evaluation, registry).
+checkpoint, run_folder, distributed, hooks, runtime, evaluation, registry).
 """
 import argparse
 import json
@@ -34,6 +34,7 @@ from phr.training import run_folder
 from phr.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint, write_checkpoint
 from data_load import DataError, load_dataset
 from evaluation import evaluate_splits, full_split, selection_key, write_test_rows
+from phr.training.hooks import hook_for
 from phr.training.losses import CANDIDATE_LOSSES, LOSSES, TrainingError
 from phr.models.registry import (MODELS, add_model_flags, build_model, checkpoint_model_args, get_spec, hparams_from_config,
                       model_args, model_flags, model_hparams, stored_args)
@@ -361,7 +362,7 @@ def main(argv=None):
         atomic.write_text(metrics_path, ''.join(json.dumps(line) + '\n' for line in kept))
     epochs_run = start_epoch
     train_model = distributed.wrap(model, device) if ddp else model
-    epoch_metrics = getattr(model, 'epoch_metrics', None)   # a model's own evaluation hook (GCN_PHR_plus)
+    hook = hook_for(model)   # the model's own training behaviour (phr/training/hooks.py), the plain one for most
     for epoch in range(start_epoch, args.num_epoch):
         epochs_run = epoch + 1
         t0 = time.perf_counter()
@@ -373,10 +374,7 @@ def main(argv=None):
                              f'features for extreme values')
         except DataError as e:
             raise SystemExit(f'error: {e}')
-        if epoch_metrics is not None:
-            m, extra = epoch_metrics(splits, ks, args.eval_batch, shard, k_sel)
-        else:
-            m, extra = evaluate_splits(model, splits, ks, args.eval_batch, shard), {}
+        m, extra = hook.epoch_metrics(model, splits, ks, args.eval_batch, shard, k_sel)
         secs = time.perf_counter() - t0
         improved = best['val'] is None or selection_key(m['val'], k_sel) > selection_key(best['val'], k_sel)
         print(f'epoch {epoch:3d} | loss {loss:.4f} | val {fmt(m["val"], k_sel)} | test {fmt(m["test"], k_sel)} '
@@ -400,9 +398,9 @@ def main(argv=None):
             break
     best['epochs_run'] = epochs_run
 
-    # ---- after training: a model's own hook on the best checkpoint (GCN_PHR_plus --calibrate_counts), the rows
-    if rank0 and best['val'] is not None and hasattr(model, 'finish_run'):
-        best = finish_run(best_path, run_dir, data, splits, ks, args.eval_batch, device, k_sel, epochs_run)
+    # ---- after training: the model's hook on the best checkpoint (what it changes is written back), the rows
+    if rank0 and best['val'] is not None:
+        best = finish_run(hook, best_path, run_dir, data, splits, ks, args.eval_batch, device, k_sel, epochs_run)
     if rank0 and best['val'] is not None and not os.path.exists(best_path):
         raise SystemExit(f'error: the best epoch ({best["epoch"]}, from the resumed checkpoint) has no weights in '
                          f'this run folder ({best_path} was not written: no later epoch beat it, and the resumed '
@@ -437,19 +435,21 @@ def carry_best(resumed, best_path, epoch):
         print(f'best epoch so far ({epoch}): its checkpoint copied from {src}')
 
 
-def finish_run(best_path, run_dir, data, splits, ks, batch_size, device, k, epochs_run):
-    """The best checkpoint's model through its ``finish_run`` hook; when that changes the model (a calibration
-    record), the checkpoint is rewritten with it and the record goes to calibration.json. Returns the run's best."""
+def finish_run(hook, best_path, run_dir, data, splits, ks, batch_size, device, k, epochs_run):
+    """The best checkpoint's model through its hook's ``finish_run``; when that changes the model (a ``Finish``), the
+    checkpoint is rewritten with it, its metrics and fields go into the checkpoint's ``best``, and the whole record to
+    the run folder's finish.json (what the sweep reads). Returns the run's best."""
     model, ckpt = load_checkpoint(best_path, data, device)
     best = dict(ckpt.get('best') or {})
-    info = model.finish_run(splits, ks, batch_size, k, trained=best.get('count_weight_trained'))
-    if info is None:
+    done = hook.finish_run(model, splits, ks, batch_size, k, best)
+    if done is None:
         return dict(best, epochs_run=epochs_run)
-    best.update(val=info['val'], test=info['test'], count_scale=info['count_scale'],
-                count_weight=info['count_weight'], count_weight_trained=info['count_weight_trained'])
+    best.update(val=done.val, test=done.test, **done.fields)
     ckpt.update(model=model.state_dict(), best=best)
     write_checkpoint(best_path, ckpt)
-    atomic.write_json(os.path.join(run_dir, run_folder.CALIBRATION), {'epoch': best.get('epoch'), **info}, indent=1)
+    atomic.write_json(os.path.join(run_dir, run_folder.FINISH), {'epoch': best.get('epoch'), 'val': done.val,
+                                                                 'test': done.test, 'fields': done.fields,
+                                                                 **done.details}, indent=1)
     return dict(best, epochs_run=epochs_run)
 
 

@@ -19,8 +19,10 @@ import os
 import numpy as np
 import torch
 
-from phr.models.baselines import hashtag_popularity
-from data_load import DataError, load_dataset, load_npy
+from data_load import POSTS_FILE, DataError, load_dataset, load_npy
+from phr.data.text import TEXT_MODEL, load_text_model, new_post_tfidf, text_features
+from phr.models.base import Posts
+from phr.models.signals import hashtag_popularity
 from phr.training.checkpoint import CheckpointError, load_checkpoint
 from phr.util.runtime import resolve_device
 
@@ -40,7 +42,6 @@ def post_features(args, data):
         if not np.isfinite(vec).all():
             raise DataError(f'{args.features}: NaN or inf in the feature vector')
         return torch.from_numpy(vec).unsqueeze(0)
-    from phr.data.posts import TEXT_MODEL, load_text_model, text_features
     model = load_text_model(os.path.join(data.path, TEXT_MODEL))
     text = text_features([args.text], model)
     if text.shape[1] != data.feature_dims[-1]:
@@ -53,12 +54,14 @@ def post_features(args, data):
     return row
 
 
-def recommend(model, data, user, video=None, features=None, k=10):
-    """(hashtag ids [k], scores [k]) for a user id and a dataset video id or a new post's feature row [1, F]."""
+def recommend(model, user, post, k=10):
+    """(hashtag ids [k], scores [k]) for a user id and one post (``Posts`` of one: a dataset post, or a new one)."""
     device = next(iter(model.buffers())).device
-    users = torch.tensor([user], device=device)
-    post = features.to(device) if features is not None else torch.tensor([video], device=device)
-    ids, scores = model.recommend(users, post, k)
+    if post.is_new:
+        post = Posts(features=post.features.to(device), tfidf=post.tfidf, texts=post.texts)
+    else:
+        post = Posts(ids=post.ids.to(device))
+    ids, scores = model.recommend(torch.tensor([user], device=device), post, k)
     return ids[0].cpu(), scores[0].cpu()
 
 
@@ -105,21 +108,23 @@ def run(args):
             top = torch.topk(pop, min(args.topk, data.num_hashtag))
             ids, scores, how = top.indices, top.values, 'training uses'
         else:
-            feats = None if args.video is not None else post_features(args, data)
-            rows = None
-            if feats is not None and model.reads_tfidf:   # kNN / TagMix with text=tfidf: the post's TF-IDF row too
-                if not args.text:
+            if args.video is not None:
+                post = Posts(ids=torch.tensor([video]))
+            else:
+                # a new post: its feature row, and what a model that reads more of it needs (Posts.need_tfidf / texts)
+                feats = post_features(args, data)
+                if model.reads_tfidf and not args.text:   # kNN / TagMix / TagBlend with text=tfidf
                     raise DataError(f'{args.checkpoint}: this {type(model).__name__} compares posts by their TF-IDF '
                                     f'rows (text=tfidf), which a feature vector does not give; pass the post\'s '
                                     f'--text instead')
-                from phr.data.posts import new_post_tfidf
-                rows = new_post_tfidf(data, [args.text])
-            if feats is not None and model.reads_text and not args.text:   # TagBlend's n-gram term reads the text
-                raise DataError(f'{args.checkpoint}: this {type(model).__name__} reads a new post\'s text (its '
-                                f'character n-gram term), which a feature vector does not give; pass the post\'s '
-                                f'--text instead, or a model built with --grams off')
-            with model.new_posts_tfidf(rows), model.new_posts_text([args.text] if args.text else None):
-                ids, scores = recommend(model, data, users[args.author], video, feats, args.topk)
+                if model.reads_text and not args.text:   # TagBlend's n-gram term reads the text
+                    raise DataError(f'{args.checkpoint}: this {type(model).__name__} reads a new post\'s text (its '
+                                    f'character n-gram term), which a feature vector does not give; pass the post\'s '
+                                    f'--text instead, or a model built with --grams off')
+                post = Posts(features=feats,
+                             tfidf=new_post_tfidf(data, [args.text]) if model.reads_tfidf else None,
+                             texts=[args.text] if args.text else None)
+            ids, scores = recommend(model, users[args.author], post, args.topk)
             how = f'{ckpt.get("model_name") or ckpt["config"]["model_name"]} score'
     except (DataError, CheckpointError) as e:
         raise SystemExit(f'error: {e}')
@@ -134,7 +139,6 @@ def run(args):
         hits = len(true & set(ids.tolist()))
         print(f'true hashtags of {args.video}: {" ".join(names)} ({hits} of {len(true)} in the top {len(ids)}; '
               f'* marks them)')
-        from phr.data.posts import POSTS_FILE
         posts = os.path.join(args.data_path, POSTS_FILE)
         if os.path.exists(posts):
             with open(posts, encoding='utf-8', errors='replace') as f:

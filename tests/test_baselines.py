@@ -50,19 +50,18 @@ def test_user_history_is_top_training_hashtags(tiny_data):
         assert min(counts[h] for h in got) >= sorted(counts.values(), reverse=True)[len(got) - 1]
 
 
-def test_lookup_pairs_full_ranking_path_matches_binary_search():
-    # under full ranking (every row's candidates = arange(H)) the values come from one run of the sorted keys per
-    # row, scattered; elsewhere, one binary search per pair: both give the same table, zeros where a key is absent
-    from phr.models.base import is_every_hashtag, lookup_pairs, sorted_lookup
+def test_lookup_rows_of_full_ranking_match_binary_search():
+    # under full ranking (every hashtag, ``lookup_rows``) the values come from one run of the sorted keys per row,
+    # scattered; for candidates (``lookup_pairs``), one binary search per pair: both give the same table, zeros where a key is absent
+    from phr.models.sparse import lookup_pairs, lookup_rows, sorted_lookup
     g = torch.Generator().manual_seed(0)
     H, n = 37, 9
     keys = torch.unique(torch.randint(0, n * H, (120,), generator=g))
     values = torch.rand(len(keys), generator=g)
     ids = torch.tensor([3, 0, 8, 3, 5, 1, 7, 2, 6, 4])
     every = torch.arange(H).expand(len(ids), H)
-    assert is_every_hashtag(every, H) and not is_every_hashtag(every[:, :-1], H)
-    assert not is_every_hashtag(torch.arange(H).flip(0).expand(len(ids), H), H)
     want = sorted_lookup(keys, values, ids.unsqueeze(1) * H + every)
+    assert torch.equal(lookup_rows(keys, values, ids, H), want)
     assert torch.equal(lookup_pairs(keys, values, ids, every, H), want)
     some = torch.randint(0, H, (len(ids), 5), generator=g)
     assert torch.equal(lookup_pairs(keys, values, ids, some, H), sorted_lookup(keys, values, ids.unsqueeze(1) * H + some))

@@ -9,10 +9,14 @@ import pytest
 from conftest import cli
 import torch
 
+from phr.models.base import Posts as P
+
 from phr.data import posts as import_posts
-from data_load import load_dataset
+from phr.data.text import CharGrams
+from data_load import POSTS_FILE, load_dataset
 from evaluation import evaluate, full_split
-from phr.models.base import sorted_lookup, user_hashtag_counts
+from phr.models.signals import user_hashtag_counts
+from phr.models.sparse import sorted_lookup
 from phr.models.registry import build_model
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'twitter')
@@ -41,8 +45,8 @@ def test_terms_against_literal_loops(tiny_data):
     rows = torch.cat([tr[:, :2], torch.stack([d.test.users[:10], d.test.videos[:10]], 1)])
     users, videos = rows[:, 0], rows[:, 1]
     with torch.no_grad():
-        terms = m.terms(users, videos)
-        score = m.score_all({}, users, videos)
+        terms = m.terms(users, P(ids=videos))
+        score = m.score_all({}, users, P(ids=videos))
     keys, counts = user_hashtag_counts(d.graph, H)
     c = sorted_lookup(keys, counts, users[:, None] * H + torch.arange(H))
     mine = torch.zeros(len(rows), H)
@@ -106,8 +110,8 @@ def test_centroid_term_against_a_literal_loop(tiny_data, tweets):
         videos = torch.cat([d.train[:6, 1], d.test.videos[:4]])
         users = torch.cat([d.train[:6, 0], d.test.users[:4]])
         with torch.no_grad():
-            terms = m.terms(users, videos)
-            score = m.score_all({}, users, videos)
+            terms = m.terms(users, P(ids=videos))
+            score = m.score_all({}, users, P(ids=videos))
         if m.tfidf is not None:
             x = torch.from_numpy(d.text_tfidf.toarray())
         else:
@@ -120,8 +124,8 @@ def test_centroid_term_against_a_literal_loop(tiny_data, tweets):
         # a test post given as a new post (its feature row; on the import its TF-IDF row) gets the same term
         tv = d.test.videos[:4]
         tfidf_rows = d.text_tfidf[tv.numpy()] if m.tfidf is not None else None
-        with torch.no_grad(), m.new_posts_tfidf(tfidf_rows):
-            new = m.new_post_terms(d.test.users[:4], d.features[tv])['centroid']
+        with torch.no_grad():
+            new = m.new_post_terms(d.test.users[:4], P(features=d.features[tv], tfidf=tfidf_rows))['centroid']
         assert torch.allclose(new, terms['centroid'][6:], atol=1e-5)
     off = build_model('TagBlend', tiny_data, votes_k=3)
     assert not off.uses['centroid'] and not hasattr(off, 'centroid_sq')     # the default: off, no table
@@ -151,12 +155,12 @@ def test_character_ngram_votes_on_an_import(tweets):
     d = tweets
     m = build_model('TagBlend', d, votes_k=3, power=1.0, grams='on', own_mix=0.0, peers_mix=0.0).eval()
     assert m.uses['grams']
-    rows, _ = import_posts.fit_char_rows(import_posts.dataset_texts(d.path))
+    rows = CharGrams(d.texts).rows
     x = torch.from_numpy(rows.toarray())
     pool = torch.unique(d.train[:, 1])
     users, videos = d.test.users, d.test.videos
     with torch.no_grad():
-        grams = m.terms(users, videos)['grams']
+        grams = m.terms(users, P(ids=videos))['grams']
     for i, v in enumerate(videos.tolist()):
         sims = x[pool] @ x[v]
         top = torch.topk(sims, min(3, len(pool)))
@@ -174,19 +178,18 @@ def test_clear_errors(tiny_data):
 
 
 def test_a_new_post_by_its_text_scores_as_the_same_post_of_the_dataset(tweets):
-    """A new post's character n-gram votes come from its raw text (``new_posts_text``; scripts/recommend.py --text),
+    """A new post's character n-gram votes come from its raw text (``Posts.texts``; scripts/recommend.py --text),
     vectorised as the dataset's posts were: a test post given as a new post (its feature row and its text) scores
     every hashtag as the post itself does. Without the text it is one clear error."""
     m = build_model('TagBlend', tweets, votes_k=3, grams='on', text='dense').eval()
     assert m.uses['grams'] and m.reads_text
-    with open(os.path.join(tweets.path, import_posts.POSTS_FILE), encoding='utf-8') as f:
+    with open(os.path.join(tweets.path, POSTS_FILE), encoding='utf-8') as f:
         texts = [json.loads(line)['text'] for line in f if line.strip()]
     users, videos = tweets.test.users, tweets.test.videos
     with torch.no_grad():
-        want = m.score_all({}, users, videos)
-        with m.new_posts_text([texts[v] for v in videos.tolist()]):
-            got = m.score_all({}, users, tweets.features[videos])
+        want = m.score_all({}, users, P(ids=videos))
+        got = m.score_all({}, users, P(features=tweets.features[videos], texts=[texts[v] for v in videos.tolist()]))
     assert want[:, :].abs().sum() > 0
     assert torch.allclose(got, want, atol=1e-5)
     with pytest.raises(ValueError, match='reads a new post.s text'):
-        m.score_all({}, users[:2], tweets.features[:2])
+        m.score_all({}, users[:2], P(features=tweets.features[:2]))

@@ -137,8 +137,11 @@ class _FixedScores:
     def encode(self):
         return {}
 
-    def score(self, enc, users, videos, candidates):
+    def score(self, enc, users, posts, candidates):
         return torch.gather(self.table[users], 1, candidates)
+
+    def score_all(self, enc, users, posts):
+        return self.table[users]
 
 
 def test_nan_and_infinite_scores_rank_last_and_finite_ones_are_untouched(tiny_data):

@@ -8,6 +8,8 @@ import pytest
 from conftest import cli
 import torch
 
+from phr.models.base import Posts as P
+
 
 from phr.experiments import full_rank
 from evaluation import evaluate_rows
@@ -38,7 +40,7 @@ def test_against_a_literal_ranking_of_every_hashtag(tiny_data, name):
     with torch.no_grad():
         enc = model.encode()
         for r in range(len(t)):
-            s = model.score(enc, t.users[r:r + 1], t.videos[r:r + 1], torch.arange(H)[None])[0].tolist()
+            s = model.score(enc, t.users[r:r + 1], P(ids=t.videos[r:r + 1]), torch.arange(H)[None])[0].tolist()
             v = int(t.videos[r])
             pos = sorted(tiny_data.vh_idx[tiny_data.vh_ptr[v]:tiny_data.vh_ptr[v + 1]].tolist())
             ranks = [sum(s[c] > s[h] or (s[c] == s[h] and (c not in pos or c < h)) for c in range(H) if c != h)
@@ -152,41 +154,14 @@ def test_knn_votes_against_a_literal_loop(tiny_data):
             for h in tiny_data.vh_idx[tiny_data.vh_ptr[p]:tiny_data.vh_ptr[p + 1]].tolist():
                 want[h] += max(s, 0) ** 2
         with torch.no_grad():
-            got_c = content.score({}, t.users[r:r + 1], t.videos[r:r + 1], torch.arange(H)[None])[0]
-            got = knn.score({}, t.users[r:r + 1], t.videos[r:r + 1], torch.arange(H)[None])[0]
+            got_c = content.score({}, t.users[r:r + 1], P(ids=t.videos[r:r + 1]), torch.arange(H)[None])[0]
+            got = knn.score({}, t.users[r:r + 1], P(ids=t.videos[r:r + 1]), torch.arange(H)[None])[0]
         assert torch.allclose(got_c, want + ties, atol=1e-7, rtol=1e-6)
         own = torch.tensor([counts.get((u, h), 0) for h in range(H)], dtype=torch.float)
         assert torch.allclose(got, 2.0 * want + torch.log1p(own) + ties, atol=1e-7, rtol=1e-6)
         zero = (want == 0) & (own == 0)                      # the ties: ordered by popularity, and by nothing else
         assert zero.sum() > 1 and torch.equal(torch.argsort(got[zero], stable=True),
                                               torch.argsort(uses[zero], stable=True))
-
-
-def test_knn_extension_leaves_a_training_post_out_of_its_own_votes(tiny_data):
-    # GCN-PHR+kNN's votes term: a training post's neighbours are the *other* training posts; a held-out post's are
-    # all of them; a new post's feature row gets the votes of the same post by id; --no-votes is GCN-PHR+ exactly
-    torch.manual_seed(0)
-    m = build_model('GCN_PHR_knn', tiny_data, dim=8, votes_k=4).eval()
-    index = m.vote_index
-    H = tiny_data.num_hashtag
-    train_post = int(tiny_data.train[0, 1])
-    test_post = int(tiny_data.test.videos[0])
-    for v, excluded in ((train_post, True), (test_post, False)):
-        own = (index.pool_video == v).nonzero().flatten()
-        want = index.votes(index.similarities(m.features[v][None], torch.tensor([v])), own if excluded else torch.tensor([-1]))[0]
-        got = m.vote_term(torch.tensor([v]), torch.arange(H)[None])[0]
-        assert torch.allclose(got, want, atol=1e-6)
-        if not excluded:
-            assert torch.allclose(m.vote_term(tiny_data.features[v][None].clone(), torch.arange(H)[None])[0], want,
-                                  atol=1e-6)
-    torch.manual_seed(0)
-    a = build_model('GCN_PHR_knn', tiny_data, dim=8, votes=False).eval()
-    torch.manual_seed(0)
-    b = build_model('GCN_PHR_plus', tiny_data, dim=8).eval()
-    t = tiny_data.test
-    with torch.no_grad():
-        assert torch.equal(a(t.users[:4], t.videos[:4], t.candidates[:4]), b(t.users[:4], t.videos[:4],
-                                                                            t.candidates[:4]))
 
 
 def test_full_split_rows_come_back_in_the_splits_order(tiny_data):

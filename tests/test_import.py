@@ -10,7 +10,10 @@ import pytest
 from conftest import cli
 import torch
 
+from phr.models.base import Posts as P
+
 from phr.data import posts as import_posts
+from phr.data import text
 from phr import serve as recommend
 import train
 from data_load import DataError, load_dataset
@@ -75,8 +78,8 @@ def test_num_neg_adaptation_is_said(tmp_path, capsys):
 
 def test_label_never_in_text_features():
     texts = ['New #RStats package https://t.co/x', 'new package for #python', 'python package release']
-    assert import_posts.strip_text(texts[0]).split() == ['New', 'package']
-    model = import_posts.fit_text_model([import_posts.strip_text(t) for t in texts], dim=100)
+    assert text.strip_text(texts[0]).split() == ['New', 'package']
+    model = text.fit_text_model([text.strip_text(t) for t in texts], dim=100)
     assert 'rstats' not in set(model['vocabulary']) and 'python' in set(model['vocabulary'])
     assert 'https' not in set(model['vocabulary'])
 
@@ -87,17 +90,17 @@ def test_text_features_match_sklearn():
     rng = np.random.default_rng(0)
     words = [f'w{i}' for i in range(40)]
     texts = [' '.join(rng.choice(words, 8)) for _ in range(30)]
-    model = import_posts.fit_text_model(texts, dim=10, seed=1)
-    ours = import_posts.text_features(texts, model)
-    tfidf = TfidfVectorizer(**import_posts.TEXT_PARAMS).fit_transform(texts)
+    model = text.fit_text_model(texts, dim=10, seed=1)
+    ours = text.text_features(texts, model)
+    tfidf = TfidfVectorizer(**text.TEXT_PARAMS).fit_transform(texts)
     ref = TruncatedSVD(n_components=10, random_state=1).fit_transform(tfidf)
     ref /= np.linalg.norm(ref, axis=1, keepdims=True)
     assert ours.shape == (30, 10)
     np.testing.assert_allclose(ours, ref, atol=1e-5)
     # a text with no known word, and an empty corpus: zero rows, never NaN
-    assert not import_posts.text_features(['zzz qqq'], model).any()
-    empty = import_posts.fit_text_model(['', '#only #tags'], dim=100)
-    assert np.array_equal(import_posts.text_features(['a b'], empty), np.zeros((1, 100), np.float32))
+    assert not text.text_features(['zzz qqq'], model).any()
+    empty = text.fit_text_model(['', '#only #tags'], dim=100)
+    assert np.array_equal(text.text_features(['a b'], empty), np.zeros((1, 100), np.float32))
 
 
 def _generic_posts(n_auth=3, n_posts=7):
@@ -183,7 +186,7 @@ def test_recommend(tweets_dir, tmp_path, capsys):
     # the printed scores are the model's: the same as scoring that row through the evaluation path
     model, _ = load_checkpoint(ckpt, data, torch.device('cpu'))
     with torch.no_grad():
-        full = model.score(model.encode(), data.test.users[:1], data.test.videos[:1],
+        full = model.score(model.encode(), data.test.users[:1], P(ids=data.test.videos[:1]),
                            torch.arange(data.num_hashtag).unsqueeze(0))[0]
     assert torch.allclose(torch.topk(full, 5).values, scores, atol=1e-5)
     # a new post by its text, and by its feature vector (the same vector: the same ranking)
@@ -223,16 +226,14 @@ def test_all_zero_feature_columns_are_left_out_exactly(tweets_dir, model_name, m
     def run(drop):
         monkeypatch.setattr(Recommender, 'drop_zero_feature_columns', drop)
         torch.manual_seed(0)
-        # a new post is scored from its feature row: GCN-PHR+kNN's votes then compare feature rows too (on the
-        # import's TF-IDF rows a new post needs its TF-IDF row as well:
-        # test_recommend_serves_a_new_post_with_every_model)
-        m = build_model(model_name, data, dim=8, **{'GCN_PHR_knn': {'votes_text': 'dense'},
-                                                      'TagMix': {'text': 'dense'}}.get(model_name, {}))
+        # a new post is scored from its feature row: TagMix's words then read feature rows too (on the import's
+        # TF-IDF rows a new post needs its TF-IDF row as well: test_recommend_serves_a_new_post_with_every_model)
+        m = build_model(model_name, data, dim=8, **{'TagMix': {'text': 'dense'}}.get(model_name, {}))
         losses = train_steps(m, data, steps=3)
         m.eval()
         with torch.no_grad():
-            s = m.score(m.encode(), data.test.users, data.test.videos, data.test.candidates)
-            new = m.score(m.encode(), data.test.users, data.features[data.test.videos], data.test.candidates)
+            s = m.score(m.encode(), data.test.users, P(ids=data.test.videos), data.test.candidates)
+            new = m.score(m.encode(), data.test.users, P(features=data.features[data.test.videos]), data.test.candidates)
         return m, losses, s, new
 
     slim, l1, s1, n1 = run(True)
@@ -288,10 +289,10 @@ def test_imports_write_sparse_tfidf_rows_that_knn_reads(tweets_dir):
     assert knn.text == 'tfidf' and build_model('kNN', data, k=5, text='dense').text == 'dense'
     t = data.test
     with torch.no_grad():
-        s = knn.score({}, t.users[:3], t.videos[:3], t.candidates[:3])
+        s = knn.score({}, t.users[:3], P(ids=t.videos[:3]), t.candidates[:3])
         assert torch.isfinite(s).all()
         with pytest.raises(ValueError, match='TF-IDF rows'):   # a feature row alone: its TF-IDF row is missing
-            knn.score({}, t.users[:3], data.features[t.videos[:3]], t.candidates[:3])
+            knn.score({}, t.users[:3], P(features=data.features[t.videos[:3]]), t.candidates[:3])
 
 
 def test_tagmix_reads_the_sparse_tfidf_rows(tweets_dir):
@@ -302,11 +303,11 @@ def test_tagmix_reads_the_sparse_tfidf_rows(tweets_dir):
     assert m.text == 'tfidf' and m.text_bag.weight.shape == (data.text_tfidf.shape[1], 8)
     t = data.test
     m.train()
-    loss = torch.nn.functional.cross_entropy(m.score_all({}, t.users, t.videos), data.vh_idx[data.vh_ptr[t.videos]])
+    loss = torch.nn.functional.cross_entropy(m.score_all({}, t.users, P(ids=t.videos)), data.vh_idx[data.vh_ptr[t.videos]])
     loss.backward()
     assert m.text_hashtag.weight.grad.abs().sum() > 0 and torch.isfinite(loss)
     with pytest.raises(ValueError, match='TF-IDF rows'):
-        m.score_all({}, t.users[:2], data.features[t.videos[:2]])
+        m.score_all({}, t.users[:2], P(features=data.features[t.videos[:2]]))
 
 
 def test_recommend_with_a_corrupt_posts_file_is_one_clear_error(tweets_dir, tmp_path, capsys):
@@ -337,7 +338,7 @@ def test_a_new_posts_text_gets_its_tfidf_row_and_the_scores_of_that_post(tweets_
     data = load_dataset(tweets_dir, verbose=False)
     texts = [p['text'] for p in _posts(tweets_dir)]
     v = data.test.videos[:4]
-    rows = import_posts.new_post_tfidf(data, [texts[i] for i in v.tolist()])
+    rows = text.new_post_tfidf(data, [texts[i] for i in v.tolist()])
     assert abs(rows - data.text_tfidf[v.numpy()]).max() < 1e-6
     torch.manual_seed(0)
     m = build_model(name, data, **knobs).eval()
@@ -346,10 +347,10 @@ def test_a_new_posts_text_gets_its_tfidf_row_and_the_scores_of_that_post(tweets_
             torch.nn.init.normal_(p, std=0.1)
     users, H = data.test.users[:len(v)], data.num_hashtag
     every = torch.arange(H).expand(len(v), H)
-    with torch.no_grad(), m.new_posts_tfidf(rows):
-        new = m.score({}, users, data.features[v], every)
     with torch.no_grad():
-        old = m.score({}, users, v, every)
+        new = m.score({}, users, P(features=data.features[v], tfidf=rows), every)
+    with torch.no_grad():
+        old = m.score({}, users, P(ids=v), every)
     assert torch.allclose(new, old, atol=1e-5)
 
 
@@ -359,19 +360,19 @@ def test_an_older_import_without_the_vectoriser_gets_it_fitted_again_and_checked
     import shutil
     d = tmp_path / 'old'
     shutil.copytree(tweets_dir, d)
-    model = import_posts.load_text_model(str(d / 'text_model.npz'))
-    import_posts.save_text_model(str(d / 'text_model.npz'),
+    model = text.load_text_model(str(d / 'text_model.npz'))
+    text.save_text_model(str(d / 'text_model.npz'),
                                  {k: v for k, v in model.items() if not k.startswith('tfidf_')})
     data = load_dataset(str(d), verbose=False)
     texts = [p['text'] for p in _posts(str(d))]
-    rows = import_posts.new_post_tfidf(data, texts[:3])
+    rows = text.new_post_tfidf(data, texts[:3])
     assert abs(rows - data.text_tfidf[:3]).max() < 1e-6
     posts = _posts(str(d))
     posts[0]['text'] = posts[1]['text']   # edited after the import: the refitted rows differ from the stored
     with open(d / 'posts.jsonl', 'w', encoding='utf-8') as f:
         f.write(''.join(json.dumps(p) + '\n' for p in posts))
     with pytest.raises(DataError, match='does not give back FeatureText_tfidf.npz'):
-        import_posts.new_post_tfidf(data, texts[:1])
+        text.new_post_tfidf(load_dataset(str(d), verbose=False), texts[:1])
 
 
 def test_recommend_serves_a_new_post_by_text_for_knn_on_tfidf_rows(tweets_dir, tmp_path):

@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from phr.models.base import Posts as P
+
 import train
 from evaluation import evaluate, full_split
-from phr.models.base import sorted_lookup, user_hashtag_counts
+from phr.models.signals import user_hashtag_counts
+from phr.models.sparse import sorted_lookup
 from phr.models.registry import build_model
 
 
@@ -20,8 +23,8 @@ def test_before_training_it_scores_as_knn(tiny_data):
     H = tiny_data.num_hashtag
     every = torch.arange(H).expand(len(t), H)
     with torch.no_grad():
-        a = mix.score_all({}, t.users, t.videos)
-        b = knn.score({}, t.users, t.videos, every)
+        a = mix.score_all({}, t.users, P(ids=t.videos))
+        b = knn.score({}, t.users, P(ids=t.videos), every)
     assert torch.allclose(a, b, atol=1e-5)
     assert float(a.abs().sum()) > 0
 
@@ -41,8 +44,8 @@ def test_training_posts_leave_themselves_out(tiny_data):
         own[i, tiny_data.vh_idx[tiny_data.vh_ptr[v]:tiny_data.vh_ptr[v + 1]]] = 1
     with torch.no_grad():
         count_only = build_model('TagMix', tiny_data, dim=8, votes=False, words=False, user=False).eval()
-        assert torch.allclose(count_only.score_all({}, users, videos), torch.log1p(c - own), atol=1e-6)
-        votes = mix.score_all({}, users, videos) - torch.log1p(c - own)
+        assert torch.allclose(count_only.score_all({}, users, P(ids=videos)), torch.log1p(c - own), atol=1e-6)
+        votes = mix.score_all({}, users, P(ids=videos)) - torch.log1p(c - own)
     # the literal leave-one-out kNN: cosine of TF-IDF/feature rows to every *other* training post, top 5 vote
     feats = torch.nn.functional.normalize(mix.features, dim=1)
     pool = torch.unique(tiny_data.train[:, 1])
@@ -92,6 +95,6 @@ def test_a_new_post_is_scored_from_its_feature_row(tiny_data):
         for p in (m.text_hashtag.weight, m.user_hashtag.weight, m.hashtag_bias):
             p.normal_()
         t = tiny_data.test
-        by_id = m.score_all({}, t.users, t.videos)
-        by_row = m.score_all({}, t.users, tiny_data.features[t.videos])
+        by_id = m.score_all({}, t.users, P(ids=t.videos))
+        by_row = m.score_all({}, t.users, P(features=tiny_data.features[t.videos]))
     assert torch.allclose(by_id, by_row, atol=1e-4)

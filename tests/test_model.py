@@ -2,6 +2,8 @@ import itertools
 
 import pytest
 import torch
+
+from phr.models.base import Posts as P
 import torch.nn.functional as F
 
 from model import AGGR, SCORING_MODES, AggregationNet, GraphModel, make_graph_index
@@ -25,7 +27,7 @@ def train_steps(model, data, steps=25, lr=0.01, seed=0):
 def eval_scores(model, data):
     model.eval()
     with torch.no_grad():
-        return model.score(model.encode(), data.val.users, data.val.videos, data.val.candidates)
+        return model.score(model.encode(), data.val.users, P(ids=data.val.videos), data.val.candidates)
 
 
 CONFIGS = [('GCN_PHR', a, s) for a, s in itertools.product(AGGR, SCORING_MODES)] + \

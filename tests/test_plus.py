@@ -6,10 +6,15 @@ import sys
 
 import torch
 
+from phr.models.plus import COUNT_SCALES
+from evaluation import selection_key
+
+from phr.models.base import Posts as P
+
 import train
 from phr.training import checkpoint
 from phr.training import losses
-from phr.models import plus as model_plus
+from phr.training import hooks
 from phr.training import sampling
 from phr.models.registry import build_model
 from conftest import assert_trained_and_kept, cli
@@ -21,7 +26,7 @@ PARTS = ('identity', 'counts', 'content')
 def scores(model, data):
     model.eval()
     with torch.no_grad():
-        return model.score(model.encode(), data.val.users, data.val.videos, data.val.candidates)
+        return model.score(model.encode(), data.val.users, P(ids=data.val.videos), data.val.candidates)
 
 
 def build(data, **parts):
@@ -46,7 +51,7 @@ def test_all_parts_off_is_gcn_phr_and_each_part_changes_the_output(tiny_data):
     w1, w5 = build(tiny_data), build(tiny_data, count_weight=5.0)
     assert w5.count_weight.item() == 5.0
     u, c, v = tiny_data.val.users, tiny_data.val.candidates, tiny_data.val.videos
-    assert torch.allclose(scores(w5, tiny_data) - scores(w1, tiny_data), 4 * w1.log_count(u, c, v), atol=1e-5)
+    assert torch.allclose(scores(w5, tiny_data) - scores(w1, tiny_data), 4 * w1.log_count(u, c, P(ids=v)), atol=1e-5)
 
 
 def test_counts_come_from_training_triples_only(tiny_data):
@@ -57,18 +62,18 @@ def test_counts_come_from_training_triples_only(tiny_data):
         train_counts[(u, h)] = train_counts.get((u, h), 0) + 1
     # every (user, hashtag) of the val and test rows: log(1 + its count in train.npy), 0 if never in training
     for split in (tiny_data.val, tiny_data.test):
-        got = m.log_count(split.users, split.candidates, split.videos)
+        got = m.log_count(split.users, split.candidates, P(ids=split.videos))
         want = torch.tensor([[torch.log1p(torch.tensor(float(train_counts.get((u, h), 0)))).item()
                               for h in row] for u, row in zip(split.users.tolist(), split.candidates.tolist())])
         assert torch.allclose(got, want, atol=1e-6)
     # a training post: its own use is left out (leave-one-out), so c_uh - 1 for its own hashtags
     tr = tiny_data.train[:64]
-    got = m.log_count(tr[:, 0], tr[:, 2:3], tr[:, 1])[:, 0]
+    got = m.log_count(tr[:, 0], tr[:, 2:3], P(ids=tr[:, 1]))[:, 0]
     want = torch.log1p(torch.tensor([train_counts[(u, h)] - 1.0 for u, h in zip(tr[:, 0].tolist(),
                                                                                  tr[:, 2].tolist())]))
     assert torch.allclose(got, want, atol=1e-6)
     # the same query by the post's feature row (a new post) is not left out
-    assert torch.allclose(m.log_count(tr[:, 0], tr[:, 2:3], tiny_data.features[tr[:, 1]])[:, 0],
+    assert torch.allclose(m.log_count(tr[:, 0], tr[:, 2:3], P(features=tiny_data.features[tr[:, 1]]))[:, 0],
                           torch.log1p(torch.exp(want)), atol=1e-5)
     # and a held-out positive that its user never used in training gets 0: no val/test triple leaks in
     held = [(u, h) for split in (tiny_data.val, tiny_data.test)
@@ -91,7 +96,7 @@ def test_sampled_softmax_and_hard_bpr_against_literal_loops(tiny_data):
     for row in batch:   # the negatives are never hashtags of the post
         assert not sampler.on_video(row[1].repeat(5), row[3:]).any()
     with torch.no_grad():
-        s = m(batch[:, 0], batch[:, 1], batch[:, 2:])
+        s = m(batch[:, 0], P(ids=batch[:, 1]), batch[:, 2:])
         got = losses.sampled_softmax_step(m, batch, sampler)
         want = sum(-torch.log(torch.exp(r[0]) / torch.exp(r).sum()) for r in s.double())
         assert torch.allclose(got.double(), want, atol=1e-4)
@@ -179,14 +184,14 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
     ckpt = torch.load(tmp_path / 'cal' / 'best.pt', weights_only=True)
     model, _ = checkpoint.load_checkpoint(str(tmp_path / 'cal' / 'best.pt'), d)
     w0 = ckpt['best']['count_weight_trained']
-    assert best['count_scale'] in model_plus.COUNT_SCALES
+    assert best['count_scale'] in COUNT_SCALES
     assert abs(float(model.count_weight.detach()) - w0 * best['count_scale']) < 1e-6
     # the kept scale is the best of every scale on validation (R@10, then NDCG@10), and the checkpoint scores so
     keys = {}
     with torch.no_grad():
-        for f in model_plus.COUNT_SCALES:
+        for f in COUNT_SCALES:
             model.count_weight.fill_(w0 * f)
-            keys[f] = model_plus.selection_key(evaluate(model, d.val, (5, 10)))
+            keys[f] = selection_key(evaluate(model, d.val, (5, 10)))
         model.count_weight.fill_(w0 * best['count_scale'])
         assert evaluate(model, d.test, (5, 10))['recall@10'] == best['test']['recall@10']
     assert keys[best['count_scale']] == max(keys.values())
@@ -194,7 +199,7 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
     # model with w set to each factor
     with torch.no_grad():
         model.count_weight.fill_(w0)
-    _, _, table = model_plus.calibrate_count_weight(model, d.val, (5, 10))
+    _, _, table = hooks.calibrate_count_weight(model, d.val, (5, 10))
     with torch.no_grad():
         for f, m in table:
             model.count_weight.fill_(w0 * f)
@@ -205,18 +210,18 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
     assert abs(float(rows['recall@10'].mean()) - best['test']['recall@10']) < 1e-5
     # calibrating the calibrated checkpoint again starts from the trained weight: the same result
     splits = {'val': d.val, 'test': d.test}
-    again = train.finish_run(str(tmp_path / 'cal' / 'best.pt'), str(tmp_path / 'cal'), d, splits, (5, 10), None,
-                             'cpu', 10, best['epochs_run'])
+    again = train.finish_run(hooks.CountCalibration(), str(tmp_path / 'cal' / 'best.pt'), str(tmp_path / 'cal'), d,
+                             splits, (5, 10), None, 'cpu', 10, best['epochs_run'])
     assert (again['count_scale'], again['count_weight'], again['test']) == \
         (best['count_scale'], best['count_weight'], best['test'])
     # where validation cannot tell the factors apart, w stays as trained
     flat = {'recall@10': 0.5, 'ndcg@10': 0.5}
-    orig = model_plus.evaluate_variants
+    orig = hooks.evaluate_variants
     try:
-        model_plus.evaluate_variants = lambda model, split, variants, n, *a, **kw: [flat] * n
-        assert model_plus.calibrate_count_weight(model, d.val, (5, 10))[0] == 1.0
+        hooks.evaluate_variants = lambda model, split, variants, n, *a, **kw: [flat] * n
+        assert hooks.calibrate_count_weight(model, d.val, (5, 10))[0] == 1.0
     finally:
-        model_plus.evaluate_variants = orig
+        hooks.evaluate_variants = orig
     # only GCN_PHR_plus has a count term to calibrate
     try:
         train.main(['--data_path', tiny_dir, '--model_name', 'GCN_PHR', '--calibrate_counts', '--num_epoch', '1'])
@@ -236,10 +241,10 @@ def test_select_calibrated_selects_on_the_calibrated_validation_and_leaves_train
     # training never sees the factor: the same losses epoch by epoch as a run without the flag
     assert [x['loss'] for x in lines] == [x['loss'] for x in plain]
     # every epoch is measured at the factor fitted on its validation, never below the learned weight's validation
-    assert all(x['count_scale'] in model_plus.COUNT_SCALES for x in lines)
-    assert all(model_plus.selection_key(x['val']) >= model_plus.selection_key(y['val']) for x, y in zip(lines, plain))
+    assert all(x['count_scale'] in COUNT_SCALES for x in lines)
+    assert all(selection_key(x['val']) >= selection_key(y['val']) for x, y in zip(lines, plain))
     # the selected epoch is the best calibrated one, and the kept model is that epoch's at its factor
-    top = max(lines, key=lambda x: (model_plus.selection_key(x['val']), -x['epoch']))
+    top = max(lines, key=lambda x: (selection_key(x['val']), -x['epoch']))
     assert best['epoch'] == top['epoch'] and best['count_scale'] == top['count_scale']
     assert best['val']['recall@10'] == top['val']['recall@10'] and best['test'] == top['test']
     ckpt = torch.load(tmp_path / 'sel' / 'best.pt', weights_only=True)
@@ -282,44 +287,42 @@ def test_content_net_and_count_gate_options(tiny_data, tiny_dir, tmp_path):
     t = tiny_data.test
     with torch.no_grad():
         enc = model.encode()
-        by_id = model.score(enc, t.users, t.videos, t.candidates)
-        by_row = model.score(enc, t.users, tiny_data.features[t.videos], t.candidates)
+        by_id = model.score(enc, t.users, P(ids=t.videos), t.candidates)
+        by_row = model.score(enc, t.users, P(features=tiny_data.features[t.videos]), t.candidates)
     assert torch.allclose(by_id, by_row, atol=1e-5)
 
 
 def test_full_ranking_count_term_added_sparsely_equals_the_dense_table(tiny_data):
-    """Under full ranking GCN-PHR+ (and GCN-PHR+kNN) add log(1 + c_uh) only where a count is stored: the scores equal
+    """Under full ranking (``score_all``) GCN-PHR+ adds log(1 + c_uh) only where a count is stored: the scores equal
     the dense a + w * log_count exactly, on validation rows and on training posts (their own hashtags left out)."""
-    from phr.models.base import lookup_pairs
-    for name in ('GCN_PHR_plus', 'GCN_PHR_knn'):
-        torch.manual_seed(0)
-        m = build_model(name, tiny_data, dim=8).eval()
-        m.count_weight.data.fill_(1.7)
-        H = tiny_data.num_hashtag
-        with torch.no_grad():
-            enc = m.encode()
-            for users, videos in ((tiny_data.val.users, tiny_data.val.videos),
-                                  (tiny_data.train[:20, 0], tiny_data.train[:20, 1])):
-                every = torch.arange(H).expand(len(users), H)
-                s, log_count = m.score_parts(enc, users, videos, every)
-                count = lookup_pairs(m.count_keys, m.counts_uh, users, every, H)
-                own = torch.ones(()).expand(len(m.train_vh_keys))
-                count = count - lookup_pairs(m.train_vh_keys, own, videos, every, H)
-                assert torch.equal(log_count, torch.log1p(count))
-                assert bool((log_count != 0).any())
-                assert torch.equal(m.score(enc, users, videos, every), s + m.count_weight * log_count)
+    from phr.models.sparse import lookup_pairs
+    torch.manual_seed(0)
+    m = build_model('GCN_PHR_plus', tiny_data, dim=8).eval()
+    m.count_weight.data.fill_(1.7)
+    H = tiny_data.num_hashtag
+    with torch.no_grad():
+        enc = m.encode()
+        for users, videos in ((tiny_data.val.users, tiny_data.val.videos),
+                              (tiny_data.train[:20, 0], tiny_data.train[:20, 1])):
+            every = torch.arange(H).expand(len(users), H)
+            s, log_count = m.score_parts(enc, users, P(ids=videos), None)
+            count = lookup_pairs(m.count_keys, m.counts_uh, users, every, H)
+            own = torch.ones(()).expand(len(m.train_vh_keys))
+            count = count - lookup_pairs(m.train_vh_keys, own, videos, every, H)
+            assert torch.equal(log_count, torch.log1p(count))
+            assert bool((log_count != 0).any())
+            assert torch.equal(m.score_all(enc, users, P(ids=videos)), s + m.count_weight * log_count)
 
 
 def test_full_ranking_fused_terms_equal_the_per_candidate_path(tiny_data):
-    """Under full ranking without gradients GCN-PHR+ writes its identity and content terms as one matmul that the
-    scorer adds into, and GCN-PHR+kNN adds its votes sparsely: the same scores (up to float rounding) as scoring the
-    same hashtags given as candidates in another order, on validation rows and on training posts, every switch on
-    and with identity or content off."""
+    """Under full ranking without gradients (``score_all``) GCN-PHR+ writes its identity and content terms as one
+    matmul that the scorer adds into: the same scores (up to float rounding) as scoring the same hashtags given as
+    candidates in another order, on validation rows and on training posts, every switch on and with identity or
+    content off."""
     H = tiny_data.num_hashtag
-    for name, switches in (('GCN_PHR_plus', {}), ('GCN_PHR_plus', {'identity': False}),
-                           ('GCN_PHR_plus', {'content': False}), ('GCN_PHR_knn', {})):
+    for switches in ({}, {'identity': False}, {'content': False}):
         torch.manual_seed(0)
-        m = build_model(name, tiny_data, dim=8, **switches).eval()
+        m = build_model('GCN_PHR_plus', tiny_data, dim=8, **switches).eval()
         with torch.no_grad():
             for p in m.parameters():   # no term left at its zero initialisation
                 p.add_(0.1 * torch.randn_like(p))
@@ -327,10 +330,7 @@ def test_full_ranking_fused_terms_equal_the_per_candidate_path(tiny_data):
             perm = torch.randperm(H)
             for users, videos in ((tiny_data.val.users, tiny_data.val.videos),
                                   (tiny_data.train[:20, 0], tiny_data.train[:20, 1])):
-                every = torch.arange(H).expand(len(users), H)
-                fused = m.score(enc, users, videos, every)
+                fused = m.score_all(enc, users, P(ids=videos))
                 generic = torch.empty_like(fused)
-                generic[:, perm] = m.score(enc, users, videos, perm.expand(len(users), H))
-                assert torch.allclose(fused, generic, atol=1e-5), (name, switches)
-                if name == 'GCN_PHR_knn':
-                    assert bool((m.vote_term(videos, every) != 0).any())
+                generic[:, perm] = m.score(enc, users, P(ids=videos), perm.expand(len(users), H))
+                assert torch.allclose(fused, generic, atol=1e-5), switches

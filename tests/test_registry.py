@@ -8,6 +8,8 @@ import pytest
 
 from conftest import cli
 import torch
+
+from phr.models.base import Posts as P
 from torch import nn
 
 from phr.models import registry as model_lib
@@ -112,19 +114,19 @@ def test_new_post_scored_by_feature_rows(tiny_data, name):
     cand = tiny_data.val.candidates[:4]
     with torch.no_grad():
         enc = m.encode()
-        by_id = m.score(enc, users, videos, cand)
-        by_row = m.score(enc, users, tiny_data.features[videos].clone(), cand)
+        by_id = m.score(enc, users, P(ids=videos), cand)
+        by_row = m.score(enc, users, P(features=tiny_data.features[videos].clone()), cand)
     assert torch.allclose(by_id, by_row, atol=1e-6)
     if table is not None:
         assert m.features is table
-    ids, scores = m.recommend(users, videos, k=5)
+    ids, scores = m.recommend(users, P(ids=videos), k=5)
     assert ids.shape == (4, 5) and torch.all(scores[:, :-1] >= scores[:, 1:])
 
 
 def test_feature_rows_of_the_wrong_width_are_refused(tiny_data):
     m = build_model('GCN_PHR', tiny_data, dim=8)
     with pytest.raises(ValueError, match=r'feature rows of shape \[2, 5\]'):
-        m.score(m.encode(), tiny_data.val.users[:2], torch.zeros(2, 5), tiny_data.val.candidates[:2])
+        m.score(m.encode(), tiny_data.val.users[:2], P(features=torch.zeros(2, 5)), tiny_data.val.candidates[:2])
 
 
 class Evil:

@@ -10,7 +10,9 @@ import pytest
 from conftest import cli
 import torch
 
-from phr.models import plus as model_plus
+from phr.models.plus import COUNT_SCALES
+
+from phr.training import hooks
 from phr.sweep import command as tune
 from phr.models.registry import search_space
 from phr.sweep import records, report, runner, stats
@@ -192,7 +194,7 @@ def test_ablation_runs_write_rows_and_pair_with_the_full_model(tiny_dir, tmp_pat
     fresh = cli(tune, argv)
     assert all(r['status'] == 'ok' for r in fresh)
     assert sorted({r['phase'] for r in fresh}) == ['ablation', 'search', 'seed']
-    assert all(r['count_scale'] in model_plus.COUNT_SCALES for r in fresh if r['config'].get('counts', True))
+    assert all(r['count_scale'] in COUNT_SCALES for r in fresh if r['config'].get('counts', True))
     assert all('count_scale' not in r for r in fresh if r['config'].get('counts') is False)
     seeds = {(r['phase'], r['seed'], r['config'].get('counts')): r for r in fresh if r['phase'] != 'search'}
     plan = Plan(datasets=[tiny_dir], models=['GCN_PHR_plus'], configs=2, max_epoch=2, seeds=[0, 1])

@@ -31,7 +31,7 @@ from data_load import load_dataset
 from evaluation import evaluate
 from phr.training.losses import CANDIDATE_LOSSES, LOSSES
 from model import AGGR, GraphModel
-from phr.models.base import Recommender
+from phr.models.base import Posts, Recommender
 from phr.models.registry import MODELS, build_model
 from phr.util.runtime import cpu_name, keep_freed_memory
 from phr.training.sampling import TripleSampler
@@ -168,7 +168,7 @@ def run(args):
                 t_prop = timed(lambda: model.propagate(model.user_emb.weight, model.hashtag_emb.weight, x_video),
                                device, args.steps)
                 enc = model.encode()
-                t_score = timed(lambda: model.score(enc, batch[:, 0], batch[:, 1], batch[:, 2:]), device, args.steps)
+                t_score = timed(lambda: model.score(enc, batch[:, 0], Posts(ids=batch[:, 1]), batch[:, 2:]), device, args.steps)
             t_eval = timed(lambda: evaluate(model, test, batch_size=args.eval_batch), device, 1)
             rows.append((name, aggr, f'{loss_name} x{num_neg}', t_step, t_proj, t_prop, t_score,
                          t_step * steps_per_epoch, t_eval, len(test) / t_eval, peak_memory_gb(device)))
@@ -203,7 +203,7 @@ class DotProductFloor(torch.nn.Module):
     def encode(self):
         return {}
 
-    def score(self, enc, users, videos, hashtags):
+    def score_all(self, enc, users, posts):
         return self.user(users) @ self.hashtag.weight.T
 
 

@@ -98,9 +98,12 @@ class CountThenModel(Recommender):
     def encode(self):
         return self.model.encode()
 
-    def score(self, enc, users, videos, hashtags):
-        return self.counts.score(None, users, videos, hashtags).floor() + torch.sigmoid(
-            self.model.score(enc, users, videos, hashtags))
+    def score(self, enc, users, posts, hashtags):
+        return self.counts.score(None, users, posts, hashtags).floor() + torch.sigmoid(
+            self.model.score(enc, users, posts, hashtags))
+
+    def score_all(self, enc, users, posts):
+        return self.counts.score_all(None, users, posts).floor() + torch.sigmoid(self.model.score_all(enc, users, posts))
 
 
 def build_parser():

@@ -16,7 +16,7 @@ at small scale) the rows already hold every hashtag and the two protocols agree.
 
 ``--calibrate_full``: for every checkpoint with a count term (GCN_PHR_plus), one more row, LABEL@full_val: its count
 weight refitted on the *validation* rows under full ranking (each factor of ``--scales`` times the weight as
-trained, kept by ``model_plus.best_scale``: best Recall@10, ties NDCG@10, then the factor nearest 1), as
+trained, kept by ``phr.training.hooks.best_scale``: best Recall@10, ties NDCG@10, then the factor nearest 1), as
 --calibrate_counts fits it on the sampled validation rows. Selection stays on validation; it asks whether the
 sampled protocol's calibration is what costs the model under full ranking. Only the count weight is refitted, and
 only for models that have one: it is a diagnostic of that one scale, not a protocol that every model went through.
@@ -33,7 +33,7 @@ import torch
 from data_load import DataError, load_dataset
 from evaluation import evaluate_rows, evaluate_variants, full_split
 from phr.training.checkpoint import CheckpointError, load_checkpoint
-from phr.models.plus import best_scale, count_weight_variants
+from phr.training.hooks import best_scale, count_weight_variants
 from phr.models.registry import build_model
 from phr.util.runtime import resolve_device
 from phr import ROOT
@@ -58,8 +58,8 @@ FULL_SCALES = (1, 2, 3, 5, 8, 12, 20, 32)
 def calibrate_full(model, data, split, scales=FULL_SCALES, device='cpu', rows=None, trained=None):
     """Refit ``model``'s count weight on ``split`` (validation) under full ranking and leave it set: the factor of
     ``scales`` x the weight as trained (``trained``, the checkpoint's ``count_weight_trained``; None: the model's
-    weight as it is) that ``model_plus.best_scale`` keeps (Recall@10, NDCG@10, nearest 1). All factors are scored from
-    one pass (``model_plus.count_weight_variants``). Returns (factor, the trained weight, [(factor, full-ranking R@10,
+    weight as it is) that ``phr.training.hooks.best_scale`` keeps (Recall@10, NDCG@10, nearest 1). All factors are scored from
+    one pass (``phr.training.hooks.count_weight_variants``). Returns (factor, the trained weight, [(factor, full-ranking R@10,
     NDCG@10), ...])."""
     w = model.count_weight
     w0 = torch.full_like(w, trained) if trained is not None else w.detach().clone()

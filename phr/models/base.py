@@ -1,19 +1,26 @@
-"""What every model of the suite is: the ``Recommender`` interface, the ``HParam`` declaration of a model's knobs,
-and the tensor helpers the models share. Nothing here knows any model by name (the registry is ``registry.py``).
+"""What every model of the suite is: the ``Recommender`` interface, the ``Posts`` a model scores, and the ``HParam``
+declaration of a model's knobs. Nothing here knows any model by name (the registry is ``phr/models/registry.py``).
 
-Every model has the same two-step interface:
-    enc = model.encode()                                # propagate once: a dict of node tables
-    scores = model.score(enc, users, videos, hashtags)  # [B] users, [B] video ids or [B, F] feature rows,
-                                                        # [B, C] hashtags -> [B, C]
-so training scores (pos, neg) pairs and evaluation scores 1,000+ candidates per row from one propagation, and a
-new post (not in the dataset) is scored from its feature row. All ids are local: users [0, U), hashtags [0, H),
-videos [0, V).
+The interface (as RecBole's ``predict`` / ``full_sort_predict``; ids are local: users [0, U), hashtags [0, H),
+posts [0, V)):
+
+    enc = model.encode()                             # propagate once: a dict of node tables, shared by every batch
+    model.score(enc, users, posts, hashtags)         # users [B], posts: Posts of B, hashtags [B, C] -> [B, C]
+    model.score_all(enc, users, posts)               # every hashtag of the vocabulary (full ranking) -> [B, H]
+    model.recommend(users, posts, k)                 # top-k of score_all: (ids [B, k], scores [B, k])
+
+``Posts`` is the one explicit description of the posts scored: the dataset's posts by id (``Posts(ids=...)``:
+training, evaluation, ``scripts/recommend.py --video``), or new posts by what is known of them
+(``Posts(features=..., tfidf=..., texts=...)``: ``scripts/recommend.py --text / --features``). A model that needs
+more of a new post than its feature row says so by ``reads_tfidf`` / ``reads_text`` and gets one clear error
+(``Posts.need_tfidf`` / ``need_texts``) when it is not given.
 
 A model declares what it is next to its code (as RecBole's model + properties file): ``hparams``, its constructor
 knobs with defaults, types and choices (train.py builds its CLI from them); ``search``, the grid the sweep draws its
-configurations from (keyed by train.py flag); ``ablations``, the switches the sweep turns off one at a time.
+configurations from (keyed by train.py flag); ``ablations``, the switches the sweep turns off one at a time;
+``hook``, the name of its own training hook (``phr/training/hooks.py``), if it has one; ``record_fields``, what
+that hook adds to a run's record and how tables write it.
 """
-import contextlib
 from dataclasses import dataclass
 from typing import Optional
 
@@ -48,13 +55,69 @@ DIM = HParam('dim', 64, 'size of every node vector', flag='dim_latent', positive
 TRAINING_SEARCH = {'l_r': [1e-3, 3e-3, 1e-2], 'weight_decay': [0.0, 1e-3, 0.1], 'decay_embeddings': [False, True]}
 
 
+@dataclass(frozen=True)
+class Posts:
+    """The B posts a batch scores: exactly one of
+
+    - ``ids`` [B] long: posts of the dataset (rows of its tables; training, evaluation, a dataset post served);
+    - ``features`` [B, F] float: new posts' feature rows over all F columns of the dataset's features, with what
+      else is known of them: ``tfidf``, their sparse TF-IDF rows over the dataset's terms (a scipy CSR [B, terms],
+      ``phr.data.text.new_post_tfidf``), and ``texts``, their raw texts.
+    """
+    ids: Optional[torch.Tensor] = None
+    features: Optional[torch.Tensor] = None
+    tfidf: object = None
+    texts: Optional[tuple] = None
+
+    def __post_init__(self):
+        if (self.ids is None) == (self.features is None):
+            raise ValueError('Posts: give either ids (posts of the dataset) or features (new posts), not both')
+        if self.ids is not None and (self.ids.is_floating_point() or self.ids.dim() != 1):
+            raise ValueError(f'Posts: ids must be a 1-D integer tensor, got {self.ids.dtype} {list(self.ids.shape)}')
+        if self.features is not None and (not self.features.is_floating_point() or self.features.dim() != 2):
+            raise ValueError(f'Posts: features must be [B, F] float rows, got {self.features.dtype} '
+                             f'{list(self.features.shape)}')
+        n = len(self)
+        if self.tfidf is not None and self.tfidf.shape[0] != n:
+            raise ValueError(f'Posts: {self.tfidf.shape[0]} TF-IDF rows for {n} posts')
+        if self.texts is not None:
+            object.__setattr__(self, 'texts', tuple(self.texts))
+            if len(self.texts) != n:
+                raise ValueError(f'Posts: {len(self.texts)} texts for {n} posts')
+
+    @property
+    def is_new(self):
+        """Whether these are new posts (not in the dataset), known by their content only."""
+        return self.ids is None
+
+    def __len__(self):
+        return len(self.ids if self.ids is not None else self.features)
+
+    def need_tfidf(self, model):
+        """The new posts' TF-IDF rows, or one clear error naming the model when they were not given."""
+        if self.tfidf is None:
+            raise ValueError(f'{type(model).__name__} compares posts by their TF-IDF rows (text=tfidf): a new post '
+                             f'needs its text (scripts/recommend.py --text), or a post of the dataset (--video), or a '
+                             f'model trained with --text dense')
+        return self.tfidf
+
+    def need_texts(self, model):
+        """The new posts' raw texts, or one clear error naming the model when they were not given."""
+        if self.texts is None:
+            raise ValueError(f'{type(model).__name__} reads a new post\'s text (its character n-gram term): pass the '
+                             f'post\'s text (scripts/recommend.py --text), or a post of the dataset (--video)')
+        return list(self.texts)
+
+
 class Recommender(nn.Module):
     """What every model of the suite is (as RecBole's ``AbstractRecommender``).
 
-    Subclasses define ``encode`` and ``score``; ``forward`` is defined here once. Class attributes say what a model
-    can do: ``trainable`` (False: evaluated as built, e.g. the popularity floors) and ``losses`` (the training
-    losses of train.py it supports: ``bpr`` scores candidate pairs; ``softmax`` / ``bce`` need ``score_all``), and
-    what it can be set to (``hparams``, ``search``, ``ablations``: see the module docstring).
+    Subclasses define ``encode`` and ``score`` (given candidates), and ``score_all`` (every hashtag) where they can
+    do better than scoring every hashtag as candidates; each is defined from the other here. Class attributes say
+    what a model can do: ``trainable`` (False: evaluated as built, e.g. the popularity floors) and ``losses`` (the
+    training losses of train.py it supports: ``bpr`` scores candidate pairs; ``softmax`` / ``bce`` use
+    ``score_all``), what it can be set to (``hparams``, ``search``, ``ablations``: see the module docstring), and what
+    a new post must bring (``reads_tfidf``, ``reads_text``).
     Feature tables and graphs are non-persistent buffers (data, not weights): a checkpoint holds only parameters.
     """
     trainable = True
@@ -62,17 +125,33 @@ class Recommender(nn.Module):
     hparams = ()                    # tuple of HParam: the constructor's knobs besides ``data``
     search = dict(TRAINING_SEARCH)  # flag -> values drawn by the sweep (scripts/tune.py)
     ablations = ()                  # boolean knobs the sweep switches off one at a time after the seeds
+    hook = None                     # name of the model's own training hook (phr/training/hooks.py), if any
+    record_fields = {}              # what that hook adds to a run's record: field -> how the tables write it
+    search_note = ''                # a sentence the sweep's report adds after the model's grid
+    reads_tfidf = False             # a new post needs its TF-IDF row (Posts.tfidf)
+    reads_text = False              # a new post needs its raw text (Posts.texts)
 
     def encode(self):
         """Propagate once: a dict of whatever ``score`` needs (node tables), shared by every batch of a pass."""
         return {}
 
-    def score(self, enc, users, videos, hashtags):
-        """users [B] ids, videos [B] ids or [B, F] feature rows of new posts, hashtags [B, C] ids -> [B, C]."""
-        raise NotImplementedError
+    def score(self, enc, users, posts, hashtags):
+        """users [B] ids, ``posts`` a ``Posts`` of B, hashtags [B, C] ids -> [B, C] (default: read from
+        ``score_all``)."""
+        if type(self).score_all is Recommender.score_all:
+            raise NotImplementedError(f'{type(self).__name__} defines neither score nor score_all')
+        return torch.gather(self.score_all(enc, users, posts), 1, hashtags)
 
-    def forward(self, users, videos, hashtags):
-        return self.score(self.encode(), users, videos, hashtags)
+    def score_all(self, enc, users, posts):
+        """Every hashtag of the vocabulary, in id order: [B, H] (default: ``score`` with every hashtag as each row's
+        candidates)."""
+        if type(self).score is Recommender.score:
+            raise NotImplementedError(f'{type(self).__name__} defines neither score nor score_all')
+        H = self.num_hashtag
+        return self.score(enc, users, posts, torch.arange(H, device=users.device).expand(len(users), H))
+
+    def forward(self, users, posts, hashtags):
+        return self.score(self.encode(), users, posts, hashtags)
 
     drop_zero_feature_columns = True   # class switch, for the test that this changes no score
 
@@ -97,137 +176,20 @@ class Recommender(nn.Module):
             lin.in_features = len(self.feature_cols)
         return lin
 
-    def video_features(self, videos):
-        """[B] video ids -> their rows of the feature table; [B, F] float rows (new posts, all F columns) -> the
-        kept columns of those rows."""
-        if videos.is_floating_point():
-            if videos.dim() != 2 or videos.size(1) != self.feature_width:
-                raise ValueError(f'feature rows of shape {list(videos.shape)}; this model takes [B, '
-                                 f'{self.feature_width}]')
-            if self.feature_cols is not None:
-                videos = videos.index_select(1, self.feature_cols.to(videos.device))
-            return videos.to(self.features.dtype)
-        return self.features.index_select(0, videos)
-
-    # a model that compares posts by their sparse TF-IDF rows (kNN / TagMix with text=tfidf) sets this True: a new
-    # post then needs its TF-IDF row too, given with ``new_posts_tfidf`` around the call that scores it
-    reads_tfidf = False
-    _new_tfidf = None
-
-    @contextlib.contextmanager
-    def new_posts_tfidf(self, rows):
-        """Within the block, the new posts scored (``videos`` as [B, F] feature rows) have the TF-IDF rows ``rows``
-        (a scipy CSR [B, terms] over the dataset's TF-IDF terms: ``import_posts.new_post_tfidf``)."""
-        self._new_tfidf = rows
-        try:
-            yield self
-        finally:
-            self._new_tfidf = None
-
-    def new_tfidf_rows(self, count):
-        """The TF-IDF rows of the ``count`` new posts being scored, or one clear error when none were given."""
-        rows = self._new_tfidf
-        if rows is None:
-            raise ValueError(f'{type(self).__name__} compares posts by their TF-IDF rows (text=tfidf): a new post '
-                             f'needs its text (scripts/recommend.py --text), or a post of the dataset (--video), or a model '
-                             f'trained with --text dense')
-        if rows.shape[0] != count:
-            raise ValueError(f'{rows.shape[0]} TF-IDF rows for {count} new posts')
-        return rows
-
-    # a model that reads a new post's raw text (TagBlend's character n-gram term) sets this True: the texts are
-    # given with ``new_posts_text`` around the call that scores the posts
-    reads_text = False
-    _new_texts = None
-
-    @contextlib.contextmanager
-    def new_posts_text(self, texts):
-        """Within the block, the new posts scored (``videos`` as [B, F] feature rows) have the raw texts ``texts``."""
-        self._new_texts = texts
-        try:
-            yield self
-        finally:
-            self._new_texts = None
-
-    def new_post_texts(self, count):
-        """The raw texts of the ``count`` new posts being scored, or one clear error when none were given."""
-        texts = self._new_texts
-        if texts is None:
-            raise ValueError(f'{type(self).__name__} reads a new post\'s text (its character n-gram term): pass the '
-                             f'post\'s text (scripts/recommend.py --text), or a post of the dataset (--video)')
-        if len(texts) != count:
-            raise ValueError(f'{len(texts)} texts for {count} new posts')
-        return list(texts)
+    def video_features(self, posts):
+        """The posts' rows of the feature table (dataset posts), or the kept columns of new posts' feature rows."""
+        if not posts.is_new:
+            return self.features.index_select(0, posts.ids)
+        rows = posts.features
+        if rows.size(1) != self.feature_width:
+            raise ValueError(f'feature rows of shape {list(rows.shape)}; this model takes [B, {self.feature_width}]')
+        if self.feature_cols is not None:
+            rows = rows.index_select(1, self.feature_cols.to(rows.device))
+        return rows.to(self.features.dtype)
 
     @torch.no_grad()
-    def recommend(self, users, videos, k=10, enc=None):
-        """Top-k hashtags over all hashtags for each (user, video or feature row): (ids [B, k], scores [B, k])."""
+    def recommend(self, users, posts, k=10, enc=None):
+        """Top-k hashtags over all hashtags for each (user, post): (ids [B, k], scores [B, k])."""
         enc = self.encode() if enc is None else enc
-        H = self.num_hashtag
-        hashtags = torch.arange(H, device=users.device).expand(len(users), H)
-        top = torch.topk(self.score(enc, users, videos, hashtags), min(k, H), dim=1)
+        top = torch.topk(self.score_all(enc, users, posts), min(k, self.num_hashtag), dim=1)
         return top.indices, top.values
-
-
-def rows(x, index):
-    """x[index] for a 1-D index. index_select copies whole rows and its backward is index_add, both cheaper on CPU
-    than advanced indexing (aten::index / index_put_)."""
-    return x.index_select(0, index)
-
-
-def user_hashtag_counts(graph, num_hashtag):
-    """(keys, counts) of the training graph's (user, hashtag) pairs: keys u * H + h, sorted (pairs are grouped by user,
-    then hashtag), counts |V(u, h)| as float; ``sorted_lookup(keys, counts, u * H + h)`` is the user's count of h."""
-    return graph.pair_user * num_hashtag + graph.pair_hashtag, graph.pair_count.float()
-
-
-def run_positions(starts, lens):
-    """Where the entries of runs [starts[i], starts[i] + lens[i]) of a flat table lie: (run of each entry [E], its
-    index into the table [E]), runs in order."""
-    row = torch.repeat_interleave(torch.arange(len(lens), device=lens.device), lens)
-    offset = torch.arange(int(lens.sum()), device=lens.device) - torch.repeat_interleave(torch.cumsum(lens, 0) - lens,
-                                                                                         lens)
-    return row, torch.repeat_interleave(starts, lens) + offset
-
-
-def csr_positions(ptr, ids):
-    """Where the entries of rows ``ids`` of a CSR table (``ptr`` [n + 1]) lie: (position in ``ids`` [E], index into
-    the table's entries [E]) for every entry of every given row, rows in order."""
-    return run_positions(ptr[ids], ptr[ids + 1] - ptr[ids])
-
-
-def gather_rows(table, index):
-    """table[index] for a 2-D (or any) index: [*index.shape, d], via index_select on the flattened index."""
-    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.size(-1))
-
-
-def is_every_hashtag(hashtags, num_hashtag):
-    """Whether candidates [B, C] are every hashtag in id order in every row (full ranking's expanded arange)."""
-    return (hashtags.dim() == 2 and hashtags.size(1) == num_hashtag and hashtags.stride(0) == 0
-            and bool((hashtags[0] == torch.arange(num_hashtag, device=hashtags.device)).all()))
-
-
-def lookup_pairs(keys, values, ids, hashtags, num_hashtag):
-    """values of the keys ids * H + hashtags ([B] ids, [B, C] candidates; keys sorted ascending, 0 where absent):
-    [B, C]. Under full ranking (``is_every_hashtag``) each row's entries are found as one run of the sorted keys
-    and scattered into a dense row, instead of one binary search per (row, hashtag)."""
-    if not is_every_hashtag(hashtags, num_hashtag):
-        return sorted_lookup(keys, values, ids.unsqueeze(1) * num_hashtag + hashtags)
-    row, col, val = pair_entries(keys, values, ids, num_hashtag)
-    out = torch.zeros(len(ids), num_hashtag, dtype=values.dtype, device=values.device)
-    out[row, col] = val
-    return out
-
-
-def pair_entries(keys, values, ids, num_hashtag):
-    """The stored entries of rows ``ids`` [B] over every hashtag (keys = id * H + hashtag, sorted ascending): (row in
-    ``ids``, hashtag, value) of each, rows in order: the sparse form of ``lookup_pairs`` under full ranking."""
-    lo = torch.searchsorted(keys, ids * num_hashtag)
-    row, at = run_positions(lo, torch.searchsorted(keys, (ids + 1) * num_hashtag) - lo)
-    return row, keys[at] % num_hashtag, values[at]
-
-
-def sorted_lookup(keys, values, query):
-    """values[i] where keys[i] == query (keys sorted ascending), 0 where query is not among keys: [*query.shape]."""
-    pos = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
-    return torch.where(keys[pos] == query, values[pos], torch.zeros((), dtype=values.dtype, device=query.device))

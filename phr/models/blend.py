@@ -8,9 +8,9 @@ configuration the sweep selects on validation, each signal a sparse table comput
                + 10^{-3} \\mathrm{pop}(h)
 
 - ``counts``: c_uh, the user's training count of h (leave-one-out for a training post);
-- ``votes``: kNN's votes over the posts' words (``baselines.NeighbourVotes``: the ``votes_k`` most similar training
+- ``votes``: kNN's votes over the posts' words (``signals.NeighbourVotes``: the ``votes_k`` most similar training
   posts, cosine to the power ``power``; a training post is never its own neighbour);
-- ``grams``: the same votes over character 3-5-gram TF-IDF of the post text (``import_posts.fit_char_rows``;
+- ``grams``: the same votes over character 3-5-gram TF-IDF of the post text (``phr.data.text.CharGrams``;
   hashtag words are glued and tweets misspell). Only for an imported dataset, which keeps its posts' texts;
 - ``own``: the user's own other training posts, each voting for its hashtags with its similarity to the post to
   the same power (the count term, weighted by what the post is about);
@@ -33,86 +33,15 @@ they vote for); the leave-one-out covers the other terms.
 import numpy as np
 import scipy.sparse as sp
 import torch
-from phr.data import posts as import_posts
-from phr.models.baselines import TEXTS, NeighbourVotes, content_rows
-from phr.models.mix import SparseTables, keys_to_csr
-from phr.models.base import HParam, Recommender, user_hashtag_counts
 
-TERMS = ('counts', 'votes', 'grams', 'own', 'peers', 'centroid', 'popularity')
+from phr.data.text import CharGrams, strip_text
+from phr.models.base import HParam, Recommender
+from phr.models.signals import (TEXT, NeighbourVotes, content_rows, hashtag_popularity, own_post_votes, peer_votes,
+                                post_hashtag_keys, user_hashtag_counts)
+from phr.models.sparse import SparseTables, csr_keys, keys_to_csr
+
 TIE_BREAK = 1e-3
 SWITCHES = ('auto', 'on', 'off')
-
-
-def _csr_keys(m):
-    """A scipy CSR [n, H] -> (sorted keys row * H + col, float32 values) as torch tensors."""
-    m = m.tocsr()
-    m.sum_duplicates()
-    m.sort_indices()
-    rows = np.repeat(np.arange(m.shape[0], dtype=np.int64), np.diff(m.indptr))
-    keys = torch.from_numpy(rows * m.shape[1] + m.indices.astype(np.int64))
-    return keys, torch.from_numpy(m.data.astype(np.float32))
-
-
-def own_post_votes(data, rows, power):
-    """[V, H] scipy CSR: for each post v of user u, the sum over u's training posts p != v of
-    max(cos(v, p), 0) ** power times p's hashtags. ``rows``: [V, terms] L2-normalised content rows (scipy CSR or a
-    dense numpy array)."""
-    V, H = data.num_video, data.num_hashtag
-    tr = data.train.numpy()
-    owner = np.full(V, -1, dtype=np.int64)
-    for split in (data.val, data.test):
-        owner[split.videos.numpy()] = split.users.numpy()
-    owner[tr[:, 1]] = tr[:, 0]
-    tags = sp.csr_matrix((np.ones(len(data.vh_idx), dtype=np.float32), data.vh_idx.numpy(), data.vh_ptr.numpy()),
-                         shape=(V, H))
-    pool = np.zeros(V, dtype=bool)
-    pool[tr[:, 1]] = True
-    by_user = np.argsort(owner, kind='stable')
-    starts = np.searchsorted(owner[by_user], np.arange(data.num_user + 1))
-    out_rows, out_cols, out_vals = [], [], []
-    for u in range(data.num_user):
-        posts = by_user[starts[u]:starts[u + 1]]
-        mine = posts[pool[posts]]
-        if len(posts) == 0 or len(mine) == 0:
-            continue
-        sims = rows[posts] @ rows[mine].T
-        sims = np.asarray(sims.todense() if sp.issparse(sims) else sims, dtype=np.float32)
-        sims[posts[:, None] == mine[None, :]] = 0.0                    # never its own post (leave-one-out)
-        sims = np.maximum(sims, 0) ** power
-        votes = sp.csr_matrix(sims) @ tags[mine]
-        votes = votes.tocoo()
-        out_rows.append(posts[votes.row])
-        out_cols.append(votes.col)
-        out_vals.append(votes.data)
-    cat = lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)  # noqa: E731
-    return sp.csr_matrix((cat(out_vals, np.float32), (cat(out_rows, np.int64), cat(out_cols, np.int64))),
-                         shape=(V, H))
-
-
-def peer_votes(data, k):
-    """[U, H] scipy CSR: log(1 + sum over the ``k`` users u' most like u of cos(u, u') [u' used h in training]),
-    cosine of the binary user x hashtag rows of training."""
-    U, H = data.num_user, data.num_hashtag
-    g = data.graph
-    b = sp.csr_matrix((np.ones(len(g.pair_user), dtype=np.float32), (g.pair_user.numpy(), g.pair_hashtag.numpy())),
-                      shape=(U, H))
-    norm = np.sqrt(np.asarray(b.sum(1)).ravel())
-    bn = sp.diags(1 / np.maximum(norm, 1e-12)).astype(np.float32) @ b
-    parts = []
-    for lo in range(0, U, 1024):
-        sims = np.asarray((bn[lo:lo + 1024] @ bn.T).todense(), dtype=np.float32)
-        sims[np.arange(len(sims)), np.arange(lo, lo + len(sims))] = 0.0   # a user is not their own peer
-        kk = min(k, U - 1)
-        if kk < 1:
-            parts.append(sp.csr_matrix((len(sims), U), dtype=np.float32))
-            continue
-        idx = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        w = np.take_along_axis(sims, idx, 1)
-        parts.append(sp.csr_matrix((w.ravel(), idx.ravel(), np.arange(0, len(sims) * kk + 1, kk)),
-                                   shape=(len(sims), U)))
-    votes = (sp.vstack(parts).tocsr() @ b).tocsr()
-    votes.data = np.log1p(votes.data)
-    return votes
 
 
 class TagBlend(SparseTables, Recommender):
@@ -132,9 +61,7 @@ class TagBlend(SparseTables, Recommender):
                HParam('centroid_mix', 0.0, "TagBlend: weight m_c of the cosine to the hashtags' centroids (0: off)"),
                HParam('grams', 'auto', 'TagBlend: the character n-gram votes term: auto (where the dataset keeps its '
                                        'posts\' texts, posts.jsonl) | on | off', choices=SWITCHES),
-               HParam('text', 'auto', 'what posts are compared by: dense (the feature rows) | tfidf (the sparse TF-IDF '
-                                      'rows an import writes) | auto (tfidf where the dataset has them)',
-                      choices=TEXTS))
+               TEXT)
     # 64 configurations, 8 drawn (the same budget as kNN's 50)
     search = {'votes_k': [50, 100], 'mix': [2.0, 4.0], 'grams_mix': [1.0, 2.0], 'own_mix': [1.0, 3.0],
               'peers_mix': [0.1, 0.3], 'centroid_mix': [0.0, 8.0]}
@@ -153,20 +80,19 @@ class TagBlend(SparseTables, Recommender):
         self.text = content_rows(data, text)
         self.tfidf = data.text_tfidf if self.text == 'tfidf' else None      # data, not a tensor: not moved
         self.reads_tfidf = self.tfidf is not None
-        texts = import_posts.dataset_texts(data.path) if grams != 'off' and grams_mix > 0 and data.path else None
+        texts = data.texts if grams != 'off' and grams_mix > 0 else None
         if grams == 'on' and texts is None:
-            raise ValueError(f'{data.path}: grams=on needs the posts\' texts ({import_posts.POSTS_FILE}, written by '
+            raise ValueError(f'{data.path}: grams=on needs the posts\' texts (posts.jsonl, written by '
                              f'scripts/import_posts.py); this dataset has none: use grams auto or off')
-        if texts is not None and len(texts) != V:
-            raise ValueError(f'{data.path}/{import_posts.POSTS_FILE}: {len(texts):,} posts, the dataset has {V:,}')
-        char_rows, self._char_vec = import_posts.fit_char_rows(texts) if texts is not None else (None, None)
+        self._grams = CharGrams(texts) if texts is not None else None
+        char_rows = self._grams.rows if self._grams is not None else None
         self.mix = {'counts': 1.0, 'votes': float(mix), 'grams': float(grams_mix) if char_rows is not None else 0.0,
                     'own': float(own_mix), 'peers': float(peers_mix), 'centroid': float(centroid_mix),
                     'popularity': TIE_BREAK}
         self.uses = {t: w > 0 for t, w in self.mix.items()}
 
         keys, counts = user_hashtag_counts(data.graph, H)
-        own_tags = torch.unique(data.train[:, 1] * H + data.train[:, 2])
+        own_tags = post_hashtag_keys(data)
         self._register_csr('count', keys_to_csr(keys, counts, data.num_user, H))
         self._register_csr('mine', keys_to_csr(own_tags, torch.ones(len(own_tags)), V, H))   # for leave-one-out
         if self.uses['votes'] or self.uses['own']:   # the index also scores new posts (votes and own)
@@ -181,7 +107,7 @@ class TagBlend(SparseTables, Recommender):
         if self.uses['own']:
             rows = self.tfidf if self.tfidf is not None else \
                 torch.nn.functional.normalize(self.features, dim=1).numpy()
-            self._register_csr('own', keys_to_csr(*_csr_keys(own_post_votes(data, rows, power)), V, H))
+            self._register_csr('own', keys_to_csr(*csr_keys(own_post_votes(data, rows, power)), V, H))
         self.power = float(power)
         if self.uses['own']:
             # for new posts: who owns each training post of the index, and its hashtags as a sparse [H, Vt]
@@ -196,17 +122,18 @@ class TagBlend(SparseTables, Recommender):
                                                                       (H, len(pool)), check_invariants=True).coalesce(),
                                  persistent=False)
         if self.uses['peers']:
-            self._register_csr('peers', keys_to_csr(*_csr_keys(peer_votes(data, peers_k)), data.num_user, H))
+            self._register_csr('peers', keys_to_csr(*csr_keys(peer_votes(data, peers_k)), data.num_user, H))
         if self.uses['centroid']:
             self._build_centroids(own_tags)
-        pop = torch.bincount(data.train[:, 2], minlength=H).float()
+        pop = hashtag_popularity(data)
         self.register_buffer('train_uses', pop, persistent=False)
         self.pop_scale = float(np.log1p(max(pop.max().item(), 1.0)))
 
-    def terms(self, users, videos):
-        """Each used term's [B, H] table for [B] users and [B] video ids (leave-one-out for training posts)."""
-        if videos.is_floating_point():
-            return self.new_post_terms(users, videos)
+    def terms(self, users, posts):
+        """Each used term's [B, H] table for [B] users and their posts (leave-one-out for training posts)."""
+        if posts.is_new:
+            return self.new_post_terms(users, posts)
+        videos = posts.ids
         mine = self._dense('mine', videos)
         out = {'counts': torch.log1p(self._dense('count', users) - mine),
                'popularity': torch.log1p(self.train_uses - mine) / self.pop_scale}
@@ -219,33 +146,33 @@ class TagBlend(SparseTables, Recommender):
         if self.uses['peers']:
             out['peers'] = self._dense('peers', users)
         if self.uses['centroid']:
-            out['centroid'] = self._centroid_term(*self._content_rows(videos), mine=mine)
+            out['centroid'] = self._centroid_term(*self._content_rows(posts), mine=mine)
         return out
 
-    def new_post_terms(self, users, rows):
-        """The terms for new posts, given as feature rows [B, F] (and, when posts are compared by TF-IDF, their
-        rows by ``new_posts_tfidf``): the similarities to the training posts are computed for them, as kNN's are.
-        The character n-gram term reads the posts' raw texts, given with ``new_posts_text`` (scripts/recommend.py --text),
-        vectorised by the n-gram vectoriser fitted on the dataset's posts."""
+    def new_post_terms(self, users, posts):
+        """The terms for new posts (``Posts`` of feature rows and, when posts are compared by TF-IDF, their TF-IDF
+        rows): the similarities to the training posts are computed for them, as kNN's are. The character n-gram term
+        reads the posts' raw texts (``Posts.texts``: scripts/recommend.py --text), vectorised by the n-gram vectoriser
+        fitted on the dataset's posts."""
         H = self.num_hashtag
         out = {'counts': torch.log1p(self._dense('count', users)),
                'popularity': torch.log1p(self.train_uses).expand(len(users), H) / self.pop_scale}
         if self.uses['votes'] or self.uses['own']:
-            sims = self.vote_index.new_post_similarities(self, rows)
+            feats = self.video_features(posts) if self.tfidf is None else None
+            sims = self.vote_index.post_similarities(posts, feats, self)
         if self.uses['own']:
             w = sims.clamp(min=0) ** self.power * (self.pool_owner[None, :] == users[:, None])
             out['own'] = torch.sparse.mm(self.pool_tags, w.T.contiguous()).T
         if self.uses['votes']:
             out['votes'] = self.vote_index.votes(sims)
         if self.uses['grams']:
-            texts = [import_posts.strip_text(t) for t in self.new_post_texts(len(users))]
-            sims = self.grams_index.similarities(rows=self._char_vec.transform(texts).astype(np.float32))
+            sims = self.grams_index.similarities(rows=self._grams.transform(posts.need_texts(self)))
             out['grams'] = self.grams_index.votes(sims)
         if self.uses['peers']:
             out['peers'] = self._dense('peers', users)
         if self.uses['centroid']:
-            x = self.new_tfidf_rows(len(users)) if self.tfidf is not None else \
-                torch.nn.functional.normalize(self.video_features(rows), dim=1)
+            x = posts.need_tfidf(self) if self.tfidf is not None else \
+                torch.nn.functional.normalize(self.video_features(posts), dim=1)
             out['centroid'] = self._centroid_term(*self._row_products(x))
         return out
 
@@ -266,11 +193,11 @@ class TagBlend(SparseTables, Recommender):
             self.register_buffer('centroid_t', cent.T.contiguous(), persistent=False)
             self.register_buffer('centroid_sq', (cent * cent).sum(1), persistent=False)
 
-    def _content_rows(self, videos):
-        """(dot products [B, H] of dataset posts ``videos`` with every centroid, their rows' squared norms [B])."""
+    def _content_rows(self, posts):
+        """(dot products [B, H] of dataset posts with every centroid, their rows' squared norms [B])."""
         if self.tfidf is not None:
-            return self._row_products(self.tfidf[videos.cpu().numpy()])
-        return self._row_products(torch.nn.functional.normalize(self.video_features(videos), dim=1))
+            return self._row_products(self.tfidf[posts.ids.cpu().numpy()])
+        return self._row_products(torch.nn.functional.normalize(self.video_features(posts), dim=1))
 
     def _row_products(self, x):
         dev = self.centroid_sq.device
@@ -293,13 +220,10 @@ class TagBlend(SparseTables, Recommender):
             out = torch.where(own, loo, out)
         return out
 
-    def score_all(self, enc, users, videos):
-        """[B] users, [B] video ids -> [B, H] scores of every hashtag."""
-        terms = self.terms(users, videos)
+    def score_all(self, enc, users, posts):
+        """[B] users and their posts -> [B, H] scores of every hashtag."""
+        terms = self.terms(users, posts)
         s = torch.zeros(len(users), self.num_hashtag, device=users.device)
         for t, x in terms.items():
             s = s + self.mix[t] * x
         return s
-
-    def score(self, enc, users, videos, hashtags):
-        return torch.gather(self.score_all(enc, users, videos), 1, hashtags)

@@ -8,7 +8,7 @@ hashtag and what a user tends to use beyond their counts.
                + \\langle T x_v, q_h\\rangle + \\langle e_u, r_h\\rangle + b_h
 
 - ``counts``: c_uh, the user's training count of h (leave-one-out for a training post, as GCN-PHR+'s count term);
-- ``votes``: kNN's votes (``baselines.NeighbourVotes``: the ``votes_k`` most similar training posts, cosine, each
+- ``votes``: kNN's votes (``signals.NeighbourVotes``: the ``votes_k`` most similar training posts, cosine, each
   voting for its hashtags with its similarity; a training post is never its own neighbour);
 - ``words``: x_v the post's sparse TF-IDF row (an EmbeddingBag over its terms, weighted by TF-IDF: a fastText-style
   linear text model) or, without TF-IDF rows, a linear map of its dense feature row;
@@ -21,39 +21,9 @@ costs a few [B, H] passes per step.
 import torch
 from torch import nn
 
-from phr.models.baselines import TEXTS, NeighbourVotes, content_rows
-from phr.models.base import DIM, HParam, Recommender, csr_positions, user_hashtag_counts
-
-
-def keys_to_csr(keys, values, num_rows, width):
-    """Sorted keys row * width + col with their values -> CSR (ptr [num_rows + 1], cols, values)."""
-    rows = keys // width
-    ptr = torch.zeros(num_rows + 1, dtype=torch.long)
-    ptr[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), 0)
-    return ptr, keys % width, values
-
-
-def csr_dense(ptr, cols, values, ids, width):
-    """Rows ``ids`` [B] of a CSR table as a dense [B, width] tensor (zeros where a row has no entry)."""
-    row, at = csr_positions(ptr, ids)
-    out = torch.zeros(len(ids), width, dtype=values.dtype, device=values.device)
-    out[row, cols[at]] = values[at]
-    return out
-
-
-class SparseTables:
-    """Per-row sparse tables of a model (CSR buffers, data not weights) read back as dense [B, H] rows: TagMix's and
-    TagBlend's terms. Needs ``self.num_hashtag``."""
-
-    def _register_csr(self, name, table):
-        """A CSR table (ptr, cols, values) as the buffers ``name``_ptr / _cols / _values (data, not weights)."""
-        for part, t in zip(('ptr', 'cols', 'values'), table):
-            self.register_buffer(f'{name}_{part}', t, persistent=False)
-
-    def _dense(self, name, ids):
-        """Rows ``ids`` [B] of the table ``name`` as a dense [B, H] tensor."""
-        return csr_dense(getattr(self, f'{name}_ptr'), getattr(self, f'{name}_cols'), getattr(self, f'{name}_values'),
-                         ids, self.num_hashtag)
+from phr.models.base import DIM, HParam, Recommender
+from phr.models.signals import TEXT, NeighbourVotes, content_rows, post_hashtag_keys, user_hashtag_counts
+from phr.models.sparse import SparseTables, keys_to_csr
 
 
 class TagMix(SparseTables, Recommender):
@@ -65,9 +35,7 @@ class TagMix(SparseTables, Recommender):
                HParam('words', True, "TagMix: the post's words x hashtag term <T x_v, q_h>"),
                HParam('user', True, 'TagMix: the user x hashtag id term <e_u, r_h> and the hashtag bias'),
                HParam('votes_k', 50, 'TagMix: how many of the most similar training posts vote', positive=True),
-               HParam('text', 'auto', 'what posts are compared by: dense (the feature rows) | tfidf (the sparse TF-IDF '
-                                      'rows an import writes) | auto (tfidf where the dataset has them)',
-                      choices=TEXTS))
+               TEXT)
     # the softmax over every hashtag is its loss (the one shaped like full ranking); 12 configurations, 8 drawn
     search = {'loss': ['softmax'], 'l_r': [1e-2, 3e-2], 'weight_decay': [0.0, 1e-3], 'decay_embeddings': [False],
               'votes_k': [25, 50, 100]}
@@ -86,7 +54,7 @@ class TagMix(SparseTables, Recommender):
             keys, counts = user_hashtag_counts(data.graph, H)
             # leave-one-out: a training post's own hashtags are taken off its user's counts (val/test posts are
             # not training posts, so nothing is taken off theirs)
-            own = torch.unique(data.train[:, 1] * H + data.train[:, 2])
+            own = post_hashtag_keys(data)
             self._register_csr('count', keys_to_csr(keys, counts, data.num_user, H))
             self._register_csr('own', keys_to_csr(own, torch.ones(len(own)), V, H))
             self.count_weight = nn.Parameter(torch.ones(()))
@@ -110,37 +78,34 @@ class TagMix(SparseTables, Recommender):
             nn.init.zeros_(self.user_hashtag.weight)
             self.hashtag_bias = nn.Parameter(torch.zeros(H))
 
-    def text_vector(self, videos):
-        """T x_v: [B, d] for video ids [B] (or dense feature rows [B, F] without TF-IDF rows)."""
+    def text_vector(self, posts):
+        """T x_v: [B, d] from the posts' TF-IDF rows (or, without them, their dense feature rows)."""
         if self.tfidf is None:
-            return self.text_lin(self.video_features(videos))
-        rows = self.new_tfidf_rows(len(videos)) if videos.is_floating_point() else self.tfidf[videos.cpu().numpy()]
+            return self.text_lin(self.video_features(posts))
+        rows = posts.need_tfidf(self) if posts.is_new else self.tfidf[posts.ids.cpu().numpy()]
         dev = self.text_bag.weight.device
         return self.text_bag(torch.from_numpy(rows.indices).long().to(dev),
                              torch.from_numpy(rows.indptr[:-1]).long().to(dev),
                              per_sample_weights=torch.from_numpy(rows.data).float().to(dev))
 
-    def score_all(self, enc, users, videos):
-        """[B] users, [B] video ids (or [B, F] feature rows of new posts) -> [B, H] scores of every hashtag."""
-        new = videos.is_floating_point()   # new posts: feature rows, and (text=tfidf) TF-IDF rows (new_posts_tfidf)
+    def score_all(self, enc, users, posts):
+        """[B] users and their posts -> [B, H] scores of every hashtag."""
+        new = posts.is_new   # new posts: their feature rows, and (text=tfidf) TF-IDF rows
         s = torch.zeros(len(users), self.num_hashtag, device=users.device)
         if self.counts:
             count = self._dense('count', users)
             if not new:
-                count = count - self._dense('own', videos)
+                count = count - self._dense('own', posts.ids)
             s = s + self.count_weight * torch.log1p(count)
         if self.votes:
             if new:
-                sims = self.vote_index.new_post_similarities(self, videos)
-                votes = self.vote_index.votes(sims)
+                feats = self.video_features(posts) if self.tfidf is None else None
+                votes = self.vote_index.votes(self.vote_index.post_similarities(posts, feats, self))
             else:
-                votes = self._dense('vote', videos)
+                votes = self._dense('vote', posts.ids)
             s = s + self.votes_weight * votes
         if self.words:
-            s = s + self.text_vector(videos) @ self.text_hashtag.weight.T
+            s = s + self.text_vector(posts) @ self.text_hashtag.weight.T
         if self.user:
             s = s + self.user_emb(users) @ self.user_hashtag.weight.T + self.hashtag_bias
         return s
-
-    def score(self, enc, users, videos, hashtags):
-        return torch.gather(self.score_all(enc, users, videos), 1, hashtags)

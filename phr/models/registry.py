@@ -6,17 +6,15 @@ import argparse
 import inspect
 from dataclasses import dataclass, field
 
-from phr.models import baselines
 import model
-from phr.models import blend as model_blend
-from phr.models import mix as model_mix
-from phr.models import plus as model_plus
+from phr.models import baselines, blend, mix, neighbours, plus
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     cls: type
     label: str                                  # the name in tables (scripts/tune.py)
+    short: str                                  # the short name in sentences of the reports ("GCN-PHR+ minus ...")
     fixed: dict = field(default_factory=dict)   # constructor arguments the name fixes (no_att: attention=False)
 
     @property
@@ -32,30 +30,30 @@ class ModelSpec:
 MODELS = {}   # model_name -> ModelSpec
 
 
-def register(name, cls, label=None, **fixed):
-    """Add a model to the registry: ``--model_name name`` builds ``cls(data, **hparams, **fixed)``."""
-    MODELS[name] = ModelSpec(cls, label or name, fixed)
+def register(name, cls, label=None, short=None, **fixed):
+    """Add a model to the registry: ``--model_name name`` builds ``cls(data, **hparams, **fixed)``; ``label`` names it
+    in tables, ``short`` in the reports' sentences (both default to ``name``)."""
+    MODELS[name] = ModelSpec(cls, label or name, short or name, fixed)
     return cls
 
 
 # ---- the models: one line each
-register('GCN_PHR', model.GCNPHR, 'GCN-PHR (paper, Fig. 2)')
+register('GCN_PHR', model.GCNPHR, 'GCN-PHR (paper, Fig. 2)', 'GCN-PHR')
 register('Net', model.ReleasedNet, "authors' released Net (fixed)")
 register('var1', model.HomogeneousNet, 'homogeneous graph (var1)')
 register('no_att', model.GCNPHR, 'GCN-PHR w/o attention', attention=False)
-register('GCN_PHR_plus', model_plus.GCNPHRPlus, 'GCN-PHR+ (extension: identity, counts, content; not the paper)')
-register('GCN_PHR_knn', model_plus.GCNPHRKnn, 'GCN-PHR+kNN (extension + similar-posts votes; not the paper)')
-register('TagMix', model_mix.TagMix, 'TagMix (extension: counts + similar posts + words, full softmax; not the paper)')
-register('TagBlend', model_blend.TagBlend, 'TagBlend (extension: counts + word and character n-gram votes + own '
+register('GCN_PHR_plus', plus.GCNPHRPlus, 'GCN-PHR+ (extension: identity, counts, content; not the paper)', 'GCN-PHR+')
+register('TagMix', mix.TagMix, 'TagMix (extension: counts + similar posts + words, full softmax; not the paper)')
+register('TagBlend', blend.TagBlend, 'TagBlend (extension: counts + word and character n-gram votes + own '
          'posts + peers + hashtag centroids, weights searched; not the paper)')
 register('UTM', baselines.UTM)
 register('ConTagNet', baselines.ConTagNet)
 register('CSMN', baselines.CSMN)
 register('USHM', baselines.USHM)
-register('user_popularity', baselines.UserPopularity, "floor: user's own frequency")
-register('popularity', baselines.GlobalPopularity, 'floor: global popularity')
-register('kNN', baselines.SimilarPosts, 'similar posts + user counts (kNN)')
-register('kNN_content', baselines.SimilarPosts, 'similar posts, content alone', personal=False, mix=1.0)
+register('user_popularity', neighbours.UserPopularity, "floor: user's own frequency")
+register('popularity', neighbours.GlobalPopularity, 'floor: global popularity')
+register('kNN', neighbours.SimilarPosts, 'similar posts + user counts (kNN)')
+register('kNN_content', neighbours.SimilarPosts, 'similar posts, content alone', personal=False, mix=1.0)
 
 
 def get_spec(name):

@@ -8,15 +8,12 @@ from phr.models.registry import MODELS
 from phr.sweep import figures
 from phr.sweep.plan import ROOT, dataset_slug
 from phr.sweep.records import current
-from phr.sweep.report import EXTENSION, EXTENSION_LABEL, seed_records_of, seed_rows
+from phr.sweep.datasets import title as dataset_title
+from phr.sweep.report import seed_records_of, seed_rows
 from phr.sweep.stats import paired_bootstrap, verdict
 
 PROTOCOL_TITLE = {'sampled': "sampled protocol (the paper's: 1,000 negatives per row)",
                   'full': 'full ranking (every hashtag a candidate)'}
-DATASET_TITLE = {'howyoutag': "#HowYouTagTweets, authors' split", 'howyoutag_makers': "#HowYouTagTweets, makers' split",
-                 'rtweet': 'rtweet (60 test posts: a smoke test)', 'yfcc100m=0.02': 'yfcc100m x0.02 (generated)',
-                 'instagram=0.04': 'instagram x0.04 (generated)', 'yfcc100m=0.05': 'yfcc100m x0.05 (generated)',
-                 'instagram=0.1': 'instagram x0.1 (generated)'}
 # the README's headline: (protocol, dataset) columns, model rows
 HEADLINE_COLUMNS = [('sampled', 'howyoutag'), ('full', 'howyoutag'), ('sampled', 'howyoutag_makers'),
                     ('full', 'howyoutag_makers'), ('sampled', 'yfcc100m=0.05'), ('sampled', 'instagram=0.1')]
@@ -44,7 +41,7 @@ def results_page(reports, docs_dir):
            '"vs ext." is the seed-paired bootstrap verdict of the extension of that protocol minus the row '
            '(better: the extension is better, the 95% interval excludes 0).', '']
     for ctx, plan, results in reports:
-        ext = EXTENSION[plan.protocol]
+        ext = plan.extensions[0]
         out += [f'## {PROTOCOL_TITLE[plan.protocol]}', '']
         if plan.protocol == 'full':
             out += ['Where a generated preset\'s vocabulary is no larger than the 1,000 sampled negatives the two '
@@ -53,7 +50,7 @@ def results_page(reports, docs_dir):
             seeds = [(m, rs) for m, rs in selected_seeds(plan, results, dataset) if rs]
             if not seeds:
                 continue
-            out += [f'### {DATASET_TITLE.get(dataset, dataset)}', '',
+            out += [f'### {dataset_title(dataset)}', '',
                     f'| model | test R@10 | test NDCG@10 | vs ext. R@10 | vs ext. NDCG@10 |', '|---|---|---|---|---|']
             ref = seed_rows(plan, results, dataset, ext, plan.seeds) if ext in plan.models else None
             for m, rs in seeds:
@@ -72,7 +69,7 @@ def results_page(reports, docs_dir):
                         cells.append(f'{d:+.3f} {verdict(lo, hi)}')
                 out.append(f'| {MODELS[m].label} | ' + ' | '.join(cells) + ' |')
             slug = f'{plan.protocol}_{dataset_slug(dataset)}'
-            title = f'{DATASET_TITLE.get(dataset, dataset)}, {PROTOCOL_TITLE[plan.protocol]}'
+            title = f'{dataset_title(dataset)}, {PROTOCOL_TITLE[plan.protocol]}'
             bars = figures.table_figure(os.path.join(docs_dir, 'figures', f'{slug}_table.png'), title,
                                         [(m, [r['test']['recall@10'] for r in rs]) for m, rs in seeds])
             curves = figures.curves_figure(os.path.join(docs_dir, 'figures', f'{slug}_curves.png'),
@@ -90,7 +87,7 @@ def headline(reports):
     """The README's one table: test R@10 / NDCG@10 of a few rows on the datasets that decide, both protocols."""
     by_protocol = {plan.protocol: (plan, results) for _, plan, results in reports}
     cols = [(p, d) for p, d in HEADLINE_COLUMNS if p in by_protocol and d in by_protocol[p][0].datasets]
-    head = ' | '.join(f'{DATASET_TITLE.get(d, d).split(" (")[0]}, {p}' for p, d in cols)
+    head = ' | '.join(f'{dataset_title(d).split(" (")[0]}, {p}' for p, d in cols)
     out = [MARKERS[0], '', f'| test R@10 / NDCG@10 | {head} |', '|---' * (len(cols) + 1) + '|']
     cache = {(p, d): dict(selected_seeds(*by_protocol[p], d)) for p, d in cols}
     for m in HEADLINE_ROWS:

@@ -24,10 +24,10 @@ import sys
 from dataclasses import dataclass, field
 
 from phr.models.registry import MODELS, search_space
+from phr.sweep import datasets
 from phr.sweep.records import config_key, search_records, selected
 from phr import ROOT
 
-HOWYOUTAG_SRC = os.path.join(ROOT, '..', 'shared', 'data', 'howyoutag')
 PINNED = os.path.join(ROOT, 'results', 'plan.json')
 
 # the committed plan, measured on 2 CPU cores with --jobs 2: about 15 hours of wall time for the first five datasets,
@@ -43,10 +43,12 @@ DEFAULTS = dict(datasets=['yfcc100m=0.02', 'rtweet', 'howyoutag', 'instagram=0.0
 # 1,000 sampled negatives, so there the two protocols coincide and the sampled tables stand
 FULL_DEFAULTS = dict(DEFAULTS, datasets=['howyoutag', 'howyoutag_makers', 'rtweet'],
                      models=['kNN', 'kNN_content', 'user_popularity', 'popularity', 'TagBlend', 'TagMix', 'ConTagNet',
-                             'USHM', 'GCN_PHR', 'GCN_PHR_plus', 'UTM', 'no_att', 'CSMN', 'var1', 'Net', 'GCN_PHR_knn'])
+                             'USHM', 'GCN_PHR', 'GCN_PHR_plus', 'UTM', 'no_att', 'CSMN', 'var1', 'Net'])
 
-# a dataset's own training settings, the same for every model on it (rtweet: 123 training posts, 6 val posts)
-DATASET_SETTINGS = {'rtweet': dict(batch_size=64, max_epoch=60, patience=20)}
+# the model every row of a table is compared with (the paper's), and the models each protocol's tables compare
+# against every row (the first is the protocol's headline extension)
+REFERENCE = 'GCN_PHR'
+COMPARE = {'sampled': ('GCN_PHR_plus', 'TagMix', 'TagBlend'), 'full': ('TagBlend', 'TagMix')}
 
 
 def draw(space, n, seed, name):
@@ -107,7 +109,15 @@ class Plan:
         return frozenset(config_key(c) for c in self.configurations(model))
 
     def setting(self, dataset, key):
-        return DATASET_SETTINGS.get(dataset, {}).get(key, getattr(self, key))
+        return datasets.settings(dataset).get(key, getattr(self, key))
+
+    @property
+    def reference(self):
+        return REFERENCE
+
+    @property
+    def extensions(self):
+        return COMPARE[self.protocol]
 
     def selected(self, results, dataset, model):
         return selected(results, dataset, model, self.planned_keys(model))
@@ -149,14 +159,9 @@ class Plan:
 # ---- datasets and the names of a run's files
 
 def dataset_path(spec):
-    """'yfcc100m=0.02' -> Data/yfcc100m_0.02 (generated); 'howyoutag[_makers]' -> Data/howyoutag[_makers];
-    a folder that already holds a dataset -> itself."""
-    if os.path.exists(os.path.join(spec, 'test.npy')):
-        return spec
-    name, _, scale = spec.partition('=')
-    if name.startswith('howyoutag') or name == 'rtweet':
-        return os.path.join(ROOT, 'Data', name)
-    return os.path.join(ROOT, 'Data', name + ('' if scale in ('', '1') else f'_{float(scale):g}'))
+    """A dataset's folder: Data/<its folder> for a declared or generated one (``datasets.get``), or the folder given."""
+    d = datasets.get(spec)
+    return spec if d is None else d.path
 
 
 def dataset_slug(spec):
@@ -166,23 +171,14 @@ def dataset_slug(spec):
 
 
 def prepare(spec):
-    """The dataset's folder, generated or imported first when it is not there."""
+    """The dataset's folder, built first by its declared command when it is not there."""
     path = dataset_path(spec)
     if os.path.exists(os.path.join(path, 'test.npy')):
         return path
-    name, _, scale = spec.partition('=')
-    if name == 'rtweet':
-        cmd = [sys.executable, os.path.join('scripts', 'real_tweets.py'), '--import_only', '--out', path]
-    elif name.startswith('howyoutag'):
-        if not os.path.isdir(HOWYOUTAG_SRC):
-            raise SystemExit(f'error: {HOWYOUTAG_SRC}: the #HowYouTagTweets files are not there')
-        cmd = [sys.executable, os.path.join('scripts', 'import_posts.py'), HOWYOUTAG_SRC, '--out', path]
-        if name == 'howyoutag_makers':
-            cmd += ['--split', 'makers']
-    else:
-        cmd = [sys.executable, os.path.join('scripts', 'generate.py'), '--preset', name, '--out', path]
-        if scale:
-            cmd += ['--scale', scale]
+    d = datasets.get(spec)
+    if d.source is not None and not os.path.exists(d.source):
+        raise SystemExit(f'error: {d.source}: the input of dataset {spec} is not there')
+    cmd = [sys.executable, os.path.join('scripts', d.build[0]), *d.build[1:], '--out', path]
     print('$ ' + ' '.join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd), flush=True)
     subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return path

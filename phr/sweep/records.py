@@ -3,7 +3,7 @@
 A record: protocol (sampled | full), dataset, path, model, phase (search | seed | ablation), index (of the configuration drawn), seed,
 config (train.py flags), status (ok | failed), best_epoch, epochs_run, val, test (metrics at the best validation
 epoch), seconds, curve (validation R@10 per epoch), rows (the per-row test file of a seed or ablation run), machine;
-``count_scale`` for GCN-PHR+'s calibrated runs. ``FORMAT`` is the format written now; ``migrate`` brings a record
+and the fields a model's hook adds (its ``record_fields``: ``count_scale`` for GCN-PHR+'s calibrated runs). ``FORMAT`` is the format written now; ``migrate`` brings a record
 of an earlier format to it (scripts/migrate_results.py rewrote the committed file once).
 """
 import json

@@ -5,19 +5,14 @@ import os
 import numpy as np
 
 from phr.models.registry import MODELS, search_space
-from phr.sweep.plan import DATASET_SETTINGS, ROOT, rows_folder
+from phr.sweep import datasets
+from phr.sweep.plan import ROOT, rows_folder
 from phr.sweep.records import config_key, current, seed_records
 from phr.sweep.stats import mean_std, paired_bootstrap, verdict
 
 HISTORY = (('all used before', lambda s: s == 1), ('some', lambda s: (s > 0) & (s < 1)),
            ('none', lambda s: s == 0))
 
-
-# the extension each protocol's table compares with every row
-EXTENSION = {'sampled': 'GCN_PHR_plus', 'full': 'TagBlend'}     # each protocol's headline extension
-# every extension a protocol's tables compare against each row (where its seeds are done)
-EXTENSIONS = {'sampled': ('GCN_PHR_plus', 'TagMix', 'TagBlend'), 'full': ('TagBlend', 'TagMix')}
-EXTENSION_LABEL = {'GCN_PHR_plus': 'GCN-PHR+', 'GCN_PHR_knn': 'GCN-PHR+kNN', 'TagMix': 'TagMix', 'TagBlend': 'TagBlend'}
 
 
 def seed_records_of(plan, results, dataset, model):
@@ -46,9 +41,26 @@ def grids_text(plan):
     parts = ['; '.join(f'{", ".join(models)}: ' + ' x '.join(f'{k} {{{", ".join(map(fmt_value, v))}}}'
                                                             for k, v in space.items())
                        for space, models in groups.values())]
+    notes = ''.join(f' {m} {MODELS[m].cls.search_note}' for m in plan.models
+                    if plan.searched(m) and MODELS[m].cls.search_note)
     return ('Grids (declared beside each model; a configuration that decays the embeddings without weight decay is '
-            'not drawn): ' + parts[0] + '. GCN_PHR_plus scales its count weight on validation at every epoch '
-            '(select_calibrated), so its epochs are selected and stopped on the calibrated validation.')
+            'not drawn): ' + parts[0] + '.' + notes)
+
+
+def record_cells(model, rec):
+    """What a model's hook added to a run's record, as its ``record_fields`` write it (GCN-PHR+: ' w x5')."""
+    fields = MODELS[model].cls.record_fields if model in MODELS else {}
+    return ''.join(' ' + fmt.format(rec[k]) for k, (fmt, _) in fields.items() if rec.get(k) is not None)
+
+
+def record_notes(plan):
+    """The notes that explain those cells, of the plan's models."""
+    notes = []
+    for m in plan.models:
+        for _, note in (MODELS[m].cls.record_fields if m in MODELS else {}).values():
+            if note not in notes:
+                notes.append(note)
+    return notes
 
 
 def machines(results):
@@ -128,12 +140,12 @@ def report(ctx, plan, results):
         if not recs:
             out += [f'## {dataset}', '', 'not run yet.', '']
             continue
-        own = DATASET_SETTINGS.get(dataset)
+        own = datasets.settings(dataset)
         out += [f'## {dataset}', ''] + ([f'Settings of this dataset, for every model: {own}.', ''] if own else [])
         out += ['| model | chosen configuration | best epochs (of run) | val R@10 | test R@10 | '
                 'test NDCG@10 | test P@10 | GCN-PHR − row, R@10 [95% CI] | verdict | GCN-PHR − row, NDCG@10 [95% CI] | '
                 'verdict | configs done |', '|---' * 12 + '|']
-        ref = seed_rows(plan, results, dataset, 'GCN_PHR', plan.seeds)
+        ref = seed_rows(plan, results, dataset, plan.reference, plan.seeds)
         for model in plan.models:
             label = MODELS[model].label if model in MODELS else model
             trainable, searched = plan.trainable(model), plan.searched(model)
@@ -148,13 +160,13 @@ def report(ctx, plan, results):
                              for k, v in sorted(seeds[0]['config'].items())) or '—'
             epochs = ', '.join(f"{r['best_epoch']}{'!' if r['best_epoch'] == r['epochs_run'] - 1 and trainable else ''}"
                                f" ({r['epochs_run']})"
-                               + (f" w x{r['count_scale']:g}" if r.get('count_scale') is not None else '')
+                               + record_cells(model, r)
                                for r in sorted(seeds, key=lambda r: r['seed']))
             cells = [mean_std([r['val']['recall@10'] for r in seeds])]
             cells += [mean_std([r['test'][m] for r in seeds]) for m in ('recall@10', 'ndcg@10', 'precision@10')]
             other = seed_rows(plan, results, dataset, model, plan.seeds)
             for m in ('recall@10', 'ndcg@10'):
-                if model == 'GCN_PHR':
+                if model == plan.reference:
                     cells += ['(reference)', '']
                 elif ref is None or other is None:
                     cells += ['seeds missing', '']
@@ -163,11 +175,11 @@ def report(ctx, plan, results):
                     cells += [f'{d:+.4f} [{lo:+.4f}, {hi:+.4f}]', verdict(lo, hi)]
             done = f'{n_search}/{n_want}' if searched else '—'
             out.append(f'| {label} | {conf} | {epochs} | ' + ' | '.join(cells) + f' | {done} |')
-        for ext in EXTENSIONS[plan.protocol]:
+        for ext in plan.extensions:
             plus = seed_rows(plan, results, dataset, ext, plan.seeds) if ext in plan.models else None
             if plus is None:
                 continue
-            out += ['', f'The extension against every row ({EXTENSION_LABEL[ext]} minus the row, same paired '
+            out += ['', f'The extension against every row ({MODELS[ext].short} minus the row, same paired '
                     f'bootstrap):', '',
                     '| row | R@10 [95% CI] | verdict | NDCG@10 [95% CI] | verdict |', '|---' * 5 + '|']
             for model in plan.models:
@@ -216,5 +228,5 @@ def report(ctx, plan, results):
         secs = sum(r.get('seconds', 0) for r in recs)
         out += ['', f'Run time on this dataset: {secs / 3600:.2f} hours (summed over runs). '
                 '"!" marks a selected epoch that was the last one run (the cap was reached while still improving); '
-                '"w xF": the factor of its learned count weight that GCN-PHR+ kept on validation (--calibrate_counts).', '']
+                + ' '.join(record_notes(plan)), '']
     return '\n'.join(out)

@@ -17,6 +17,7 @@ from phr.training import run_folder
 from data_load import fingerprint
 from evaluation import best_by_validation
 from phr.sweep import records
+from phr.models.registry import MODELS
 from phr.util.runtime import cpu_name
 from phr.sweep.plan import ROOT, prepare, rows_folder, rows_path, run_name
 
@@ -24,6 +25,11 @@ from phr.sweep.plan import ROOT, prepare, rows_folder, rows_path, run_name
 def machine():
     import torch
     return f'{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}'
+
+
+def record_fields(model):
+    """The fields a model's hook adds to its runs' records (``Recommender.record_fields``), by registry name."""
+    return tuple(MODELS[model].cls.record_fields) if model in MODELS else ()
 
 
 def history_shares(data):
@@ -86,7 +92,7 @@ def rows_from_search(job, ctx, search, rows):
     return dict(job, status='ok', best_epoch=search['best_epoch'], epochs_run=search['epochs_run'], val=search['val'],
                 test=search['test'], seconds=round(time.perf_counter() - t0, 1), curve=search['curve'],
                 rows=os.path.relpath(rows, ROOT), from_run=os.path.relpath(os.path.dirname(ckpt_path), ROOT),
-                **{k: search[k] for k in ('count_scale',) if search.get(k) is not None})
+                **{k: search[k] for k in record_fields(job['model']) if search.get(k) is not None})
 
 
 def train_argv(job, ctx, plan, run):
@@ -119,9 +125,9 @@ def run_one(job, ctx, plan):
             rec = rows_from_search(job, ctx, search, rows)
             if rec is not None:
                 return rec
-    calibration = os.path.join(ctx.save_dir, run, run_folder.CALIBRATION)
-    if os.path.exists(calibration):   # an earlier run's, in this run folder
-        os.remove(calibration)
+    finish = os.path.join(ctx.save_dir, run, run_folder.FINISH)
+    if os.path.exists(finish):   # an earlier run's, in this run folder
+        os.remove(finish)
     env = dict(os.environ, OMP_NUM_THREADS=str(ctx.threads), MKL_NUM_THREADS=str(ctx.threads))
     t0 = time.perf_counter()
     out = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
@@ -132,11 +138,11 @@ def run_one(job, ctx, plan):
     lines = run_folder.read_metrics(os.path.join(ctx.save_dir, run))
     best = best_by_validation(lines)
     extra = {}
-    if os.path.exists(calibration):   # --calibrate_counts: the best epoch's metrics after scaling the count weight
-        with open(calibration) as f:
-            cal = json.load(f)
-        best = dict(best, val=cal['val'], test=cal['test'])
-        extra['count_scale'] = cal['count_scale']
+    if os.path.exists(finish):   # the model's hook changed the best checkpoint: its metrics, and the fields it keeps
+        with open(finish) as f:
+            done = json.load(f)
+        best = dict(best, val=done['val'], test=done['test'])
+        extra = {k: done['fields'][k] for k in record_fields(job['model']) if k in done.get('fields', {})}
     return dict(job, status='ok', best_epoch=best['epoch'], epochs_run=len(lines),
                 val=best['val'], test=best['test'], seconds=round(secs, 1),
                 curve=[round(x['val']['recall@10'], 4) for x in lines],
@@ -209,10 +215,9 @@ def execute(ctx, plan, results, on_dataset_done=None):
                 results.append(rec)
                 head = f"{rec['protocol']} {rec['dataset']} {rec['model']} {rec['phase']} {rec['index']} s{rec['seed']}"
                 if rec['status'] == 'ok':
-                    scale = rec.get('count_scale')
+                    kept = ''.join(f', {k} {rec[k]:g}' for k in record_fields(rec['model']) if rec.get(k) is not None)
                     print(f"{head}: val R@10 {rec['val']['recall@10']:.4f} at epoch {rec['best_epoch']} of "
-                          f"{rec['epochs_run']}" + (f", count weight x{scale:g}" if scale is not None else '')
-                          + f" ({rec['seconds']:.0f}s)", flush=True)
+                          f"{rec['epochs_run']}{kept} ({rec['seconds']:.0f}s)", flush=True)
                 else:
                     failed.append(head)
                     print(f"{head}: FAILED: {rec['error']}", flush=True)

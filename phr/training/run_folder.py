@@ -8,7 +8,7 @@ from phr.util import atomic
 METRICS = 'metrics.jsonl'        # one JSON line per epoch: loss, val, test, seconds
 BEST = 'best.pt'                 # the checkpoint of the best validation epoch
 LAST = 'last.pt'                 # the checkpoint of the last epoch (what a resume continues)
-CALIBRATION = 'calibration.json'  # GCN_PHR_plus --calibrate_counts: the count weight's factors on validation
+FINISH = 'finish.json'            # what a model's hook did to the best checkpoint (phr/training/hooks.py)
 LOCK = '.lock'                   # held (flock) by the train.py writing the folder; it says that process's pid
 
 
