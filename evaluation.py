@@ -15,10 +15,55 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from phr.models.base import Posts
+from phr.core.base import Posts
 from phr.util import atomic
 
-METRICS = ('precision', 'recall', 'ndcg', 'hit')
+# ---- the metrics: each a function of the ranks of a row's positives, registered by name (as RecBole's metrics)
+
+METRICS = {}   # name -> fn(ranks [R, Pm], is_pos [R, Pm], num_pos [R], k) -> [R] float: the metric@k of each row
+
+
+def register_metric(name):
+    """Add a metric: ``fn(ranks, is_pos, num_pos, k)`` of the 0-based ranks of every row's positives (``is_pos``
+    marks the real ones of the padded [R, Pm] table; ties counted against the positives) and the rows' positive counts
+    -> each row's value at K. Every evaluation then reports it at every K of ``--topk`` as f'{name}@{k}', and
+    ``train.py --select`` can select on it."""
+    def add(fn):
+        METRICS[name] = fn
+        return fn
+    return add
+
+
+def _hits(ranks, is_pos, k):
+    return (is_pos & (ranks < k)).sum(1).float()
+
+
+@register_metric('precision')
+def precision(ranks, is_pos, num_pos, k):
+    return _hits(ranks, is_pos, k) / k
+
+
+@register_metric('recall')
+def recall(ranks, is_pos, num_pos, k):
+    return _hits(ranks, is_pos, k) / num_pos
+
+
+@register_metric('ndcg')
+def ndcg(ranks, is_pos, num_pos, k):
+    in_top = is_pos & (ranks < k)
+    gain = torch.where(is_pos, 1.0 / torch.log2(ranks.float() + 2.0), torch.zeros((), device=ranks.device))
+    idcg = torch.cumsum(1.0 / torch.log2(torch.arange(k, device=ranks.device, dtype=torch.float) + 2), 0)
+    return (gain * in_top).sum(1) / idcg[torch.clamp(num_pos, max=k) - 1]
+
+
+@register_metric('hit')
+def hit(ranks, is_pos, num_pos, k):
+    return (_hits(ranks, is_pos, k) > 0).float()
+
+
+def metric_names(ks):
+    """Every metric@K reported, in order: f'{name}@{k}' for each K and each registered metric."""
+    return [f'{m}@{k}' for k in ks for m in METRICS]
 
 
 def positive_ranks(scores, pos_mask, valid, return_scores=False):
@@ -115,16 +160,7 @@ def metric_rows(scores, pos_mask, valid, ks, num_pos=None):
         ranks = ranks + (s_pos == kth) * tied_neg.unsqueeze(1)
     else:
         ranks, is_pos = positive_ranks(scores, pos_mask, valid)
-    gain = torch.where(is_pos, 1.0 / torch.log2(ranks.float() + 2.0), torch.zeros((), device=scores.device))
-    idcg_table = torch.cumsum(1.0 / torch.log2(torch.arange(k_max, device=scores.device, dtype=torch.float) + 2), 0)
-    out = {}
-    for k in ks:
-        in_top = is_pos & (ranks < k)
-        hits = in_top.sum(1).float()
-        dcg = (gain * in_top).sum(1)
-        idcg = idcg_table[torch.clamp(num_pos, max=k) - 1]
-        out[k] = {'precision': hits / k, 'recall': hits / num_pos, 'ndcg': dcg / idcg, 'hit': (hits > 0).float()}
-    return out
+    return {k: {name: fn(ranks, is_pos, num_pos, k) for name, fn in METRICS.items()} for k in ks}
 
 
 def metric_sums(scores, pos_mask, valid, ks):
@@ -331,18 +367,21 @@ def evaluate_variants(model, split, variants, n, ks=(5, 10), batch_size=None, en
     return [{f'{m}@{k}': t[k][m] / len(split) for k in ks for m in METRICS} for t in totals]
 
 
-def selection_key(metrics, k=10):
-    """What checkpoint selection maximises, on validation metrics only: Recall@K, exact ties (common on small
-    validation splits) broken by NDCG@K."""
-    return metrics[f'recall@{k}'], metrics[f'ndcg@{k}']
+def selection_key(metrics, by='recall@10'):
+    """What checkpoint selection maximises, on validation metrics only: the metric ``by`` (``train.py --select``,
+    Recall@10 by default), exact ties (common on small validation splits) broken by NDCG at the same K (by Recall@K
+    when ``by`` is NDCG)."""
+    k = by.rpartition('@')[2]
+    tie = f'ndcg@{k}' if not by.startswith('ndcg@') else f'recall@{k}'
+    return metrics[by], metrics[tie]
 
 
-def best_by_validation(records, val=lambda r: r['val'], k=10):
+def best_by_validation(records, val=lambda r: r['val'], by='recall@10'):
     """The record of best ``selection_key`` on its validation metrics (first of equals): the one rule by which an
     epoch of a run and a configuration of a sweep are chosen."""
     best = None
     for r in records:
-        if best is None or selection_key(val(r), k) > selection_key(val(best), k):
+        if best is None or selection_key(val(r), by) > selection_key(val(best), by):
             best = r
     return best
 

@@ -1,7 +1,7 @@
 """GCN-PHR (Wei et al., ACM MM 2019) as the paper's Figure 2 draws it, and its faithful variants: the authors'
 released architecture (``Net``), the homogeneous-graph ablation (``var1``) and GCN-PHR without attention
 (``no_att``). The extension GCN-PHR+ (not the paper's) is in ``phr/models/plus.py``, the baselines in
-``phr/models/baselines.py``, the interface in ``phr/models/base.py`` and the registry of names in
+``phr/models/baselines.py``, the interface in ``phr/core/base.py`` and the registry of names in
 ``phr/models/registry.py``.
 
 Notation (SPEC §2): a training triple (u, v, h) = "u tagged v with h"; V(u, h) = videos u tagged with h;
@@ -17,8 +17,8 @@ from torch import nn
 from torch_geometric.nn import GATConv, MessagePassing, SAGEConv
 from torch_geometric.utils import scatter, softmax
 
-from phr.models.base import DIM, TRAINING_SEARCH, HParam, Recommender
-from phr.models.sparse import gather_rows, rows
+from phr.core.base import DIM, TRAINING_SEARCH, HParam, Recommender
+from phr.core.sparse import gather_rows, rows
 
 AGGR = {'mean': 'mean', 'max': 'max', 'add': 'sum'}
 SCORING_MODES = ('cat', 'fully_con')

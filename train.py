@@ -10,7 +10,7 @@
 
 One log line per epoch: training loss, validation and test P/R/NDCG@10, seconds, under ``--protocol`` (sampled:
 the paper's 1,000 negatives per row, the default; full: every hashtag a candidate). The checkpoint kept is the
-epoch of best validation Recall@10, ties broken by validation NDCG@10 (never test); the test numbers reported
+epoch of best validation Recall@10 (``--select``), ties broken by validation NDCG@10 (never test); the test numbers reported
 at the end are that epoch's. Per-epoch metrics also go to <save_dir>/<run>/metrics.jsonl.
 
 Each model takes only its own knobs (declared beside its code, README "Flags"): a flag the chosen model does not
@@ -33,7 +33,7 @@ from phr.training import distributed
 from phr.training import run_folder
 from phr.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint, write_checkpoint
 from data_load import DataError, load_dataset
-from evaluation import evaluate_splits, full_split, selection_key, write_test_rows
+from evaluation import METRICS, evaluate_splits, full_split, selection_key, write_test_rows
 from phr.training.hooks import hook_for
 from phr.training.losses import CANDIDATE_LOSSES, LOSSES, TrainingError
 from phr.models.registry import (MODELS, add_model_flags, build_model, checkpoint_model_args, get_spec, hparams_from_config,
@@ -69,7 +69,11 @@ def build_parser():
     # ---- ours
     p.add_argument('--device', default='auto', help="'auto' (CUDA if available), 'cpu', 'cuda', 'cuda:1', ...")
     p.add_argument('--seed', type=int, default=2019, help='seeds random, numpy, torch and the DataLoader')
-    p.add_argument('--topk', default='5,10', help='comma-separated K of the metrics; 10 is used for selection')
+    p.add_argument('--topk', default='5,10', help='comma-separated K of the metrics')
+    p.add_argument('--select', default='recall@10',
+                   help='the validation metric that selects the epoch and stops early, METRIC@K of a registered metric '
+                        '(evaluation.METRICS: precision, recall, ndcg, hit) and a K of --topk; exact ties broken by '
+                        'NDCG@K (by Recall@K when it is NDCG)')
     p.add_argument('--patience', type=int, default=10, help='stop after this many epochs without a better val R@10')
     p.add_argument('--eval_batch', type=int, default=None, help='val/test rows scored at once (default 256 on CPU, '
                                                                '2048 on GPU)')
@@ -123,6 +127,15 @@ def parse_topk(text):
     if not ks or ks[0] < 1:
         raise SystemExit(f'error: --topk {text!r}: expected comma-separated positive integers, e.g. 5,10')
     return ks
+
+
+def parse_select(text, ks):
+    """--select METRIC@K: a registered metric at one of the K of --topk."""
+    name, _, k = text.partition('@')
+    if name not in METRICS or not k.isdigit() or int(k) not in ks:
+        raise SystemExit(f'error: --select {text!r}: expected METRIC@K with METRIC one of {", ".join(METRICS)} and K '
+                         f'one of --topk {",".join(map(str, ks))}')
+    return f'{name}@{int(k)}'
 
 
 def check_flags(args, given):
@@ -254,7 +267,8 @@ def main(argv=None):
     # ---- flags, device, seed
     args, given = parse_args(argv)
     ks = parse_topk(args.topk)
-    k_sel = 10 if 10 in ks else ks[-1]
+    select = parse_select(args.select, ks)
+    k_sel = int(select.rpartition('@')[2])
     check_flags(args, given)
     ddp = distributed.init_distributed('cpu' if args.no_cuda else args.device, args.loss)   # None without torchrun
     try:
@@ -374,9 +388,9 @@ def main(argv=None):
                              f'features for extreme values')
         except DataError as e:
             raise SystemExit(f'error: {e}')
-        m, extra = hook.epoch_metrics(model, splits, ks, args.eval_batch, shard, k_sel)
+        m, extra = hook.epoch_metrics(model, splits, ks, args.eval_batch, shard, select)
         secs = time.perf_counter() - t0
-        improved = best['val'] is None or selection_key(m['val'], k_sel) > selection_key(best['val'], k_sel)
+        improved = best['val'] is None or selection_key(m['val'], select) > selection_key(best['val'], select)
         print(f'epoch {epoch:3d} | loss {loss:.4f} | val {fmt(m["val"], k_sel)} | test {fmt(m["test"], k_sel)} '
               + ''.join(f'| {k} {v:g} ' for k, v in extra.items()) + f'| {secs:.1f}s{" *" if improved else ""}',
               flush=True)
@@ -394,13 +408,13 @@ def main(argv=None):
             save_checkpoint(os.path.join(run_dir, run_folder.LAST), model, optimizer, epoch, best, config, model_info,
                             state)
         if since_best >= args.patience > 0:
-            print(f'no better validation R@{k_sel} for {args.patience} epochs: stopping')
+            print(f'no better validation {select} for {args.patience} epochs: stopping')
             break
     best['epochs_run'] = epochs_run
 
     # ---- after training: the model's hook on the best checkpoint (what it changes is written back), the rows
     if rank0 and best['val'] is not None:
-        best = finish_run(hook, best_path, run_dir, data, splits, ks, args.eval_batch, device, k_sel, epochs_run)
+        best = finish_run(hook, best_path, run_dir, data, splits, ks, args.eval_batch, device, select, epochs_run)
     if rank0 and best['val'] is not None and not os.path.exists(best_path):
         raise SystemExit(f'error: the best epoch ({best["epoch"]}, from the resumed checkpoint) has no weights in '
                          f'this run folder ({best_path} was not written: no later epoch beat it, and the resumed '
@@ -409,7 +423,8 @@ def main(argv=None):
         best_model, _ = load_checkpoint(best_path, data, device)
         write_test_rows(args.test_rows, best_model, splits['test'], args.eval_batch)
     if best['val'] is not None:
-        print(f"best epoch {best['epoch']} (by val R@{k_sel}, then N@{k_sel}) | val {fmt(best['val'], k_sel)} | "
+        by = 'R@10, then N@10' if select == 'recall@10' else f'{select}, then its tie-break'
+        print(f"best epoch {best['epoch']} (by val {by}) | val {fmt(best['val'], k_sel)} | "
               f"test {fmt(best['test'], k_sel)} | checkpoint {best_path}")
     # the DDP wrapper goes before the process group: freed after it (when main returns), its reducer would hold the
     # group's last reference, and the gloo destructor, joining its worker thread with the GIL held while that thread
@@ -435,13 +450,13 @@ def carry_best(resumed, best_path, epoch):
         print(f'best epoch so far ({epoch}): its checkpoint copied from {src}')
 
 
-def finish_run(hook, best_path, run_dir, data, splits, ks, batch_size, device, k, epochs_run):
+def finish_run(hook, best_path, run_dir, data, splits, ks, batch_size, device, by, epochs_run):
     """The best checkpoint's model through its hook's ``finish_run``; when that changes the model (a ``Finish``), the
     checkpoint is rewritten with it, its metrics and fields go into the checkpoint's ``best``, and the whole record to
     the run folder's finish.json (what the sweep reads). Returns the run's best."""
     model, ckpt = load_checkpoint(best_path, data, device)
     best = dict(ckpt.get('best') or {})
-    done = hook.finish_run(model, splits, ks, batch_size, k, best)
+    done = hook.finish_run(model, splits, ks, batch_size, by, best)
     if done is None:
         return dict(best, epochs_run=epochs_run)
     best.update(val=done.val, test=done.test, **done.fields)

@@ -3,7 +3,9 @@ the top of the checkout). Layers, each importing only those below it:
 
     phr.util        atomic writes, device / seed / machine
     phr.data        the partition script, the generator, readers of real posts and their text features
-    phr.models      the interface, shared signals, baselines, extensions, the registry of every model by name
+    phr.core        what every model is (``Recommender``, ``Posts``, ``HParam``) and the sparse-table helpers:
+                    below model.py, which builds the paper's GCN-PHR on them
+    phr.models      shared signals, baselines, kNN and the floors, extensions, the registry of every model by name
     phr.training    sampling, losses, checkpoints, run folders, torchrun helpers, model hooks
     phr.sweep       the equal-budget sweep and the generated pages
     phr.serve, phr.experiments   what the commands of ``scripts/`` call

@@ -21,7 +21,7 @@ import torch
 
 from data_load import POSTS_FILE, DataError, load_dataset, load_npy
 from phr.data.text import TEXT_MODEL, load_text_model, new_post_tfidf, text_features
-from phr.models.base import Posts
+from phr.core.base import Posts
 from phr.models.signals import hashtag_popularity
 from phr.training.checkpoint import CheckpointError, load_checkpoint
 from phr.util.runtime import resolve_device

@@ -53,7 +53,7 @@ def test_user_history_is_top_training_hashtags(tiny_data):
 def test_lookup_rows_of_full_ranking_match_binary_search():
     # under full ranking (every hashtag, ``lookup_rows``) the values come from one run of the sorted keys per row,
     # scattered; for candidates (``lookup_pairs``), one binary search per pair: both give the same table, zeros where a key is absent
-    from phr.models.sparse import lookup_pairs, lookup_rows, sorted_lookup
+    from phr.core.sparse import lookup_pairs, lookup_rows, sorted_lookup
     g = torch.Generator().manual_seed(0)
     H, n = 37, 9
     keys = torch.unique(torch.randint(0, n * H, (120,), generator=g))

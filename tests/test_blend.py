@@ -9,14 +9,14 @@ import pytest
 from conftest import cli
 import torch
 
-from phr.models.base import Posts as P
+from phr.core.base import Posts as P
 
 from phr.data import posts as import_posts
 from phr.data.text import CharGrams
 from data_load import POSTS_FILE, load_dataset
 from evaluation import evaluate, full_split
 from phr.models.signals import user_hashtag_counts
-from phr.models.sparse import sorted_lookup
+from phr.core.sparse import sorted_lookup
 from phr.models.registry import build_model
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures', 'twitter')

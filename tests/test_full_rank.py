@@ -8,7 +8,7 @@ import pytest
 from conftest import cli
 import torch
 
-from phr.models.base import Posts as P
+from phr.core.base import Posts as P
 
 
 from phr.experiments import full_rank

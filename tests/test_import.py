@@ -10,7 +10,7 @@ import pytest
 from conftest import cli
 import torch
 
-from phr.models.base import Posts as P
+from phr.core.base import Posts as P
 
 from phr.data import posts as import_posts
 from phr.data import text
@@ -216,7 +216,7 @@ def test_recommend(tweets_dir, tmp_path, capsys):
 def test_all_zero_feature_columns_are_left_out_exactly(tweets_dir, model_name, monkeypatch):
     """Imported posts without visual/acoustic features: the projections read only the non-zero columns, with the
     same initial weights, and every score (before and after training steps) equals the full projection's."""
-    from phr.models.base import Recommender
+    from phr.core.base import Recommender
     from phr.models.registry import build_model
     from test_model import train_steps
     data = load_dataset(tweets_dir, verbose=False)

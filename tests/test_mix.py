@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from phr.models.base import Posts as P
+from phr.core.base import Posts as P
 
 import train
 from evaluation import evaluate, full_split
 from phr.models.signals import user_hashtag_counts
-from phr.models.sparse import sorted_lookup
+from phr.core.sparse import sorted_lookup
 from phr.models.registry import build_model
 
 

@@ -3,7 +3,7 @@ import itertools
 import pytest
 import torch
 
-from phr.models.base import Posts as P
+from phr.core.base import Posts as P
 import torch.nn.functional as F
 
 from model import AGGR, SCORING_MODES, AggregationNet, GraphModel, make_graph_index

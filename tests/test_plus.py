@@ -9,7 +9,7 @@ import torch
 from phr.models.plus import COUNT_SCALES
 from evaluation import selection_key
 
-from phr.models.base import Posts as P
+from phr.core.base import Posts as P
 
 import train
 from phr.training import checkpoint
@@ -211,7 +211,7 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
     # calibrating the calibrated checkpoint again starts from the trained weight: the same result
     splits = {'val': d.val, 'test': d.test}
     again = train.finish_run(hooks.CountCalibration(), str(tmp_path / 'cal' / 'best.pt'), str(tmp_path / 'cal'), d,
-                             splits, (5, 10), None, 'cpu', 10, best['epochs_run'])
+                             splits, (5, 10), None, 'cpu', 'recall@10', best['epochs_run'])
     assert (again['count_scale'], again['count_weight'], again['test']) == \
         (best['count_scale'], best['count_weight'], best['test'])
     # where validation cannot tell the factors apart, w stays as trained
@@ -295,7 +295,7 @@ def test_content_net_and_count_gate_options(tiny_data, tiny_dir, tmp_path):
 def test_full_ranking_count_term_added_sparsely_equals_the_dense_table(tiny_data):
     """Under full ranking (``score_all``) GCN-PHR+ adds log(1 + c_uh) only where a count is stored: the scores equal
     the dense a + w * log_count exactly, on validation rows and on training posts (their own hashtags left out)."""
-    from phr.models.sparse import lookup_pairs
+    from phr.core.sparse import lookup_pairs
     torch.manual_seed(0)
     m = build_model('GCN_PHR_plus', tiny_data, dim=8).eval()
     m.count_weight.data.fill_(1.7)

@@ -9,7 +9,7 @@ import pytest
 from conftest import cli
 import torch
 
-from phr.models.base import Posts as P
+from phr.core.base import Posts as P
 from torch import nn
 
 from phr.models import registry as model_lib
@@ -17,7 +17,7 @@ from phr import serve as recommend
 import train
 from data_load import load_dataset
 from phr.training.checkpoint import CheckpointError, load_checkpoint
-from phr.models.base import DIM, HParam, Recommender
+from phr.core.base import DIM, HParam, Recommender
 from phr.models.registry import build_model, register
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -31,7 +31,7 @@ from data_load import load_dataset
 from evaluation import evaluate
 from phr.training.losses import CANDIDATE_LOSSES, LOSSES
 from model import AGGR, GraphModel
-from phr.models.base import Posts, Recommender
+from phr.core.base import Posts, Recommender
 from phr.models.registry import MODELS, build_model
 from phr.util.runtime import cpu_name, keep_freed_memory
 from phr.training.sampling import TripleSampler

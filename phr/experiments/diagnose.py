@@ -27,7 +27,7 @@ from data_load import DataError, load_dataset
 from evaluation import evaluate
 from phr.training.checkpoint import CheckpointError, load_checkpoint
 from model import GraphModel
-from phr.models.base import Recommender
+from phr.core.base import Recommender
 from phr.models.registry import build_model
 from phr import ROOT
 

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch_geometric.utils import scatter
 
-from phr.models.base import DIM, HParam, Recommender
-from phr.models.sparse import gather_rows
+from phr.core.base import DIM, HParam, Recommender
+from phr.core.sparse import gather_rows
 
 
 def user_history(data, length, tfidf=False):

@@ -35,10 +35,10 @@ import scipy.sparse as sp
 import torch
 
 from phr.data.text import CharGrams, strip_text
-from phr.models.base import HParam, Recommender
+from phr.core.base import HParam, Recommender
 from phr.models.signals import (TEXT, NeighbourVotes, content_rows, hashtag_popularity, own_post_votes, peer_votes,
                                 post_hashtag_keys, user_hashtag_counts)
-from phr.models.sparse import SparseTables, csr_keys, keys_to_csr
+from phr.core.sparse import SparseTables, csr_keys, keys_to_csr
 
 TIE_BREAK = 1e-3
 SWITCHES = ('auto', 'on', 'off')

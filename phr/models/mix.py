@@ -21,9 +21,9 @@ costs a few [B, H] passes per step.
 import torch
 from torch import nn
 
-from phr.models.base import DIM, HParam, Recommender
+from phr.core.base import DIM, HParam, Recommender
 from phr.models.signals import TEXT, NeighbourVotes, content_rows, post_hashtag_keys, user_hashtag_counts
-from phr.models.sparse import SparseTables, keys_to_csr
+from phr.core.sparse import SparseTables, keys_to_csr
 
 
 class TagMix(SparseTables, Recommender):

@@ -2,9 +2,9 @@
 floors (SPEC §5). No gradient training; their few knobs (kNN's) are chosen on validation like any model's."""
 import torch
 
-from phr.models.base import HParam, Recommender
+from phr.core.base import HParam, Recommender
 from phr.models.signals import TEXT, NeighbourVotes, content_rows, hashtag_popularity, user_hashtag_counts
-from phr.models.sparse import lookup_pairs, lookup_rows
+from phr.core.sparse import lookup_pairs, lookup_rows
 
 
 class GlobalPopularity(Recommender):

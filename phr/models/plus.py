@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from model import AGGREGATION, DIM, GRAPH_SEARCH, LAYERS, SCORING, GCNPHR
-from phr.models.base import HParam
+from phr.core.base import HParam
 from phr.models.signals import post_hashtag_keys, user_hashtag_counts
-from phr.models.sparse import lookup_pairs, lookup_rows, pair_entries
+from phr.core.sparse import lookup_pairs, lookup_rows, pair_entries
 
 # factors of the learned count weight tried on validation by --calibrate_counts (1 keeps it as trained)
 COUNT_SCALES = (0.5, 1, 1.5, 2, 3, 5, 8)

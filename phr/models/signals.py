@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from phr.models.base import HParam
-from phr.models.sparse import csr_positions
+from phr.core.base import HParam
+from phr.core.sparse import csr_positions
 
 
 def user_hashtag_counts(graph, num_hashtag):

@@ -1,8 +1,8 @@
 """Models' own training behaviour, kept out of the loop (as RecBole picks a trainer by model type): a model names
 its hook (``Recommender.hook``) and ``train.py`` calls, for every model alike,
 
-    hook.epoch_metrics(model, splits, ks, batch_size, shard, k) -> ({split: metrics}, {what to log with them})
-    hook.finish_run(model, splits, ks, batch_size, k, best)     -> None, or a ``Finish`` for the best checkpoint
+    hook.epoch_metrics(model, splits, ks, batch_size, shard, by) -> ({split: metrics}, {what to log with them})
+    hook.finish_run(model, splits, ks, batch_size, by, best)    -> None, or a ``Finish`` for the best checkpoint
 
 The plain ``Hook`` evaluates and does nothing after training. ``CountCalibration`` is GCN-PHR+'s: its learned count
 weight scaled on validation (``--calibrate_counts``), at every epoch too (``--select_calibrated``). What a hook
@@ -30,10 +30,10 @@ class Finish:
 class Hook:
     """Every model's training behaviour unless it names another: plain evaluation, nothing after training."""
 
-    def epoch_metrics(self, model, splits, ks, batch_size=None, shard=None, k=10):
+    def epoch_metrics(self, model, splits, ks, batch_size=None, shard=None, by='recall@10'):
         return evaluate_splits(model, splits, ks, batch_size, shard), {}
 
-    def finish_run(self, model, splits, ks, batch_size=None, k=10, best=None):
+    def finish_run(self, model, splits, ks, batch_size=None, by='recall@10', best=None):
         return None
 
 
@@ -48,15 +48,16 @@ def count_weight_variants(model, weights):
     return variants
 
 
-def best_scale(table, k=10):
+def best_scale(table, by='recall@10'):
     """The (factor, metrics) of ``table`` that count-weight calibration keeps: best ``selection_key``, then the
     factor nearest 1 (w moves only where validation says so), then the smaller one."""
-    return max(table, key=lambda t: (selection_key(t[1], k), -abs(math.log(t[0])), -t[0]))
+    return max(table, key=lambda t: (selection_key(t[1], by), -abs(math.log(t[0])), -t[0]))
 
 
-def calibrate_count_weight(model, val, ks, batch_size=None, scales=None, k=10, shard=None, enc=None):
+def calibrate_count_weight(model, val, ks, batch_size=None, scales=None, by='recall@10', shard=None, enc=None):
     """Scale GCN_PHR_plus's learned count weight w by the factor of ``scales`` (default ``model.count_scales``) whose
-    validation metrics are best (``selection_key``: Recall@k, then NDCG@k; on an exact tie the factor nearest 1, so w
+    validation metrics are best (``selection_key`` of ``by``: Recall@10, then NDCG@10, unless train.py --select says
+    otherwise; on an exact tie the factor nearest 1, so w
     moves only where validation says so) and leave it scaled in ``model``.
     w is one scalar under Adam, which moves it about one learning rate per step, so from where it starts it moves
     little in the few hundred steps a run has; its scale is fitted here afterwards, on validation only, as the
@@ -74,7 +75,7 @@ def calibrate_count_weight(model, val, ks, batch_size=None, scales=None, k=10, s
         variants = count_weight_variants(model, [w0 * f for f in scales])
         table = list(zip(map(float, scales), evaluate_variants(model, val, variants, len(scales), ks, batch_size,
                                                                enc=enc, shard=shard)))
-        best = best_scale(table, k)
+        best = best_scale(table, by)
         w.copy_(w0 * best[0])
     return best[0], float(w0), table
 
@@ -83,24 +84,24 @@ class CountCalibration(Hook):
     """GCN-PHR+'s hook (``--calibrate_counts``, ``--select_calibrated``): the factor of its learned count weight w best
     on validation, chosen after training on the best checkpoint and, with ``select_calibrated``, at every epoch."""
 
-    def epoch_metrics(self, model, splits, ks, batch_size=None, shard=None, k=10):
+    def epoch_metrics(self, model, splits, ks, batch_size=None, shard=None, by='recall@10'):
         """An epoch's {split: metrics} and what to log with them. With ``select_calibrated`` (and a count term) the
         count-weight factor is fitted on validation (``calibrate_count_weight``), validation and test are measured
         at it, then w goes back to its learned value: training never sees the factor, only which epoch is selected
         and when patience stops the run do."""
         if not (model.select_calibrated and model.counts):
-            return super().epoch_metrics(model, splits, ks, batch_size, shard, k)
+            return super().epoch_metrics(model, splits, ks, batch_size, shard, by)
         model.eval()
         with torch.no_grad():
             enc = model.encode()
-            factor, w0, table = calibrate_count_weight(model, splits['val'], ks, batch_size, k=k, shard=shard,
+            factor, w0, table = calibrate_count_weight(model, splits['val'], ks, batch_size, by=by, shard=shard,
                                                        enc=enc)
             m = {'val': dict(table)[factor], **evaluate_splits(model, {n: s for n, s in splits.items() if n != 'val'},
                                                                ks, batch_size, shard, enc)}
             model.count_weight.copy_(w0)
         return m, {'count_scale': factor}
 
-    def finish_run(self, model, splits, ks, batch_size=None, k=10, best=None):
+    def finish_run(self, model, splits, ks, batch_size=None, by='recall@10', best=None):
         """``calibrate_counts`` after training, on the best checkpoint's model: its count weight (the weight as
         trained, ``best['count_weight_trained']``, when the checkpoint was calibrated before) scaled by the factor
         best on validation. None when there is nothing to do."""
@@ -113,11 +114,11 @@ class CountCalibration(Hook):
         if trained is not None:
             with torch.no_grad():
                 model.count_weight.fill_(trained)
-        factor, w0, table = calibrate_count_weight(model, splits['val'], ks, batch_size, k=k)
+        factor, w0, table = calibrate_count_weight(model, splits['val'], ks, batch_size, by=by)
         m = {'val': dict(table)[factor], **evaluate_splits(model, {'test': splits['test']}, ks, batch_size)}
         w = float(model.count_weight.detach())
-        print(f'count weight w = {w0:.3f} as trained; on validation (R@{k} / NDCG@{k}): '
-              + ', '.join(f'x{f:g} {t[f"recall@{k}"]:.4f} / {t[f"ndcg@{k}"]:.4f}' for f, t in table)
+        print(f'count weight w = {w0:.3f} as trained; on validation ({by}): '
+              + ', '.join(f'x{f:g} {t[by]:.4f}' for f, t in table)
               + f'; kept x{factor:g} (w = {w:.3f})')
         return Finish(val=m['val'], test=m['test'],
                       fields={'count_weight_trained': w0, 'count_scale': factor, 'count_weight': w},

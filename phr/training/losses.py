@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from phr.models.base import Posts
+from phr.core.base import Posts
 
 
 class TrainingError(RuntimeError):

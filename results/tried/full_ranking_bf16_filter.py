@@ -13,13 +13,11 @@ evaluation.metric_rows on a narrow table (column order kept). Ranks are exact; N
 """
 import argparse
 import os
-import sys
 import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
-from evaluation import metric_rows  # noqa: E402
+from evaluation import metric_rows
 
 U = 2.0 ** -8
 

@@ -22,9 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
-from data_load import load_dataset  # noqa: E402
-from evaluation import metric_rows  # noqa: E402
+from data_load import load_dataset
+from evaluation import metric_rows
 
 
 def metrics(scores, truth, k=10, block=256):
