@@ -322,7 +322,7 @@ class GraphModel(Recommender):
     """What the graph models share: id embeddings, the video projection, the scorer, graph buffers."""
     hparams = (DIM, SCORING)
 
-    def __init__(self, data, dim=64, scoring_mode='cat'):
+    def __init__(self, data, *, dim, scoring_mode):
         super().__init__()
         self.num_user, self.num_hashtag, self.num_video = data.num_user, data.num_hashtag, data.num_video
         self.dim = dim
@@ -368,8 +368,8 @@ class GCNPHR(GraphModel):
     hparams = (DIM, LAYERS, AGGREGATION, SCORING)
     search = GRAPH_SEARCH
 
-    def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat', attention=True):
-        super().__init__(data, dim, scoring_mode)
+    def __init__(self, data, *, dim, num_layers, aggr, scoring_mode, attention=True):
+        super().__init__(data, dim=dim, scoring_mode=scoring_mode)
         self.layers = nn.ModuleList(AggregationNet(dim, aggr, attention) for _ in range(num_layers))
 
     def layer_outputs(self, x_user, x_hashtag, x_video):
@@ -397,8 +397,8 @@ class HomogeneousNet(GraphModel):
     hparams = (DIM, LAYERS, AGGREGATION, SCORING)
     search = GRAPH_SEARCH
 
-    def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat'):
-        super().__init__(data, dim, scoring_mode)
+    def __init__(self, data, *, dim, num_layers, aggr, scoring_mode):
+        super().__init__(data, dim=dim, scoring_mode=scoring_mode)
         U, H = self.num_user, self.num_hashtag
         g = data.graph
         pairs = torch.cat([
@@ -428,8 +428,8 @@ class ReleasedNet(GraphModel):
     hparams = (DIM, LAYERS, AGGREGATION, SCORING)
     search = GRAPH_SEARCH
 
-    def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat'):
-        super().__init__(data, dim, scoring_mode)
+    def __init__(self, data, *, dim, num_layers, aggr, scoring_mode):
+        super().__init__(data, dim=dim, scoring_mode=scoring_mode)
         U, H = self.num_user, self.num_hashtag
         g = data.graph
         vid = U + H + self.g_triple_video   # videos numbered among the graph's own

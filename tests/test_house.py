@@ -108,3 +108,18 @@ def test_a_dataset_is_one_declared_line(tmp_path):
         assert p.setting('tiny_test', 'max_epoch') == 2 and p.setting('tiny_test', 'patience') == p.patience
     finally:
         del datasets.DATASETS['tiny_test']
+
+
+def test_each_knob_default_is_written_once():
+    """A model's knobs have their defaults in its ``hparams`` declarations only: its constructor takes them as
+    keyword arguments without defaults (the registry fills them in), so no default can drift from the declaration."""
+    import inspect
+    from phr.models.registry import MODELS
+    for name, spec in MODELS.items():
+        for cls in spec.cls.__mro__:
+            if '__init__' not in vars(cls) or not hasattr(cls, 'hparams'):
+                continue
+            params = inspect.signature(cls.__init__).parameters
+            for h in cls.hparams:
+                if h.name in params:
+                    assert params[h.name].default is inspect.Parameter.empty, (name, cls.__name__, h.name)

@@ -170,7 +170,7 @@ def test_model_propagation_and_gradients_match_reference(tiny_data, aggr, attent
     attention pass, in-place ops) == the literal per-node loops stacked, in values and in every gradient."""
     from model import GCNPHR
     torch.manual_seed(2)
-    model = GCNPHR(tiny_data, dim=8, num_layers=2, aggr=aggr, attention=attention)
+    model = GCNPHR(tiny_data, dim=8, num_layers=2, aggr=aggr, scoring_mode='cat', attention=attention)
     w_user, w_hashtag = torch.randn(tiny_data.num_user, 8), torch.randn(tiny_data.num_hashtag, 8)
 
     def run(fn):

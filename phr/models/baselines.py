@@ -45,7 +45,7 @@ class FeatureModel(Recommender):
     losses = ('bpr', 'softmax', 'bce')
     hparams = (DIM,)
 
-    def __init__(self, data, dim=64):
+    def __init__(self, data, *, dim):
         super().__init__()
         self.num_user, self.num_hashtag = data.num_user, data.num_hashtag
         self.set_features(data.features)
@@ -80,8 +80,8 @@ class UTM(FeatureModel):
     hparams = (DIM, HParam('history', 30, "how many of the user's most used training hashtags m_u averages",
                                      positive=True))
 
-    def __init__(self, data, dim=64, history=30):
-        super().__init__(data, dim)
+    def __init__(self, data, *, dim, history):
+        super().__init__(data, dim=dim)
         self.lin_x = self.feature_linear(dim)
         self.user_emb = nn.Embedding(data.num_user, dim)
         self.hist_emb = nn.Embedding(data.num_hashtag + 1, dim, padding_idx=data.num_hashtag)
@@ -110,8 +110,8 @@ class ConTagNet(FeatureModel):
     concatenation. BPR by default (as the authors trained it); ``--loss bce`` is its native multi-label loss.
     """
 
-    def __init__(self, data, dim=64):
-        super().__init__(data, dim)
+    def __init__(self, data, *, dim):
+        super().__init__(data, dim=dim)
         self.content = nn.Sequential(self.feature_linear(dim), nn.ReLU(), nn.Linear(dim, dim), nn.ReLU())
         self.user_emb = nn.Embedding(data.num_user, dim)
         nn.init.normal_(self.user_emb.weight, std=0.1)
@@ -136,8 +136,8 @@ class CSMN(FeatureModel):
 
     hparams = (DIM, HParam('history', 60, "memory slots: the user's top TF-IDF training hashtags", positive=True))
 
-    def __init__(self, data, dim=64, history=60):
-        super().__init__(data, dim)
+    def __init__(self, data, *, dim, history):
+        super().__init__(data, dim=dim)
         self.lin_img = self.feature_linear(dim)
         self.mem_emb = nn.Embedding(data.num_hashtag + 1, dim, padding_idx=data.num_hashtag)
         nn.init.normal_(self.mem_emb.weight, std=0.1)
@@ -168,8 +168,8 @@ class USHM(FeatureModel):
     BPR by default, ``--loss softmax`` is its native loss.
     """
 
-    def __init__(self, data, dim=64):
-        super().__init__(data, dim)
+    def __init__(self, data, *, dim):
+        super().__init__(data, dim=dim)
         self.g = nn.Sequential(self.feature_linear(dim), nn.ReLU(), nn.Linear(dim, dim))
         self.user_emb = nn.Embedding(data.num_user, dim)
         nn.init.normal_(self.user_emb.weight, mean=1.0, std=0.1)   # start near "no user effect"

@@ -66,8 +66,8 @@ class TagBlend(SparseTables, Recommender):
     search = {'votes_k': [50, 100], 'mix': [2.0, 4.0], 'grams_mix': [1.0, 2.0], 'own_mix': [1.0, 3.0],
               'peers_mix': [0.1, 0.3], 'centroid_mix': [0.0, 8.0]}
 
-    def __init__(self, data, votes_k=50, power=2.0, peers_k=50, mix=2.0, grams_mix=2.0, own_mix=1.0, peers_mix=0.1,
-                 centroid_mix=0.0, grams='auto', text='auto'):
+    def __init__(self, data, *, votes_k, power, peers_k, mix, grams_mix, own_mix, peers_mix, centroid_mix, grams,
+                 text):
         super().__init__()
         if grams not in SWITCHES:
             raise ValueError(f'grams {grams!r}: choose from {SWITCHES}')

@@ -41,7 +41,7 @@ class TagMix(SparseTables, Recommender):
               'votes_k': [25, 50, 100]}
     ablations = ('counts', 'votes', 'words', 'user')
 
-    def __init__(self, data, dim=64, counts=True, votes=True, words=True, user=True, votes_k=50, text='auto'):
+    def __init__(self, data, *, dim, counts, votes, words, user, votes_k, text):
         super().__init__()
         H, V = data.num_hashtag, data.num_video
         self.num_hashtag, self.num_video = H, V

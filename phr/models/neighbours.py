@@ -65,7 +65,7 @@ class SimilarPosts(Recommender):
                TEXT)
     search = {'k': [10, 25, 50, 100, 200], 'mix': [0.5, 1.0, 2.0, 4.0, 8.0], 'power': [1.0, 2.0]}
 
-    def __init__(self, data, k=50, mix=1.0, power=1.0, text='auto', personal=True):
+    def __init__(self, data, *, k, mix, power, text, personal=True):
         super().__init__()
         if k < 1 or not mix > 0 or not power > 0:
             raise ValueError(f'kNN needs k >= 1, mix > 0 and power > 0 (got k={k}, mix={mix}, power={power})')

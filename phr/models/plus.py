@@ -75,10 +75,9 @@ class GCNPHRPlus(GCNPHR):
     search_note = ('scales its count weight on validation at every epoch (select_calibrated), so its epochs are '
                    'selected and stopped on the calibrated validation.')
 
-    def __init__(self, data, dim=64, num_layers=2, aggr='mean', scoring_mode='cat', attention=True,
-                 identity=True, counts=True, content=True, count_weight=1.0, content_net='linear', count_gate='none',
-                 calibrate_counts=False, select_calibrated=False):
-        super().__init__(data, dim, num_layers, aggr, scoring_mode, attention)
+    def __init__(self, data, *, dim, num_layers, aggr, scoring_mode, identity, counts, content, count_weight, content_net,
+                 count_gate, calibrate_counts, select_calibrated, attention=True):
+        super().__init__(data, dim=dim, num_layers=num_layers, aggr=aggr, scoring_mode=scoring_mode, attention=attention)
         self.select_calibrated = bool(select_calibrated)
         self.calibrate_counts = bool(calibrate_counts) or self.select_calibrated
         self.identity, self.counts, self.content = bool(identity), bool(counts), bool(content)
