@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from phr.core.base import Posts
-from phr.util import atomic
 
 # ---- the metrics: each a function of the ranks of a row's positives, registered by name (as RecBole's metrics)
 
@@ -161,12 +160,6 @@ def metric_rows(scores, pos_mask, valid, ks, num_pos=None):
     else:
         ranks, is_pos = positive_ranks(scores, pos_mask, valid)
     return {k: {name: fn(ranks, is_pos, num_pos, k) for name, fn in METRICS.items()} for k in ks}
-
-
-def metric_sums(scores, pos_mask, valid, ks):
-    """Per-K sums over the rows of one batch: {k: {metric: float}} (divide by the number of rows once)."""
-    return {k: {m: v.sum().item() for m, v in per.items()} for k, per in metric_rows(scores, pos_mask, valid,
-                                                                                      ks).items()}
 
 
 @dataclass
@@ -394,9 +387,3 @@ def evaluate_splits(model, splits, ks, batch_size=None, shard=None, enc=None):
         with torch.no_grad():
             enc = model.encode()
     return {name: evaluate(model, split, ks, batch_size, enc=enc, shard=shard) for name, split in splits.items()}
-
-
-def write_test_rows(path, model, split, batch_size=None):
-    """Per-row test Recall@10 and NDCG@10 (float32 .npz, row order of test.npy), written atomically."""
-    rows = evaluate_rows(model, split, (10,), batch_size)
-    atomic.save_npz(path, **{k: v.numpy().astype(np.float32) for k, v in rows.items() if k in ('recall@10', 'ndcg@10')})

@@ -33,7 +33,7 @@ from phr.training import distributed
 from phr.training import run_folder
 from phr.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint, write_checkpoint
 from data_load import DataError, load_dataset
-from evaluation import METRICS, evaluate_splits, full_split, selection_key, write_test_rows
+from evaluation import METRICS, evaluate_splits, full_split, selection_key
 from phr.training.hooks import hook_for
 from phr.training.losses import CANDIDATE_LOSSES, LOSSES, TrainingError
 from phr.models.registry import (MODELS, add_model_flags, build_model, checkpoint_model_args, get_spec, hparams_from_config,
@@ -349,7 +349,7 @@ def main(argv=None):
             save_checkpoint(best_path, model, None, 0, {'epoch': 0, 'val': m['val'], 'test': m['test']}, config,
                             model_info)
             if args.test_rows:
-                write_test_rows(args.test_rows, model, splits['test'], args.eval_batch)
+                run_folder.write_test_rows(args.test_rows, model, splits['test'], args.eval_batch)
         distributed.finish_distributed(ddp)
         print(f'checkpoint (the model\'s settings; it has no weights) {best_path}')
         return {'epoch': 0, 'best_epoch': 0, 'val': m['val'], 'test': m['test']}
@@ -421,7 +421,7 @@ def main(argv=None):
                          f'run\'s best.pt was not beside {args.PATH_weight_load}); resume into the original folder')
     if rank0 and args.test_rows and best['val'] is not None:
         best_model, _ = load_checkpoint(best_path, data, device)
-        write_test_rows(args.test_rows, best_model, splits['test'], args.eval_batch)
+        run_folder.write_test_rows(args.test_rows, best_model, splits['test'], args.eval_batch)
     if best['val'] is not None:
         by = 'R@10, then N@10' if select == 'recall@10' else f'{select}, then its tie-break'
         print(f"best epoch {best['epoch']} (by val {by}) | val {fmt(best['val'], k_sel)} | "

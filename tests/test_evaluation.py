@@ -3,7 +3,13 @@ import math
 import pytest
 import torch
 
-from evaluation import metric_rows, metric_sums, positive_ranks
+from evaluation import metric_rows, positive_ranks
+
+
+def metric_sums(scores, pos_mask, valid, ks):
+    """Per-K sums of ``metric_rows`` over the rows: {k: {metric: float}}."""
+    return {k: {m: v.sum().item() for m, v in per.items()} for k, per in metric_rows(scores, pos_mask, valid,
+                                                                                      ks).items()}
 
 
 def naive(scores, pos_mask, valid, k):

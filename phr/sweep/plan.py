@@ -30,8 +30,7 @@ from phr import ROOT
 
 PINNED = os.path.join(ROOT, 'results', 'plan.json')
 
-# the committed plan, measured on 2 CPU cores with --jobs 2: about 15 hours of wall time for the first five datasets,
-# 2.2 hours of run time (summed over runs) for the last two (the generated presets again at 2.5x the scale)
+# the committed sampled plan (RESULTS.md says what it cost, from the records)
 DEFAULTS = dict(datasets=['yfcc100m=0.02', 'rtweet', 'howyoutag', 'instagram=0.04', 'howyoutag_makers',
                           'yfcc100m=0.05', 'instagram=0.1'],
                 models=['GCN_PHR', 'no_att', 'var1', 'Net', 'UTM', 'ConTagNet', 'CSMN', 'USHM', 'GCN_PHR_plus',

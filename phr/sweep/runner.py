@@ -72,7 +72,6 @@ def rows_from_search(job, ctx, search, rows):
     import torch
     from phr.training.checkpoint import load_checkpoint
     from data_load import load_dataset
-    from evaluation import write_test_rows
     t0 = time.perf_counter()
     try:
         torch.set_num_threads(ctx.threads)
@@ -81,7 +80,7 @@ def rows_from_search(job, ctx, search, rows):
         if not same_run(ckpt, job, job['config'], search['best_epoch']):
             return None
         with torch.no_grad():
-            write_test_rows(rows, model, data.test.to(job['device']))
+            run_folder.write_test_rows(rows, model, data.test.to(job['device']))
         got = np.load(rows)
         if any(abs(float(got[k].mean()) - search['test'][k]) > 1e-5 for k in ('recall@10', 'ndcg@10')):
             os.remove(rows)
@@ -100,8 +99,7 @@ def train_argv(job, ctx, plan, run):
     the job's configuration."""
     argv = [sys.executable, 'train.py', '--data_path', job['path'], '--model_name', job['model'],
             '--seed', str(job['seed']), '--device', job['device'], '--save_dir', ctx.save_dir,
-            '--run_name', run, '--no_progress', '--overwrite']   # malloc keeps freed memory (train.py's default):
-    # the values are the same, and a model with [batch, hashtags] temporaries (TagMix) runs 3x slower without it
+            '--run_name', run, '--no_progress', '--overwrite']   # train.py's defaults otherwise (docs/speed.md)
     if plan.protocol != 'sampled':
         argv += ['--protocol', plan.protocol]
     if plan.trainable(job['model']):

@@ -1,8 +1,11 @@
 """A run's folder under ``--save_dir``: the names of its files (the one place they are spelled), choosing the folder
-so an earlier run is never overwritten by accident, and reading its per-epoch log."""
+so an earlier run is never overwritten by accident, reading its per-epoch log, and writing its per-row test metrics."""
 import json
 import os
 
+import numpy as np
+
+from evaluation import evaluate_rows
 from phr.util import atomic
 
 METRICS = 'metrics.jsonl'        # one JSON line per epoch: loss, val, test, seconds
@@ -62,3 +65,9 @@ def read_metrics(run_dir):
         return []
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def write_test_rows(path, model, split, batch_size=None):
+    """Per-row test Recall@10 and NDCG@10 (float32 .npz, row order of test.npy), written atomically."""
+    rows = evaluate_rows(model, split, (10,), batch_size)
+    atomic.save_npz(path, **{k: v.numpy().astype(np.float32) for k, v in rows.items() if k in ('recall@10', 'ndcg@10')})

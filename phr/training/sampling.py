@@ -94,7 +94,3 @@ class TripleSampler(Dataset):
 
     def __getitem__(self, i):
         return self.__getitems__([i])[0]
-
-
-def _as_batch(batch):
-    return batch   # __getitems__ already returns the batch tensor
