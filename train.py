@@ -31,13 +31,14 @@ from tqdm import tqdm
 from phr.util import atomic
 from phr.training import distributed
 from phr.training import run_folder
-from phr.training.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint, write_checkpoint
+from phr.training.checkpoint import (CheckpointError, build_model, load_checkpoint, read_checkpoint, save_checkpoint,
+                                     write_checkpoint)
 from data_load import DataError, load_dataset
 from evaluation import METRICS, evaluate_splits, full_split, selection_key
 from phr.training.hooks import hook_for
 from phr.training.losses import CANDIDATE_LOSSES, LOSSES, TrainingError
-from phr.models.registry import (MODELS, add_model_flags, build_model, checkpoint_model_args, get_spec, hparams_from_config,
-                      model_args, model_flags, model_hparams, stored_args)
+from phr.models.registry import (MODELS, add_model_flags, checkpoint_model_args, get_spec, hparams_from_config,
+                                 model_args, model_flags, model_hparams, stored_args)
 from phr.util.runtime import keep_freed_memory, resolve_device, seed_everything
 from phr.training.sampling import TripleSampler
 
@@ -312,7 +313,7 @@ def main(argv=None):
             model, ckpt, hparams = resume(args.PATH_weight_load, data, device, args, given)
         else:
             hparams = model_hparams(args.model_name, model_flags_given(args))
-            model = build_model(args.model_name, data, **hparams).to(device)
+            model = build_model(args.model_name, data, device, **hparams).to(device)
         sampler = TripleSampler(data, args.num_train_neg, args.neg_sampling) if model.trainable else None
     except (DataError, CheckpointError, ValueError) as e:
         raise SystemExit(f'error: {e}')

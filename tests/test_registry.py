@@ -105,13 +105,14 @@ def test_recommend_does_not_import_train():
 
 @pytest.mark.parametrize('name', list(model_lib.MODELS))
 def test_new_post_scored_by_feature_rows(tiny_data, name):
-    """score() takes feature rows of posts that are not in the dataset: the same scores as the same rows by id,
-    and the model's feature table is never touched."""
+    """score() takes feature rows of posts that are not in the dataset: the same scores as the same rows by id (test
+    posts: TagRank scores validation posts by id out-of-fold, by design), and the model's feature table is never
+    touched."""
     torch.manual_seed(0)
     m = build_model(name, tiny_data, **({'dim': 8} if 'dim' in [h.name for h in model_lib.MODELS[name].hparams] else {})).eval()
     table = m.features if hasattr(m, 'features') else None
-    users, videos = tiny_data.val.users[:4], tiny_data.val.videos[:4]
-    cand = tiny_data.val.candidates[:4]
+    users, videos = tiny_data.test.users[:4], tiny_data.test.videos[:4]
+    cand = tiny_data.test.candidates[:4]
     with torch.no_grad():
         enc = m.encode()
         by_id = m.score(enc, users, P(ids=videos), cand)

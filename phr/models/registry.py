@@ -7,7 +7,7 @@ import inspect
 from dataclasses import dataclass, field
 
 import model
-from phr.models import baselines, blend, mix, neighbours, plus
+from phr.models import baselines, blend, mix, neighbours, plus, rank
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,8 @@ register('GCN_PHR_plus', plus.GCNPHRPlus, 'GCN-PHR+ (extension: identity, counts
 register('TagMix', mix.TagMix, 'TagMix (extension: counts + similar posts + words, full softmax; not the paper)')
 register('TagBlend', blend.TagBlend, 'TagBlend (extension: counts + word and character n-gram votes + own '
          'posts + peers + hashtag centroids, weights searched; not the paper)')
+register('TagRank', rank.TagRank, 'TagRank (extension: LambdaMART over the classic evidence, cross-fitted on '
+         'validation; not the paper)')
 register('UTM', baselines.UTM)
 register('ConTagNet', baselines.ConTagNet)
 register('CSMN', baselines.CSMN)
@@ -62,16 +64,19 @@ def get_spec(name):
     return MODELS[name]
 
 
-def build_model(name, data, **hparams):
+def build_model(name, data, inputs=None, **hparams):
     """A model by its registry name; ``hparams`` are constructor arguments among its declared knobs (a key it does
-    not declare is a ValueError naming the model and the key); the rest take their declared defaults."""
+    not declare is a ValueError naming the model and the key); the rest take their declared defaults. ``inputs``:
+    the models its ``model_inputs`` knobs name, already built (``phr.training.checkpoint.build_model`` loads them),
+    given to the constructor as ``<knob>_model``."""
     spec = get_spec(name)
     known = {h.name for h in spec.hparams}
     unknown = sorted(set(hparams) - known)
     if unknown:
         raise ValueError(f'{name} has no hyperparameter {", ".join(unknown)} (its knobs: '
                          f'{", ".join(sorted(known)) or "none"})')
-    return spec.cls(data, **{h.name: hparams.get(h.name, h.default) for h in spec.hparams}, **spec.fixed)
+    extra = {f'{k}_model': m for k, m in (inputs or {}).items()}
+    return spec.cls(data, **{h.name: hparams.get(h.name, h.default) for h in spec.hparams}, **spec.fixed, **extra)
 
 
 def model_args(name, hparams):

@@ -7,7 +7,8 @@ import zipfile
 import torch
 
 from phr.util import atomic
-from phr.models.registry import MODELS, build_model, hparams_from_config, stored_args
+from phr.models import registry
+from phr.models.registry import MODELS, hparams_from_config, stored_args
 
 
 class CheckpointError(ValueError):
@@ -36,6 +37,17 @@ def read_checkpoint(path, device='cpu'):
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get('model'), dict):
         raise CheckpointError(f'{path}: no model weights in it (not a checkpoint written by train.py)')
     return ckpt
+
+
+def build_model(name, data, device='cpu', **hparams):
+    """``registry.build_model``, with the models a model reads (its ``model_inputs`` knobs name their checkpoints:
+    TagRank's ``score_checkpoint``) loaded first, on ``device``, and given to it."""
+    inputs = {}
+    for knob in getattr(registry.get_spec(name).cls, 'model_inputs', ()):
+        path = hparams.get(knob)
+        if path:
+            inputs[knob] = load_checkpoint(path, data, device)[0]
+    return registry.build_model(name, data, inputs=inputs, **hparams)
 
 
 def check_data(path, ckpt, data):
@@ -70,7 +82,7 @@ def load_checkpoint(path, data, device='cpu'):
     if not isinstance(args, dict):
         raise CheckpointError(f'{path}: model_args is not a dict')
     try:
-        model = build_model(name, data, **stored_args(name, args))
+        model = build_model(name, data, device, **stored_args(name, args))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f'{path}: its model_args {args} do not build {name}: {e}') from None
     try:
