@@ -190,6 +190,40 @@ def resume(path, data, device, args, given):
     return model, ckpt, stored
 
 
+def resumed_into(resume_path, save_path):
+    """Whether ``save_path`` is where the run being resumed (``resume_path``) kept its best checkpoint: then a resume
+    may replace it, as the run itself would have."""
+    if not resume_path:
+        return False
+    try:
+        before = (read_checkpoint(resume_path).get('config') or {}).get('PATH_weight_save')
+    except CheckpointError:
+        return False   # the resume itself says what is wrong with the checkpoint
+    return bool(before) and os.path.abspath(before) == os.path.abspath(save_path)
+
+
+# what selection depends on: a resume under another value would compare epochs measured differently
+RUN_IDENTITY = ('protocol', 'select', 'topk', 'num_neg')
+
+
+def keep_run_identity(args, given):
+    """A resume keeps the run's identity (``RUN_IDENTITY``: what selection depends on) from its checkpoint: a flag
+    given with another value is one clear error, a flag left out takes the checkpoint's value."""
+    path = args.PATH_weight_load
+    try:
+        ckpt = read_checkpoint(path)
+    except CheckpointError as e:
+        raise SystemExit(f'error: {e}')
+    before = ckpt.get('config') if isinstance(ckpt.get('config'), dict) else {}
+    for flag in RUN_IDENTITY:
+        if flag not in before:
+            continue
+        if flag in given and getattr(args, flag) != before[flag]:
+            raise SystemExit(f'error: {path} ran with --{flag} {before[flag]}; --{flag} {getattr(args, flag)} would '
+                             f'select across epochs measured differently (leave it out to resume, or start a new run)')
+        setattr(args, flag, before[flag])
+
+
 def param_groups(model, weight_decay, decay_embeddings=False):
     """Adam parameter groups: weight decay on the weight matrices only, as in the authors' code, where the id
     embeddings were plain tensors outside ``model.parameters()`` and so never decayed. Id embeddings (every
@@ -267,6 +301,8 @@ def fmt(m, k):
 def main(argv=None):
     # ---- flags, device, seed
     args, given = parse_args(argv)
+    if args.PATH_weight_load:
+        keep_run_identity(args, given)
     ks = parse_topk(args.topk)
     select = parse_select(args.select, ks)
     k_sel = int(select.rpartition('@')[2])
@@ -284,6 +320,12 @@ def main(argv=None):
     seed_everything(args.seed)
     if args.keep_freed_memory:
         keep_freed_memory()
+    if rank0:   # the paths given: checked before anything is written (never through a link, never over data)
+        if args.PATH_weight_save:   # a resume may write on over its own run's checkpoint, nothing else
+            atomic.check_output(args.PATH_weight_save, '--PATH_weight_save',
+                                args.overwrite or resumed_into(args.PATH_weight_load, args.PATH_weight_save))
+        if args.test_rows:
+            atomic.check_output(args.test_rows, '--test_rows', args.overwrite)
     run_dir = distributed.broadcast(run_folder.choose_run_dir(args.save_dir, args.run_name or args.model_name,
                                                               args.PATH_weight_load, args.overwrite)
                                     if rank0 else None, ddp)
@@ -292,10 +334,6 @@ def main(argv=None):
     best_path = args.PATH_weight_save or os.path.join(run_dir, run_folder.BEST)
     metrics_path = os.path.join(run_dir, run_folder.METRICS)
     if rank0:
-        if args.PATH_weight_save and os.path.exists(args.PATH_weight_save) and not args.overwrite \
-                and not args.PATH_weight_load:
-            raise SystemExit(f'error: --PATH_weight_save {args.PATH_weight_save} exists; pass --overwrite to '
-                             f'replace it')
         run_folder.check_writable(metrics_path, 'run folder file')
         run_folder.check_writable(best_path, '--PATH_weight_save')
         if args.test_rows:

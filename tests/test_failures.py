@@ -497,3 +497,103 @@ def test_a_second_sweep_on_one_results_file_is_refused(tiny_dir, tmp_path):
     assert not results.exists()
     cli(tune, own + ['--save_dir', str(tmp_path / 'runs')])   # free again: the sweep runs
     assert results.exists()
+
+
+# ------------------------------------------------- nothing lost, part three: links, data folders, a run's identity
+
+def _gcn(tiny_dir, tmp_path, *extra):
+    return train.main(['--data_path', tiny_dir, '--dim_latent', '8', '--num_epoch', '1', '--no_progress',
+                       '--save_dir', str(tmp_path / 'runs'), *extra])
+
+
+def test_test_rows_never_go_into_a_dataset_folder_or_over_a_file(tiny_copy, tmp_path):
+    test = os.path.join(tiny_copy, 'test.npy')
+    before = open(test, 'rb').read()
+    one_line_error(lambda: train_floor(tiny_copy, tmp_path, '--test_rows', test), '--test_rows', 'dataset folder')
+    one_line_error(lambda: train_floor(tiny_copy, tmp_path, '--test_rows', test, '--overwrite'), 'dataset folder')
+    assert open(test, 'rb').read() == before
+    rows = tmp_path / 'rows.npz'
+    rows.write_bytes(b'mine')
+    one_line_error(lambda: train_floor(tiny_copy, tmp_path, '--test_rows', str(rows)), '--test_rows', '--overwrite')
+    assert rows.read_bytes() == b'mine'
+    train_floor(tiny_copy, tmp_path, '--test_rows', str(rows), '--overwrite')   # asked for: replaced
+    assert np.load(rows)['recall@10'].shape == (len(np.load(test)),)
+
+
+def test_no_write_through_a_link(tiny_dir, tmp_path):
+    precious = tmp_path / 'precious.txt'
+    precious.write_text('keep me')
+    rows = tmp_path / 'rows.npz'
+    rows.symlink_to(precious)
+    one_line_error(lambda: train_floor(tiny_dir, tmp_path, '--test_rows', str(rows), '--overwrite'), 'is a link')
+    run = tmp_path / 'runs' / 'user_popularity'
+    run.mkdir(parents=True)
+    (run / '.lock').symlink_to(precious)                       # a lock that is a link: never truncated
+    one_line_error(lambda: train_floor(tiny_dir, tmp_path), '.lock', 'link')
+    from phr.util import atomic
+    lock = tmp_path / '.results.lock'
+    lock.symlink_to(precious)
+    one_line_error(lambda: atomic.hold(str(lock), lambda who: 'busy'), 'link')
+    assert precious.read_text() == 'keep me'
+
+
+def test_run_name_stays_inside_save_dir(tiny_dir, tmp_path):
+    for name in ('../outside', str(tmp_path / 'abs')):
+        one_line_error(lambda: train_floor(tiny_dir, tmp_path, '--run_name', name), '--run_name', 'inside --save_dir')
+    assert not (tmp_path / 'outside').exists() and not (tmp_path / 'abs').exists()
+
+
+def test_a_resume_keeps_its_protocol_and_its_checkpoint_path(tiny_dir, tmp_path):
+    _gcn(tiny_dir, tmp_path)
+    last = str(tmp_path / 'runs' / 'GCN_PHR' / 'last.pt')
+    one_line_error(lambda: _gcn(tiny_dir, tmp_path, '--PATH_weight_load', last, '--num_epoch', '2', '--protocol',
+                                'full'), '--protocol sampled', 'measured differently')
+    one_line_error(lambda: _gcn(tiny_dir, tmp_path, '--PATH_weight_load', last, '--num_epoch', '2', '--select',
+                                'ndcg@10'), '--select recall@10')
+    other = tmp_path / 'other.pt'
+    other.write_bytes(b'another run')
+    one_line_error(lambda: _gcn(tiny_dir, tmp_path, '--PATH_weight_load', last, '--num_epoch', '2',
+                                '--PATH_weight_save', str(other)), '--PATH_weight_save', '--overwrite')
+    assert other.read_bytes() == b'another run'
+    # a full-ranking run resumed without the flag stays full ranking
+    _gcn(tiny_dir, tmp_path, '--protocol', 'full', '--run_name', 'f')
+    best = _gcn(tiny_dir, tmp_path, '--PATH_weight_load', str(tmp_path / 'runs' / 'f' / 'last.pt'), '--num_epoch', '2')
+    ckpt = torch.load(tmp_path / 'runs' / 'f' / 'last.pt', weights_only=True)
+    assert ckpt['config']['protocol'] == 'full' and best['epochs_run'] == 2
+
+
+def test_generate_never_writes_over_an_import_or_through_a_link(tiny_dir, tmp_path):
+    import shutil
+    imported = tmp_path / 'imported'
+    cli(import_posts, [os.path.join(ROOT, 'tests', 'fixtures', 'twitter'), '--out', imported, '--format', 'twitter'])
+    before = {n: (imported / n).read_bytes() for n in os.listdir(imported)}
+    one_line_error(lambda: cli(generate, TINY_GEN + ['--out', imported, '--overwrite']), 'imported dataset')
+    assert {n: (imported / n).read_bytes() for n in os.listdir(imported)} == before
+    own = tmp_path / 'own'
+    shutil.copytree(tiny_dir, own)
+    one_line_error(lambda: cli(generate, TINY_GEN + ['--out', own]), 'already there', '--overwrite')
+    (own / 'user_list.txt').unlink()
+    precious = tmp_path / 'precious.txt'
+    precious.write_text('keep me')
+    (own / 'user_list.txt').symlink_to(precious)
+    one_line_error(lambda: cli(generate, TINY_GEN + ['--out', own, '--overwrite']), 'user_list.txt is a link')
+    assert precious.read_text() == 'keep me'
+
+
+TINY_GEN = ['--preset', 'demo', '--scale', '0.1', '--num_neg', '50', '--seed', '7']
+
+
+def test_a_stopped_imports_leftovers_are_cleaned_up(tmp_path):
+    out = tmp_path / 'd'
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    pid = dead.stdout.strip()                                   # a process that has ended
+    (tmp_path / f'd.importing-{pid}').mkdir()
+    (tmp_path / f'd.replaced-{pid}').mkdir()
+    (tmp_path / f'd.replaced-{pid}' / 'user_list.txt').write_text('the previous dataset\n')
+    import_posts.clean_leftovers(str(out))
+    assert not (tmp_path / f'd.importing-{pid}').exists()
+    assert (out / 'user_list.txt').read_text() == 'the previous dataset\n'   # put back: out was missing
+    live = tmp_path / f'd.importing-{os.getpid()}'                           # a live import's folder stays
+    live.mkdir()
+    import_posts.clean_leftovers(str(out))
+    assert live.exists()

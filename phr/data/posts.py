@@ -377,6 +377,31 @@ def check_out(inputs, out, overwrite=False):
                         f'it, or import into another folder')
 
 
+def clean_leftovers(out):
+    """What an import into ``out`` stopped midway left beside it, of processes that are gone: an unfinished
+    ``out``.importing-PID folder is removed; a ``out``.replaced-PID folder (the previous dataset, moved aside just
+    before the new one took its place) is put back when ``out`` is missing, else removed. A live process's folders
+    are another import at work, and stay."""
+    import glob
+    for path in sorted(glob.glob(glob.escape(out) + '.importing-*') + glob.glob(glob.escape(out) + '.replaced-*')):
+        pid = path.rsplit('-', 1)[1]
+        if not pid.isdigit() or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue                # alive: not ours to touch
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        if '.replaced-' in path and not os.path.exists(out):
+            print(f'import: {out} was being replaced when an import stopped (pid {pid}): the previous dataset is put back')
+            os.replace(path, out)
+        else:
+            print(f'import: removing {path}, left by an import that was stopped (pid {pid})')
+            shutil.rmtree(path, ignore_errors=True)
+
+
 def import_posts(inputs, out, fmt='auto', visual=None, audio=None, min_posts=2, min_uses=1, casefold=True,
                  text_dim=100, missing_dim=None, num_neg=1000, seed=2019, verbose=True, split='authors',
                  overwrite=False):
@@ -384,6 +409,7 @@ def import_posts(inputs, out, fmt='auto', visual=None, audio=None, min_posts=2, 
     there is never lost to a failed import, and is replaced only with ``overwrite``: ``check_out``)."""
     out = os.path.normpath(out)
     check_out(inputs, out, overwrite)
+    clean_leftovers(out)
     tmp = f'{out}.importing-{os.getpid()}'
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -47,6 +47,8 @@ def build_parser():
     p.add_argument('--seed', type=int, default=2019, help='the whole dataset is a function of this seed')
     p.add_argument('--num_neg', type=int, default=1000, help='negatives per val/test row')
     p.add_argument('--legacy', action='store_true', help="write the authors' pickled object arrays")
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace the generated dataset already in --out (an imported one is never replaced)')
     g = p.add_argument_group('structure knobs (Data/README.md)')
     g.add_argument('--hashtags_per_topic', type=int, default=60, help='sets the number of topics: H / this')
     g.add_argument('--synonyms', type=int, default=4, help='near-synonymous hashtags per concept')
@@ -78,7 +80,7 @@ def generate(args):
     V, U, H = (max(1, int(round(x * args.scale))) for x in (V0, U0, H0))
     if V < U * args.min_videos:
         raise DataError(f'--scale {args.scale}: {V} videos cannot give {U} users {args.min_videos} videos each')
-    out = args.out or os.path.join('Data', args.preset + ('' if args.scale == 1.0 else f'_{args.scale:g}'))
+    out = output_folder(args)
     os.makedirs(out, exist_ok=True)
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
@@ -204,6 +206,34 @@ def check_args(args):
             raise DataError(f'--{k} cannot be negative, got {getattr(args, k)}')
     if args.out and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise DataError(f'--out {args.out}: is a file, expected a folder')
+    check_out(output_folder(args), getattr(args, 'overwrite', False))
+
+
+IMPORT_MARKERS = ('posts.jsonl', 'text_model.npz', 'FeatureText_tfidf.npz')   # files only an import writes
+
+
+def output_folder(args):
+    return args.out or os.path.join('Data', args.preset + ('' if args.scale == 1.0 else f'_{args.scale:g}'))
+
+
+def check_out(out, overwrite):
+    """The generator writes a folder of its own: an existing dataset there is replaced only with ``overwrite``, an
+    imported one never (its posts and TF-IDF files would stay beside generated lists), and no file is written through
+    a link."""
+    if not os.path.isdir(out):
+        return
+    names = set(os.listdir(out))
+    links = sorted(n for n in names if os.path.islink(os.path.join(out, n)))
+    if links:
+        raise DataError(f'--out {out}: {", ".join(links)} is a link; the generator never writes through one: remove '
+                        f'it or generate into another folder')
+    imported = sorted(names & set(IMPORT_MARKERS))
+    if imported:
+        raise DataError(f'--out {out}: holds an imported dataset ({", ".join(imported)}); generate into another '
+                        f'folder (an import is never overwritten by generated data)')
+    if (names & {'test.npy', 'train.npy', 'video_hashtag.npy', 'user_list.txt'}) and not overwrite:
+        raise DataError(f'--out {out}: a dataset is already there; pass --overwrite to replace it, or generate into '
+                        f'another folder')
 
 
 def run(args):

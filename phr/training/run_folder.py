@@ -35,6 +35,8 @@ def choose_run_dir(save_dir, name, resume_path=None, overwrite=False):
     <name>_2, _3, ... is used instead (said so), unless ``overwrite`` or a resume from a checkpoint in it."""
     if os.path.exists(save_dir) and not os.path.isdir(save_dir):
         raise SystemExit(f'error: --save_dir {save_dir}: is a file, expected a folder')
+    if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == '..':
+        raise SystemExit(f'error: --run_name {name}: must be a folder inside --save_dir (no absolute path, no ..)')
     base = os.path.join(save_dir, name)
     if os.path.exists(base) and not os.path.isdir(base):
         raise SystemExit(f'error: run folder {base}: is a file, expected a folder')

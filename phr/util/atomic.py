@@ -74,7 +74,11 @@ def hold(lock_path, busy):
     key = os.path.realpath(lock_path)
     if key in _held:        # this process took it before (a main() called again): it is ours
         _held.pop(key).close()
-    f = open(lock_path, 'a+')
+    try:   # never through a link: a lock that is a symlink would truncate the file it points to
+        f = os.fdopen(os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), 'a+')
+    except OSError as e:
+        why = 'it is a link: remove it' if os.path.islink(lock_path) else (e.strerror or e)
+        raise SystemExit(f'error: {lock_path}: cannot take this lock ({why})') from None
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -87,3 +91,24 @@ def hold(lock_path, busy):
     f.write(f'pid {os.getpid()}\n')
     f.flush()
     _held[key] = f
+
+
+DATASET_MARKERS = ('test.npy', 'train.npy', 'video_hashtag.npy')
+
+
+def check_output(path, what, overwrite=False):
+    """The one rule for a file a command writes at a path the user gave: never through a link (a symlink there is
+    refused: writing would change the file it points to), never into a dataset folder (a folder holding the
+    authors' id files: its own files are the data), never over an existing file unless ``overwrite``. One clear
+    ``SystemExit`` naming the flag and the path otherwise."""
+    if os.path.islink(path):
+        raise SystemExit(f'error: {what} {path}: is a link; a tool never writes through one (it would change '
+                         f'{os.path.realpath(path)}): give the file itself, or remove the link')
+    folder = os.path.dirname(os.path.abspath(path))
+    if any(os.path.exists(os.path.join(folder, m)) for m in DATASET_MARKERS):
+        raise SystemExit(f'error: {what} {path}: is inside the dataset folder {folder}; nothing but the dataset\'s '
+                         f'own tools writes there: give a path outside it')
+    if os.path.isdir(path):
+        raise SystemExit(f'error: {what} {path}: is a folder, expected a file path')
+    if os.path.exists(path) and not overwrite:
+        raise SystemExit(f'error: {what} {path}: exists; pass --overwrite to replace it')
