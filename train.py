@@ -371,6 +371,9 @@ def main(argv=None):
         raise SystemExit(f'error: --loss {args.loss} is not offered for {args.model_name} (it trains with '
                          f'{" / ".join(type(model).losses)}); softmax and bce score every hashtag per row and are '
                          f'the baselines\' native losses')
+    if data.num_hashtag <= max(ks):
+        print(f'note: {args.data_path} has {data.num_hashtag} hashtag(s): every one is in every top-{max(ks)}, so '
+              f'Recall@{max(ks)} is 1 whatever the model; these metrics tell nothing here')
     n_params = sum(p.numel() for p in model.parameters())
     knobs = ' '.join(f'{h.cli}={used[h.name]}' for h in spec.hparams)
     print(f'model: {args.model_name} ({n_params:,} parameters) on {device}' + (f'; {knobs}' if knobs else '')

@@ -84,6 +84,8 @@ def build_parser():
 def run(args):
     if args.topk < 1:
         raise SystemExit(f'error: --topk must be positive, got {args.topk}')
+    if args.features is not None and not os.path.isfile(args.features):
+        raise SystemExit(f'error: --features {args.features}: no such file')
     try:
         device = resolve_device(args.device)
     except ValueError as e:

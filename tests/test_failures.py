@@ -597,3 +597,39 @@ def test_a_stopped_imports_leftovers_are_cleaned_up(tmp_path):
     live.mkdir()
     import_posts.clean_leftovers(str(out))
     assert live.exists()
+
+
+def test_a_checkpoint_of_nan_weights_is_refused(tiny_dir, tiny_data, tmp_path):
+    from phr.training.checkpoint import CheckpointError, load_checkpoint
+    _gcn(tiny_dir, tmp_path)
+    path = tmp_path / 'runs' / 'GCN_PHR' / 'best.pt'
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['model']['user_emb.weight'][0, 0] = float('nan')
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match='NaN or inf.*user_emb.weight'):
+        load_checkpoint(str(path), tiny_data)
+
+
+def test_recommend_checks_features_before_anything(tiny_dir, tmp_path):
+    one_line_error(lambda: cli(recommend, ['--checkpoint', 'x.pt', '--data_path', tiny_dir, '--author', 'nobody',
+                                           '--features', str(tmp_path / 'missing.npy')]), '--features', 'no such file')
+
+
+def test_a_report_of_the_other_protocols_records_is_refused(tmp_path):
+    from phr.sweep import command as tune
+    results = tmp_path / 'r.jsonl'
+    results.write_text(json.dumps({'protocol': 'full', 'dataset': 'd', 'model': 'kNN', 'phase': 'seed', 'seed': 0,
+                                   'config': {}, 'status': 'ok'}) + '\n')
+    one_line_error(lambda: cli(tune, ['--report', '--results', results, '--rows_dir', tmp_path, '--out',
+                                      tmp_path / 'R.md', '--datasets', 'd', '--models', 'kNN']),
+                   'full runs only', '--protocol full')
+    assert not (tmp_path / 'R.md').exists()
+
+
+def test_hashtags_keep_their_zero_width_joiners_and_lose_invisible_spaces(tmp_path):
+    posts = [{'post_id': str(i), 'author': 'a', 'text': t} for i, t in
+             enumerate(['سلام #می\u200cخواهم', 'x #tag', 'y #ta\u200bg', 'z #other'])]
+    raw = [import_posts._generic(p, 'test') for p in posts]
+    assert raw[0]['hashtags'] == ['می\u200cخواهم']          # not cut at the joiner
+    kept, _ = import_posts.clean_posts(raw, min_posts=1)
+    assert [p['hashtags'] for p in kept][1:3] == [['tag'], ['tag']]   # one hashtag, not two

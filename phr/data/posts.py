@@ -57,8 +57,8 @@ import numpy as np
 from phr.util import atomic
 from data_load import FEATURE_FILES, ID_FILES, LIST_FILES, POSTS_FILE, TFIDF_FILE, DataError, save_npy_atomic
 from phr.data.partition import RAW_FILE, partition
-from phr.data.text import (HASHTAG_RE, MENTION_RE, TEXT_MODEL, URL_RE, fit_text_model, fit_tfidf_rows, save_text_model,
-                           strip_text, text_features)
+from phr.data.text import (HASHTAG_RE, INVISIBLE_RE, MENTION_RE, TEXT_MODEL, URL_RE, fit_text_model, fit_tfidf_rows,
+                           save_text_model, strip_text, text_features)
 
 AUTHOR_DIMS = (2048, 128, 100)   # visual, acoustic, textual: the authors' widths (FEATURE_FILES order)
 
@@ -278,7 +278,8 @@ def clean_posts(posts, casefold=True, min_posts=2, min_uses=1):
             dup += 1
             continue
         seen.add(p['post_id'])
-        tags = [t.casefold() if casefold else t for t in p['hashtags']]
+        tags = [INVISIBLE_RE.sub('', t) for t in p['hashtags']]   # #tag and #ta<ZWSP>g are one hashtag
+        tags = [t.casefold() if casefold else t for t in tags if t.strip('\u200c\u200d')]
         out.append(dict(p, hashtags=list(dict.fromkeys(tags))))   # one post naming a tag twice: one use
     report = {'posts read': len(posts), 'duplicates dropped': dup,
               'posts without hashtag dropped': sum(not p['hashtags'] for p in out)}

@@ -10,7 +10,11 @@ import numpy as np
 from data_load import POSTS_FILE, TFIDF_FILE, DataError
 
 TEXT_MODEL = 'text_model.npz'
-HASHTAG_RE = re.compile(r'[#\uff03](\w+)')
+# a hashtag's letters: word characters, the zero-width (non-)joiners that Persian, Arabic and Indic scripts write inside
+# words, and the invisible characters below (a tag is cut at none of them; the importer then drops the invisible ones)
+HASHTAG_RE = re.compile(r'[#\uff03]([\w\u200b\u200c\u200d\u2060\ufeff]+)')
+# invisible characters that make two spellings of one tag differ (zero-width space, word joiner, byte-order mark)
+INVISIBLE_RE = re.compile('[\u200b\u2060\ufeff]')
 URL_RE = re.compile(r'https?://\S+')
 MENTION_RE = re.compile(r'@\w+')
 # the vectoriser's settings, stored with the fitted model so a new post is vectorised the same way

@@ -13,6 +13,7 @@ file alone. Per-row test metrics of the seed runs go to ``results/rows/``, for t
 plan writes the committed files: a run of another plan must name a ``--results`` and ``--out`` of its own.
 """
 import argparse
+import glob
 import os
 from types import SimpleNamespace
 
@@ -26,6 +27,8 @@ from phr import ROOT
 
 OUT = os.path.join(ROOT, 'RESULTS.md')
 DOCS = os.path.join(ROOT, 'docs')
+# the generated pages of scripts/score_features.py (what another model's score adds to TagRank): RESULTS.md ends with them
+SCORE_FEATURES = os.path.join(ROOT, 'results', 'score_features')
 # the committed plan of each protocol: its defaults, results file and per-row folder (RESULTS.md holds both reports)
 COMMITTED = {'sampled': dict(DEFAULTS, results=os.path.join(ROOT, 'results', 'tune.jsonl'),
                              rows_dir=os.path.join(ROOT, 'results', 'rows')),
@@ -155,6 +158,10 @@ def run(args):
                                       f'on it ({who}); wait for it to finish (this one would run the same runs), '
                                       f'or give this sweep a --results of its own')
     results = records.load(ctx.results)
+    protocols = {r['protocol'] for r in results}
+    if results and args.protocol not in protocols:   # a report of another protocol's records: all "not run yet"
+        raise SystemExit(f'error: --results {os.path.relpath(ctx.results)} holds {" and ".join(sorted(protocols))} '
+                         f'runs only; give --protocol {sorted(protocols)[0]} to report them (this would report none)')
 
     def write_report():
         if not committed_plan:
@@ -171,7 +178,8 @@ def run(args):
             recs = results if protocol == args.protocol else records.load(c['results'])
             if recs:
                 reports.append((cctx, cplan, recs))
-        atomic.write_text(ctx.out, '\n\n'.join(report.report(*r) for r in reports))
+        extra = [open(f).read() for f in sorted(glob.glob(os.path.join(SCORE_FEATURES, '*.md')))]
+        atomic.write_text(ctx.out, '\n\n'.join([report.report(*r) for r in reports] + extra))
         atomic.write_text(os.path.join(DOCS, 'results.md'), pages.results_page(reports, DOCS))
         readme = pages.readme_path()
         with open(readme) as f:

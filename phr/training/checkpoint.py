@@ -85,6 +85,12 @@ def load_checkpoint(path, data, device='cpu'):
         model = build_model(name, data, device, **stored_args(name, args))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f'{path}: its model_args {args} do not build {name}: {e}') from None
+    bad = [k for k, v in (ckpt.get('model') or {}).items()
+           if torch.is_tensor(v) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        names = ', '.join(bad[:3]) + (', ...' if len(bad) > 3 else '')
+        raise CheckpointError(f'{path}: its weights hold NaN or inf ({names}): a run that diverged; use an earlier '
+                              f'checkpoint or train again with a smaller --l_r')
     try:
         model.load_state_dict(ckpt['model'])
     except RuntimeError as e:
