@@ -259,10 +259,16 @@ class PHRData:
                 if not line.strip():
                     continue
                 try:
-                    texts.append(str(json.loads(line)['text']))
+                    rec = json.loads(line)
+                    text, post = str(rec['text']), rec.get('post_id')
                 except (ValueError, TypeError, KeyError):
                     raise DataError(f'{fname}: line {i} is not a post record (JSON with a "text"); import the posts '
                                     f'again') from None
+                n = len(texts)
+                if post is not None and n < self.num_video and str(post) != self.video_names[n]:
+                    raise DataError(f'{fname}: post {n + 1} is {post!r}, video_list.txt says {self.video_names[n]!r}: '
+                                    f'the file was reordered or edited after the import; import the posts again')
+                texts.append(text)
         if len(texts) != self.num_video:
             raise DataError(f'{fname}: {len(texts):,} posts, the dataset has {self.num_video:,}')
         return texts
@@ -397,13 +403,15 @@ def build_graph(train, U, H, V):
     return Graph(U, H, V, t(u), t(v), t(h), t(triple_pair), t(keys // H), t(keys % H), t(counts))
 
 
-def fingerprint(path, edge=1 << 20):
-    """A short hash of what defines a dataset folder: the name lists, the id files and the TF-IDF rows whole, the
-    (large) feature files by their size and their first and last MiB. A dataset regenerated or re-imported under the
-    same name gets another fingerprint; a copy of the folder keeps it."""
+def fingerprint(path, edge=1 << 20, legacy=False):
+    """A short hash of every file a model reads from a dataset folder: the name lists, the id files, the TF-IDF rows
+    and the posts' texts (``POSTS_FILE``) whole, the (large) feature files by their size and their first and last
+    MiB. A dataset regenerated or re-imported under the same name gets another fingerprint; a copy of the folder
+    keeps it. ``legacy``: the fingerprint of before 2026-12-08, without ``POSTS_FILE``, which checkpoints and sweep
+    records of that time carry (``matches`` accepts either)."""
     import hashlib
     h = hashlib.sha1()
-    for name in LIST_FILES + ID_FILES + (TFIDF_FILE,) + FEATURE_FILES:
+    for name in LIST_FILES + ID_FILES + (TFIDF_FILE,) + FEATURE_FILES + (() if legacy else (POSTS_FILE,)):
         fname = os.path.join(path, name)
         if not os.path.exists(fname):
             continue
@@ -418,6 +426,16 @@ def fingerprint(path, edge=1 << 20):
                 f.seek(size - edge)
                 h.update(f.read(edge))
     return h.hexdigest()[:16]
+
+
+def matches(recorded, path, current=None):
+    """Whether a fingerprint recorded with a checkpoint or a sweep record is that of the folder ``path`` (whose
+    current fingerprint is ``current``, if known): the current one, or the legacy one of a folder without texts
+    whose records predate it."""
+    if recorded is None:
+        return True
+    current = current or fingerprint(path)
+    return recorded == current or recorded == fingerprint(path, legacy=True)
 
 
 def load_dataset(path, allow_pickle=False, num_neg=None, verbose=True):

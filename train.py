@@ -33,7 +33,7 @@ from phr.training import distributed
 from phr.training import run_folder
 from phr.training.checkpoint import (CheckpointError, build_model, load_checkpoint, read_checkpoint, save_checkpoint,
                                      write_checkpoint)
-from data_load import DataError, load_dataset
+from data_load import DataError, fingerprint, load_dataset
 from evaluation import METRICS, evaluate_splits, full_split, selection_key
 from phr.training.hooks import hook_for
 from phr.training.losses import CANDIDATE_LOSSES, LOSSES, TrainingError
@@ -361,7 +361,8 @@ def main(argv=None):
     if 'loss' not in given and model.trainable and 'bpr' not in type(model).losses:
         args.loss = type(model).losses[0]   # a model that cannot take the authors' BPR trains with its own loss
     config = dict(vars(args), **{h.cli: used[h.name] for h in spec.hparams},    # the run config: plain values
-                  data_fingerprint=data.fingerprint)                           # which data (checkpoint.check_data)
+                  data_fingerprint=data.fingerprint,                           # which data (checkpoint.check_data)
+                  data_fingerprint_ids=fingerprint(args.data_path, legacy=True))   # the same, posts' texts left out
     if args.protocol == 'full':
         splits = {'val': full_split(data, data.val).to(device), 'test': full_split(data, data.test).to(device)}
     else:

@@ -633,3 +633,26 @@ def test_hashtags_keep_their_zero_width_joiners_and_lose_invisible_spaces(tmp_pa
     assert raw[0]['hashtags'] == ['می\u200cخواهم']          # not cut at the joiner
     kept, _ = import_posts.clean_posts(raw, min_posts=1)
     assert [p['hashtags'] for p in kept][1:3] == [['tag'], ['tag']]   # one hashtag, not two
+
+
+def test_posts_file_is_part_of_the_dataset(tmp_path):
+    """posts.jsonl is read by TagBlend and TagRank: a reordered file is refused by name, and it is in the fingerprint
+    (a checkpoint or sweep record of the old file no longer matches; one of before it was covered still does)."""
+    from data_load import DataError, fingerprint, load_dataset, matches
+    d = tmp_path / 'd'
+    cli(import_posts, [os.path.join(ROOT, 'tests', 'fixtures', 'twitter'), '--out', d, '--format', 'twitter'])
+    legacy, before = fingerprint(str(d), legacy=True), fingerprint(str(d))
+    lines = (d / 'posts.jsonl').read_text(encoding='utf-8').splitlines(keepends=True)
+    (d / 'posts.jsonl').write_text(''.join([lines[1], lines[0]] + lines[2:]), encoding='utf-8')
+    with pytest.raises(DataError, match='reordered or edited'):
+        load_dataset(str(d), verbose=False).texts
+    assert fingerprint(str(d)) != before and matches(legacy, str(d)) and not matches(before, str(d))
+
+
+def test_a_stale_history_file_is_written_again(tiny_copy, tmp_path):
+    from phr.sweep import runner
+    out = str(tmp_path / 'history.npz')
+    np.savez(out, seen=np.zeros(3), fingerprint=np.array('another dataset'))
+    runner.write_history(tiny_copy, out)
+    got = np.load(out)
+    assert len(got['seen']) != 3 and str(got['fingerprint']) != 'another dataset'

@@ -66,7 +66,9 @@ def same_run(rec, job):
     """Whether ``rec`` (a record of ``job``'s ``done_key``) is a run of ``job`` as planned now: the same training
     budget and the same dataset files (``data_load.fingerprint``) where the record says them. Records written
     before they were recorded do not say them and are taken as they are."""
-    return all(rec.get(k) is None or rec.get(k) == job.get(k) for k in ('budget', 'data_fingerprint'))
+    if rec.get('budget') is not None and rec['budget'] != job.get('budget'):
+        return False
+    return rec.get('data_fingerprint') in (None, job.get('data_fingerprint'), job.get('data_fingerprint_legacy'))
 
 
 def is_done(rec):

@@ -43,13 +43,21 @@ def history_shares(data):
 
 
 def write_history(path, out):
-    """``history.npz`` beside a dataset's per-row files (once): what the report's history table splits on, so that
-    the table, like the rest of RESULTS.md, is rebuilt from ``results/`` alone."""
+    """``history.npz`` beside a dataset's per-row files: what the report's history table splits on, so that the
+    table, like the rest of RESULTS.md, is rebuilt from ``results/`` alone. Written once per dataset, with the
+    dataset's fingerprint: a regenerated or re-imported dataset gets it written again (a file of before the
+    fingerprint was kept in it stays while its row count is the test split's)."""
+    from data_load import load_dataset, matches
+    data = load_dataset(path, verbose=False)
     if os.path.exists(out):
-        return
-    from data_load import load_dataset
-    atomic.atomic_write(out, lambda tmp: np.savez(tmp, seen=history_shares(load_dataset(path, verbose=False))),
-                        suffix='.npz')
+        with np.load(out, allow_pickle=False) as old:
+            kept = str(old['fingerprint']) if 'fingerprint' in old.files else None
+            same = matches(kept, path, data.fingerprint) if kept else len(old['seen']) == len(data.test)
+        if same:
+            return
+        print(f'{out}: of another version of {path}; written again')
+    atomic.atomic_write(out, lambda tmp: np.savez(tmp, seen=history_shares(data), fingerprint=np.array(
+        data.fingerprint)), suffix='.npz')
 
 
 def same_run(ckpt, job, config, epoch):
@@ -114,6 +122,7 @@ def train_argv(job, ctx, plan, run):
 def run_one(job, ctx, plan):
     """One train.py process (or, for seed 0 of a selection, the search run's checkpoint); returns the record."""
     search = job.pop('search', None)
+    job.pop('data_fingerprint_legacy', None)   # what a record may match, not what it is
     run = run_name(job)
     rows = rows_path(ctx.rows_dir, job) if job['phase'] in ('seed', 'ablation') else None
     argv = train_argv(job, ctx, plan, run)
@@ -175,14 +184,15 @@ def execute(ctx, plan, results, on_dataset_done=None):
     def identity(dataset, model):
         budget = {k: plan.setting(dataset, k) for k in ('max_epoch', 'patience', 'batch_size')} \
             if plan.trainable(model) else None
-        return {'budget': budget, 'data_fingerprint': fingerprints[dataset]}
+        return {'budget': budget, 'data_fingerprint': fingerprints[dataset][0],
+                'data_fingerprint_legacy': fingerprints[dataset][1]}
 
     def next_job():
         for dataset in plan.datasets:
             first = dataset not in paths
             if first:
                 paths[dataset] = prepare(dataset)
-                fingerprints[dataset] = fingerprint(paths[dataset])
+                fingerprints[dataset] = (fingerprint(paths[dataset]), fingerprint(paths[dataset], legacy=True))
                 write_history(paths[dataset], os.path.join(rows_folder(ctx.rows_dir, dataset), 'history.npz'))
             left, n = todo(dataset)
             if first and left:

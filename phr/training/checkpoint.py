@@ -6,6 +6,8 @@ import zipfile
 
 import torch
 
+from data_load import POSTS_FILE, fingerprint, matches
+
 from phr.util import atomic
 from phr.models import registry
 from phr.models.registry import MODELS, hparams_from_config, stored_args
@@ -56,7 +58,12 @@ def check_data(path, ckpt, data):
     are (nothing to compare)."""
     config = ckpt.get('config') if isinstance(ckpt.get('config'), dict) else {}
     theirs, ours = config.get('data_fingerprint'), getattr(data, 'fingerprint', None)
-    if theirs and ours and theirs != ours:
+    ids = config.get('data_fingerprint_ids')
+    if theirs and ours and theirs != ours and ids and ids == fingerprint(data.path, legacy=True):
+        raise CheckpointError(f'{path}: {os.path.join(data.path, POSTS_FILE)} changed since this checkpoint was '
+                              f'trained (the rest of the dataset is the same): import the posts again, or restore the '
+                              f'file')
+    if theirs and ours and not matches(theirs, data.path, ours):
         raise CheckpointError(f'{path} was trained on another dataset ({config.get("data_path")}, fingerprint '
                               f'{theirs}) than {getattr(data, "path", "this one")} (fingerprint {ours}): its ids '
                               f'would name other users, posts and hashtags here; use the dataset it was trained on')
