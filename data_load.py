@@ -106,6 +106,21 @@ def ragged_to_padded(rows, fname):
 # ----------------------------------------------------------------------------------------------------------------
 # reading one file safely
 
+def load_npz(fname, what='file'):
+    """Every array of an .npz as a dict, never unpickling: a pickled (object) array, a damaged or missing file is one
+    ``DataError`` naming the file."""
+    if not os.path.exists(fname):
+        raise DataError(f'{fname}: no such {what}')
+    try:
+        with np.load(fname, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except ValueError as e:
+        why = 'holds pickled object arrays, which are never unpickled' if 'allow_pickle' in str(e) else str(e)
+        raise DataError(f'{fname}: {why}; write it with plain numeric or string arrays') from None
+    except (OSError, EOFError) as e:
+        raise DataError(f'{fname}: not a readable npz archive ({e})') from None
+
+
 def load_npy(fname, allow_pickle=False, mmap=False):
     """np.load that never unpickles unless the caller opted in, with errors that name the file."""
     if not os.path.exists(fname):

@@ -415,7 +415,8 @@ def main(argv=None):
         if rank0 and best['val'] is not None and not os.path.exists(best_path):
             carry_best(args.PATH_weight_load, best_path, best['epoch'])
     if rank0:   # a resume keeps the lines of the epochs before the checkpoint (written whole before appending)
-        kept = [line for line in run_folder.read_metrics(run_dir) if line['epoch'] < start_epoch]
+        kept = [line for line in run_folder.read_metrics(run_dir) if line['epoch'] < start_epoch] \
+            if start_epoch > 0 else []
         atomic.write_text(metrics_path, ''.join(json.dumps(line) + '\n' for line in kept))
     epochs_run = start_epoch
     train_model = distributed.wrap(model, device) if ddp else model

@@ -656,3 +656,65 @@ def test_a_stale_history_file_is_written_again(tiny_copy, tmp_path):
     runner.write_history(tiny_copy, out)
     got = np.load(out)
     assert len(got['seen']) != 3 and str(got['fingerprint']) != 'another dataset'
+
+
+def test_damaged_sweep_records_are_skipped_by_line(tmp_path, capsys):
+    from phr.sweep import records
+    good = {'protocol': 'sampled', 'dataset': 'd', 'model': 'kNN', 'phase': 'seed', 'seed': 0, 'config': {},
+            'status': 'ok', 'index': 0}
+    path = tmp_path / 'r.jsonl'
+    path.write_text('\n'.join(json.dumps(r) for r in (good, dict(good, config=[1, 2]), dict(good, index='x'))) + '\n')
+    assert records.load(str(path)) == [good]
+    assert 'r.jsonl:2' in capsys.readouterr().out
+
+
+def test_sweep_inputs_that_cannot_work_are_one_line(tmp_path):
+    from phr.sweep import command as tune
+    one_line_error(lambda: cli(tune, ['--datasets', 'nosuchset', '--models', 'kNN', '--results', tmp_path / 'r.jsonl',
+                                      '--rows_dir', tmp_path / 'rows', '--out', tmp_path / 'R.md']),
+                   'nosuchset', 'not a dataset of the sweep')
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    one_line_error(lambda: cli(tune, ['--datasets', 'demo=0.1', '--models', 'kNN', '--results', blocker / 'r.jsonl',
+                                      '--rows_dir', tmp_path / 'rows', '--out', tmp_path / 'R.md']),
+                   '--results', 'cannot write there')
+
+
+def test_bench_flags_are_checked(capsys):
+    from phr.experiments import bench
+    for argv in (['--device', 'mps'], ['--device', 'cuda:7'] if not torch.cuda.is_available() else ['--device', 'x'],
+                 ['--batch_size', '0'], ['--eval_batch', '0'], ['--dim_latent', '0']):
+        with pytest.raises(SystemExit):
+            cli(bench, argv)
+        assert 'error:' in capsys.readouterr().err
+
+
+def test_a_negative_dimension_in_model_args_is_one_clear_error(tiny_dir, tiny_data, tmp_path):
+    from phr.training.checkpoint import CheckpointError, load_checkpoint
+    _gcn(tiny_dir, tmp_path)
+    path = tmp_path / 'runs' / 'GCN_PHR' / 'best.pt'
+    ckpt = torch.load(path, weights_only=True)
+    ckpt['model_args']['dim'] = -8
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match='dim must be positive'):
+        load_checkpoint(str(path), tiny_data)
+
+
+def test_pickled_npz_files_are_refused_by_name(tmp_path):
+    from data_load import DataError, load_npz
+    bad = tmp_path / 'rows.npz'
+    np.savez(bad, ids=np.array([{'a': 1}], dtype=object), features=np.zeros((1, 2)))
+    with pytest.raises(DataError, match='rows.npz: holds pickled object arrays'):
+        load_npz(str(bad))
+    with pytest.raises(DataError, match='rows.npz: holds pickled object arrays'):
+        import_posts.read_feature_file(str(bad), ['a'], 'visual')
+
+
+def test_a_metrics_log_that_is_a_link_is_replaced_not_followed(tiny_dir, tmp_path):
+    precious = tmp_path / 'precious.txt'
+    precious.write_text('keep me')
+    run = tmp_path / 'runs' / 'GCN_PHR'
+    run.mkdir(parents=True)
+    (run / 'metrics.jsonl').symlink_to(precious)
+    _gcn(tiny_dir, tmp_path, '--overwrite')
+    assert precious.read_text() == 'keep me' and not (run / 'metrics.jsonl').is_symlink()

@@ -55,7 +55,8 @@ from collections import Counter
 import numpy as np
 
 from phr.util import atomic
-from data_load import FEATURE_FILES, ID_FILES, LIST_FILES, POSTS_FILE, TFIDF_FILE, DataError, save_npy_atomic
+from data_load import (FEATURE_FILES, ID_FILES, LIST_FILES, POSTS_FILE, TFIDF_FILE, DataError, load_npz,
+                       save_npy_atomic)
 from phr.data.partition import RAW_FILE, partition
 from phr.data.text import (HASHTAG_RE, INVISIBLE_RE, MENTION_RE, TEXT_MODEL, URL_RE, fit_text_model, fit_tfidf_rows,
                            save_text_model, strip_text, text_features)
@@ -304,14 +305,9 @@ def clean_posts(posts, casefold=True, min_posts=2, min_uses=1):
 
 def read_feature_file(fname, post_ids, what):
     """[len(post_ids), d] from an npz with ``ids`` and ``features``; posts it lacks get zeros."""
-    if not os.path.exists(fname):
-        raise DataError(f'{fname}: no such feature file (--{what})')
-    try:
-        z = np.load(fname, allow_pickle=False)
-    except ValueError as e:
-        raise DataError(f'{fname}: not a plain npz archive ({e})') from None
-    if 'ids' not in z.files or 'features' not in z.files:
-        raise DataError(f'{fname}: expected arrays "ids" and "features" in the npz; found {z.files}')
+    z = load_npz(fname, f'feature file (--{what})')
+    if 'ids' not in z or 'features' not in z:
+        raise DataError(f'{fname}: expected arrays "ids" and "features" in the npz; found {sorted(z)}')
     ids, feats = z['ids'].astype(str), z['features']
     if feats.ndim != 2 or len(feats) != len(ids):
         raise DataError(f'{fname}: "features" has shape {feats.shape}; expected [{len(ids)} ids, dim]')
@@ -537,3 +533,6 @@ def run(args):
                             split=args.split, overwrite=args.overwrite)
     except DataError as e:
         raise SystemExit(f'error: {e}')
+    except OSError as e:   # a read-only folder, a full disk: the earlier dataset (if any) is untouched
+        raise SystemExit(f'error: --out {args.out}: cannot write the dataset ({e.strerror or e}'
+                         f'{": " + e.filename if getattr(e, "filename", None) else ""}); nothing was replaced')

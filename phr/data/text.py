@@ -7,7 +7,7 @@ import re
 
 import numpy as np
 
-from data_load import POSTS_FILE, TFIDF_FILE, DataError
+from data_load import POSTS_FILE, TFIDF_FILE, DataError, load_npz
 
 TEXT_MODEL = 'text_model.npz'
 # a hashtag's letters: word characters, the zero-width (non-)joiners that Persian, Arabic and Indic scripts write inside
@@ -163,5 +163,4 @@ def load_text_model(path):
     if not os.path.exists(path):
         raise DataError(f'{path}: missing file; the text of a new post can only be vectorised for a dataset '
                         f'made by scripts/import_posts.py')
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    return load_npz(path, 'text model')

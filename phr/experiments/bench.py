@@ -33,7 +33,7 @@ from phr.training.losses import CANDIDATE_LOSSES, LOSSES
 from model import AGGR, GraphModel
 from phr.core.base import Posts, Recommender
 from phr.models.registry import MODELS, build_model
-from phr.util.runtime import cpu_name, keep_freed_memory
+from phr.util.runtime import cpu_name, keep_freed_memory, resolve_device
 from phr.training.sampling import TripleSampler
 from phr import ROOT
 
@@ -112,6 +112,13 @@ def build_parser():
 def run(args):
     if args.steps < 1:
         build_parser().error('--steps must be at least 1')
+    for flag in ('batch_size', 'dim_latent', 'eval_batch'):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            build_parser().error(f'--{flag} must be positive, got {getattr(args, flag)}')
+    try:   # one device string, checked once: 'auto', 'cpu', 'cuda', 'cuda:N' on a machine that has it
+        args.device = str(resolve_device(args.device))
+    except ValueError as e:
+        build_parser().error(str(e))
     if args.nproc is not None and (not args.nproc or min(args.nproc) < 1):
         build_parser().error('--nproc: every number of processes must be at least 1')
     if args.full:
@@ -126,7 +133,7 @@ def run(args):
     kept = keep_freed_memory() if args.keep_freed_memory else False
     if args.keep_zero_columns:
         Recommender.drop_zero_feature_columns = False
-    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
+    device = torch.device(args.device)
     if not os.path.exists(os.path.join(args.data_path, 'test.npy')):
         from phr.data import synthetic as generate
         preset = os.path.basename(os.path.normpath(args.data_path))
@@ -213,7 +220,7 @@ def bench_full(args):
     from evaluation import full_split
     from phr.training.losses import LOSSES as losses
     kept = keep_freed_memory() if args.keep_freed_memory else False
-    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
+    device = torch.device(args.device)
     data = load_dataset(args.data_path)
     val = full_split(data, data.val).to(device)
     sampler = TripleSampler(data, 1)

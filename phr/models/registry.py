@@ -75,6 +75,10 @@ def build_model(name, data, inputs=None, **hparams):
     if unknown:
         raise ValueError(f'{name} has no hyperparameter {", ".join(unknown)} (its knobs: '
                          f'{", ".join(sorted(known)) or "none"})')
+    for h in spec.hparams:   # a declared range holds however the model is built (flags, a checkpoint's model_args)
+        v = hparams.get(h.name, h.default)
+        if h.positive and not (isinstance(v, (int, float)) and v > 0):
+            raise ValueError(f'{name}: {h.name} must be positive, got {v!r}')
     extra = {f'{k}_model': m for k, m in (inputs or {}).items()}
     return spec.cls(data, **{h.name: hparams.get(h.name, h.default) for h in spec.hparams}, **spec.fixed, **extra)
 

@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from phr import ROOT
+from phr.data.synthetic import PRESETS
 
 SHARED = os.path.join(ROOT, '..', 'shared', 'data')   # the project's real data, read in place, never copied
 
@@ -63,7 +64,13 @@ def get(spec):
     if os.path.exists(os.path.join(spec, 'test.npy')):
         return None
     name, _, scale = spec.partition('=')
-    folder = name + ('' if scale in ('', '1') else f'_{float(scale):g}')
+    if name not in PRESETS:
+        raise SystemExit(f'error: dataset {spec!r}: not a dataset of the sweep ({", ".join(DATASETS)}), not a generated '
+                         f'preset ({", ".join(sorted(PRESETS))}, as PRESET or PRESET=SCALE) and not a dataset folder')
+    try:
+        folder = name + ('' if scale in ('', '1') else f'_{float(scale):g}')
+    except ValueError:
+        raise SystemExit(f'error: dataset {spec!r}: the scale after = must be a number') from None
     return Dataset(spec, spec, ('generate.py', '--preset', name) + (('--scale', scale) if scale else ()), folder)
 
 

@@ -47,8 +47,12 @@ def load(path, say=print):
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 rec = None
-            if not isinstance(rec, dict) or not {'protocol', 'dataset', 'model', 'phase', 'seed', 'config', 'status'} <= set(rec):
-                say(f'{path}:{i}: not a whole run record, skipped (that run is done again)')
+            whole = isinstance(rec, dict) and {'protocol', 'dataset', 'model', 'phase', 'seed', 'config',
+                                               'status'} <= set(rec)
+            if not whole or not isinstance(rec['config'], dict) or not isinstance(rec.get('index', 0), int) \
+                    or isinstance(rec.get('index', 0), bool):
+                say(f'{path}:{i}: not a whole run record (or its config is not a mapping, or its index not a '
+                    f'number), skipped (that run is done again)')
                 continue
             out.append(rec)
     return out

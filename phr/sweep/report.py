@@ -4,6 +4,8 @@ import os
 
 import numpy as np
 
+from data_load import DataError, load_npz
+
 from phr.models.registry import MODELS, search_space
 from phr.sweep import datasets
 from phr.sweep.plan import ROOT, rows_folder
@@ -78,7 +80,10 @@ def seed_rows(plan, results, dataset, model, seeds, records=None):
     use = [recs.get(seeds[0])] * len(seeds) if det else [recs.get(s) for s in seeds]
     if any(r is None or not r.get('rows') or not os.path.exists(os.path.join(ROOT, r['rows'])) for r in use):
         return None
-    arrays = [np.load(os.path.join(ROOT, r['rows'])) for r in use]
+    try:
+        arrays = [load_npz(os.path.join(ROOT, r['rows']), 'per-row file') for r in use]
+    except DataError as e:
+        raise SystemExit(f'error: {e}')
     return {m: np.stack([a[m] for a in arrays]) for m in ('recall@10', 'ndcg@10')}
 
 

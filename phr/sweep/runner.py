@@ -14,7 +14,7 @@ import numpy as np
 
 from phr.util import atomic
 from phr.training import run_folder
-from data_load import fingerprint
+from data_load import DataError, fingerprint
 from evaluation import best_by_validation
 from phr.sweep import records
 from phr.models.registry import MODELS
@@ -193,7 +193,10 @@ def execute(ctx, plan, results, on_dataset_done=None):
             if first:
                 paths[dataset] = prepare(dataset)
                 fingerprints[dataset] = (fingerprint(paths[dataset]), fingerprint(paths[dataset], legacy=True))
-                write_history(paths[dataset], os.path.join(rows_folder(ctx.rows_dir, dataset), 'history.npz'))
+                try:
+                    write_history(paths[dataset], os.path.join(rows_folder(ctx.rows_dir, dataset), 'history.npz'))
+                except DataError as e:   # e.g. the authors' pickled layout: convert it once, then sweep
+                    raise SystemExit(f'error: dataset {dataset}: {e}') from None
             left, n = todo(dataset)
             if first and left:
                 print(f'{dataset}: {len(left)} run(s) to do now ({n - len(left)} already in {ctx.results})',

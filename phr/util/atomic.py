@@ -50,7 +50,12 @@ def append_line(path, record):
     """Append ``record`` as one JSON line to the log at ``path`` in one write; a last line without its newline (cut
     by a kill) is closed first, so the new record never joins it."""
     line = json.dumps(record) + '\n'
-    with open(path, 'ab+') as f:
+    try:   # never through a link: appending would change the file it points to
+        f = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644), 'ab+')
+    except OSError as e:
+        why = 'it is a link: remove it' if os.path.islink(path) else (e.strerror or e)
+        raise SystemExit(f'error: {path}: cannot append to it ({why})') from None
+    with f:
         if f.seek(0, os.SEEK_END) > 0:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b'\n':
