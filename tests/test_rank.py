@@ -69,3 +69,19 @@ def test_another_models_score_is_a_feature(tiny_dir, tiny_data, tmp_path):
     from phr.models.registry import build_model as bare
     with pytest.raises(ValueError, match='was not built'):
         bare('TagRank', tiny_data, candidates=20, score_checkpoint=ckpt)
+
+
+def test_too_few_validation_posts_rank_by_the_blend(tiny_data, capsys):
+    """A smoke-test dataset (rtweet has 6 validation posts) cannot fit a ranker: TagRank says so and ranks by its
+    blend, instead of a ranker fitted on a handful of posts."""
+    import dataclasses
+    few = dataclasses.replace(tiny_data, val=tiny_data.val.__class__(**{
+        f.name: getattr(tiny_data.val, f.name)[:6] if torch.is_tensor(getattr(tiny_data.val, f.name))
+        else getattr(tiny_data.val, f.name) for f in dataclasses.fields(tiny_data.val)}))
+    m = build_model('TagRank', few, candidates=20)
+    assert not m.rankers and 'too few to fit a ranker' in capsys.readouterr().out
+    t = tiny_data.test
+    with torch.no_grad():
+        terms = m.blend.terms(t.users, Posts(ids=t.videos))
+        assert torch.equal(m.score_all({}, t.users, Posts(ids=t.videos)),
+                           sum(m.blend.mix[k] * x for k, x in terms.items()))

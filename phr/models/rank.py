@@ -30,6 +30,8 @@ from phr.models.blend import TagBlend
 from phr.models.signals import TEXT
 
 EARLY_STOP = 30
+# fewest validation posts a fold's ranker is fitted on; with fewer (a smoke-test dataset) TagRank ranks by the blend
+MIN_FIT_POSTS = 20
 
 
 class TagRank(Recommender):
@@ -142,6 +144,12 @@ class TagRank(Recommender):
     def _fit(self, lightgbm, data, folds, leaves, rank_lr, trees, min_leaf, block=256):
         val = data.val
         n = len(val)
+        self.rankers, self.best_iterations, self.recall_of_candidates = [], [], 0.0
+        if n * (folds - 1) / folds < MIN_FIT_POSTS:
+            print(f'TagRank: {n} validation posts are too few to fit a ranker on ({MIN_FIT_POSTS} a fold at least): '
+                  f'it ranks by the blend of its terms')
+            self.val_pos, self.importance = {}, None
+            return
         rows, cols, feats, labels = [], [], [], []
         with torch.no_grad():
             for lo in range(0, n, block):
@@ -158,8 +166,7 @@ class TagRank(Recommender):
         params = dict(objective='lambdarank', metric='ndcg', eval_at=[10], num_leaves=int(leaves),
                       learning_rate=float(rank_lr), min_data_in_leaf=int(min_leaf), deterministic=True,
                       force_row_wise=True, num_threads=max(1, torch.get_num_threads()), verbosity=-1, seed=0)
-        self.rankers, self.best_iterations, self.recall_of_candidates = [], [], float(y.sum()) / float(
-            (val.pos_mask.sum(1)).sum())
+        self.recall_of_candidates = float(y.sum()) / float(val.pos_mask.sum(1).sum())
         self.importance = np.zeros(x.shape[1])
         oof = np.zeros(len(x), dtype=np.float64)
         post_of_row = r.numpy()
@@ -192,6 +199,8 @@ class TagRank(Recommender):
 
     def score_all(self, enc, users, posts):
         r, c, x, blend = self._features(users, posts)
+        if not self.rankers:   # too few validation posts to fit on: the blend's order
+            return blend
         if not posts.is_new and all(int(v) in self.val_pos for v in posts.ids.tolist()):
             s = self._out_of_fold(posts.ids, r, c)
         else:
