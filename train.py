@@ -164,6 +164,9 @@ def check_flags(args, given):
             raise SystemExit(f'error: --{h.cli} must be a finite number, got {v}')
         if h.positive and v <= 0:
             raise SystemExit(f'error: --{h.cli} must be positive, got {v}')
+        if h.maximum is not None and v > h.maximum:
+            raise SystemExit(f'error: --{h.cli} must be at most {h.maximum:g}, got {v} (larger values mean nothing '
+                             f'here: {h.help})')
 
 
 def model_flags_given(args):

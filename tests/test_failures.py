@@ -718,3 +718,14 @@ def test_a_metrics_log_that_is_a_link_is_replaced_not_followed(tiny_dir, tmp_pat
     (run / 'metrics.jsonl').symlink_to(precious)
     _gcn(tiny_dir, tmp_path, '--overwrite')
     assert precious.read_text() == 'keep me' and not (run / 'metrics.jsonl').is_symlink()
+
+
+def test_absurd_knob_values_are_refused(tiny_dir, tmp_path, capsys):
+    one_line_error(lambda: train.main(['--data_path', tiny_dir, '--model_name', 'kNN', '--power', '1e308']),
+                   '--power', 'at most 16')
+    from phr.experiments import diagnose, full_rank
+    for module, argv in ((full_rank, ['--data_path', tiny_dir, '--scales', 'inf']),
+                         (diagnose, ['x.pt', '--data_path', tiny_dir, '--count_scales', 'nan'])):
+        with pytest.raises(SystemExit):
+            cli(module, argv)
+        assert 'finite number' in capsys.readouterr().err

@@ -37,6 +37,7 @@ class HParam:
     choices: Optional[tuple] = None
     flag: Optional[str] = None
     positive: bool = False   # train.py refuses a value <= 0 before any data is read
+    maximum: Optional[float] = None   # and a value above this (a knob whose large values mean nothing: a power)
 
     @property
     def cli(self):

@@ -117,6 +117,8 @@ def build_parser():
 
 
 def run(args):
+    if any(not (0 <= k < float('inf')) for k in args.count_scales):
+        build_parser().error('--count_scales: every factor must be a finite number >= 0')
     try:
         data = load_dataset(args.data_path, verbose=False)
         model, ckpt = load_checkpoint(args.checkpoint, data, args.device)

@@ -107,8 +107,8 @@ def build_parser():
 def run(args):
     if args.calibrate_full and args.split != 'test':
         build_parser().error('--calibrate_full fits on the validation rows; it reports --split test only')
-    if any(not f > 0 for f in args.scales):
-        build_parser().error('--scales: every factor must be > 0')
+    if any(not (0 < f < float('inf')) for f in args.scales):
+        build_parser().error('--scales: every factor must be a finite number > 0')
     if args.rows is not None and args.rows < 1:
         raise SystemExit(f'error: --rows must be at least 1, got {args.rows}')
     try:

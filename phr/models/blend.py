@@ -51,7 +51,7 @@ class TagBlend(SparseTables, Recommender):
     hparams = (HParam('votes_k', 50, 'TagBlend: how many of the most similar training posts vote (words and grams)',
                       positive=True),
                HParam('power', 2.0, "TagBlend: a similar post votes with its cosine to this power (votes, grams, "
-                                    "own)", positive=True),
+                                    "own)", positive=True, maximum=16.0),
                HParam('peers_k', 50, 'TagBlend: how many of the most similar users vote in the peers term',
                       positive=True),
                HParam('mix', 2.0, "TagBlend: weight m_v of the similar posts' word votes"),

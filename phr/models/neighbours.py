@@ -61,7 +61,7 @@ class SimilarPosts(Recommender):
     losses = ()
     hparams = (HParam('k', 50, 'kNN: how many of the most similar training posts vote', positive=True),
                HParam('mix', 1.0, "kNN: weight of the neighbours' votes against the user's log(1 + count)"),
-               HParam('power', 1.0, 'kNN: a neighbour votes with its cosine similarity to this power'),
+               HParam('power', 1.0, 'kNN: a neighbour votes with its cosine similarity to this power', maximum=16.0),
                TEXT)
     search = {'k': [10, 25, 50, 100, 200], 'mix': [0.5, 1.0, 2.0, 4.0, 8.0], 'power': [1.0, 2.0]}
 
