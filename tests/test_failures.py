@@ -729,3 +729,42 @@ def test_absurd_knob_values_are_refused(tiny_dir, tmp_path, capsys):
         with pytest.raises(SystemExit):
             cli(module, argv)
         assert 'finite number' in capsys.readouterr().err
+
+
+def test_a_hand_edited_result_that_disagrees_with_its_rows_is_refused(tmp_path):
+    """The tables read a run's record and its per-row file: when the two disagree (one was edited), the report says
+    which, instead of printing a table of the edited numbers beside intervals of the real ones."""
+    from phr.sweep import report
+    from phr.sweep.plan import Plan
+    rows = tmp_path / 'rows.npz'
+    np.savez(rows, **{'recall@10': np.full(4, 0.5, np.float32), 'ndcg@10': np.full(4, 0.25, np.float32)})
+    rec = {'protocol': 'sampled', 'dataset': 'd', 'model': 'kNN', 'phase': 'seed', 'seed': 0, 'index': 0,
+           'config': {}, 'status': 'ok', 'rows': str(rows), 'test': {'recall@10': 0.5, 'ndcg@10': 0.25}}
+    plan = Plan(datasets=['d'], models=['kNN'], pinned={})
+    assert report.seed_rows(plan, [rec], 'd', 'kNN', [0], records=[rec])['recall@10'].shape == (1, 4)
+    edited = dict(rec, test={'recall@10': 0.9, 'ndcg@10': 0.25})
+    one_line_error(lambda: report.seed_rows(plan, [edited], 'd', 'kNN', [0], records=[edited]),
+                   'rows.npz', 'disagrees with its record', '0.9000')
+
+
+def test_sweeping_a_pickled_dataset_is_one_line(tmp_path):
+    from phr.sweep import command as tune
+    data = tmp_path / 'pickled'
+    cli(generate, ['--preset', 'demo', '--scale', '0.1', '--num_neg', '50', '--seed', '7', '--out', data, '--legacy'])
+    one_line_error(lambda: cli(tune, ['--datasets', data, '--models', 'popularity', '--results', tmp_path / 'r.jsonl',
+                                      '--rows_dir', tmp_path / 'rows', '--out', tmp_path / 'R.md',
+                                      '--save_dir', tmp_path / 'runs']), 'pickled', '--allow_pickle')
+
+
+def test_an_import_that_cannot_write_is_one_line_and_keeps_the_old_dataset(tmp_path, monkeypatch):
+    src = os.path.join(ROOT, 'tests', 'fixtures', 'twitter')
+    out = tmp_path / 'd'
+    cli(import_posts, [src, '--out', out, '--format', 'twitter'])
+    before = sorted(os.listdir(out))
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, 'No space left on device', str(out) + '.importing-0/train.npy')
+    monkeypatch.setattr(import_posts, '_import_into', full_disk)
+    one_line_error(lambda: cli(import_posts, [src, '--out', out, '--format', 'twitter', '--overwrite']),
+                   'No space left on device', 'nothing was replaced')
+    assert sorted(os.listdir(out)) == before

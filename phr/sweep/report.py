@@ -84,6 +84,12 @@ def seed_rows(plan, results, dataset, model, seeds, records=None):
         arrays = [load_npz(os.path.join(ROOT, r['rows']), 'per-row file') for r in use]
     except DataError as e:
         raise SystemExit(f'error: {e}')
+    for r, a in zip(use, arrays):   # a record and its per-row file must say the same: else one was edited or swapped
+        for m in ('recall@10', 'ndcg@10'):
+            if m in a and abs(float(a[m].mean()) - r['test'][m]) > 1e-4:
+                raise SystemExit(f"error: {r['rows']}: its mean test {m} {float(a[m].mean()):.4f} disagrees with its "
+                                 f"record ({r['dataset']} {r['model']} {r['phase']} seed {r['seed']}: "
+                                 f"{r['test'][m]:.4f}); one of them was edited: run that run again (delete its record)")
     return {m: np.stack([a[m] for a in arrays]) for m in ('recall@10', 'ndcg@10')}
 
 
