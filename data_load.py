@@ -260,6 +260,7 @@ class PHRData:
     video_names: list
     text_tfidf: object = None     # [V, terms] scipy CSR of TFIDF_FILE (imports), or None: for models that read it
     fingerprint: str = None       # ``fingerprint(path)``: checkpoints and sweep records say which data they came from
+    fingerprint_ids: str = None   # the legacy one, without the posts' texts (``fingerprints``)
 
     @cached_property
     def texts(self):
@@ -418,15 +419,19 @@ def build_graph(train, U, H, V):
     return Graph(U, H, V, t(u), t(v), t(h), t(triple_pair), t(keys // H), t(keys % H), t(counts))
 
 
-def fingerprint(path, edge=1 << 20, legacy=False):
-    """A short hash of every file a model reads from a dataset folder: the name lists, the id files, the TF-IDF rows
-    and the posts' texts (``POSTS_FILE``) whole, the (large) feature files by their size and their first and last
-    MiB. A dataset regenerated or re-imported under the same name gets another fingerprint; a copy of the folder
-    keeps it. ``legacy``: the fingerprint of before 2026-12-08, without ``POSTS_FILE``, which checkpoints and sweep
-    records of that time carry (``matches`` accepts either)."""
+def fingerprints(path, edge=1 << 20):
+    """(fingerprint, legacy fingerprint) of a dataset folder, from one pass over its files: a short hash of every file
+    a model reads, the name lists, the id files, the TF-IDF rows and the posts' texts (``POSTS_FILE``) whole, the
+    (large) feature files by their size and their first and last MiB. A dataset regenerated or re-imported under the
+    same name gets another fingerprint; a copy of the folder keeps it. The legacy one is the fingerprint of before
+    2026-12-08, without ``POSTS_FILE`` (hashed last, so the legacy one is the hash before it), which checkpoints and
+    sweep records of that time carry (``matches`` accepts either)."""
     import hashlib
     h = hashlib.sha1()
-    for name in LIST_FILES + ID_FILES + (TFIDF_FILE,) + FEATURE_FILES + (() if legacy else (POSTS_FILE,)):
+    legacy = None
+    for name in LIST_FILES + ID_FILES + (TFIDF_FILE,) + FEATURE_FILES + (POSTS_FILE,):
+        if name == POSTS_FILE:
+            legacy = h.hexdigest()[:16]
         fname = os.path.join(path, name)
         if not os.path.exists(fname):
             continue
@@ -440,17 +445,21 @@ def fingerprint(path, edge=1 << 20, legacy=False):
                 h.update(f.read(edge))
                 f.seek(size - edge)
                 h.update(f.read(edge))
-    return h.hexdigest()[:16]
+    return h.hexdigest()[:16], legacy
 
 
-def matches(recorded, path, current=None):
-    """Whether a fingerprint recorded with a checkpoint or a sweep record is that of the folder ``path`` (whose
-    current fingerprint is ``current``, if known): the current one, or the legacy one of a folder without texts
-    whose records predate it."""
+def fingerprint(path, legacy=False):
+    """The fingerprint of a dataset folder (``fingerprints``), or with ``legacy`` the one of before 2026-12-08."""
+    return fingerprints(path)[1 if legacy else 0]
+
+
+def matches(recorded, path, known=None):
+    """Whether a fingerprint recorded with a checkpoint or a sweep record is that of the folder ``path``: its current
+    one, or the legacy one of a folder whose records predate it. ``known``: the folder's ``fingerprints``, when the
+    caller has them (else they are computed)."""
     if recorded is None:
         return True
-    current = current or fingerprint(path)
-    return recorded == current or recorded == fingerprint(path, legacy=True)
+    return recorded in (known or fingerprints(path))
 
 
 def load_dataset(path, allow_pickle=False, num_neg=None, verbose=True):
@@ -503,7 +512,7 @@ def load_dataset(path, allow_pickle=False, num_neg=None, verbose=True):
                    train_hashtags=torch.from_numpy(np.unique(train[:, 2])),
                    val=splits['val'], test=splits['test'],
                    user_names=user_names, hashtag_names=hashtag_names, video_names=video_names,
-                   text_tfidf=text_tfidf, fingerprint=fingerprint(path))
+                   text_tfidf=text_tfidf, **dict(zip(('fingerprint', 'fingerprint_ids'), fingerprints(path))))
     if verbose:
         print(f'data: {path}: {U:,} users, {H:,} hashtags, {V:,} videos, {len(train):,} training triples, '
               f'{len(data.val):,} val / {len(data.test):,} test rows of {data.val.num_neg}'

@@ -33,7 +33,7 @@ from phr.training import distributed
 from phr.training import run_folder
 from phr.training.checkpoint import (CheckpointError, build_model, load_checkpoint, read_checkpoint, save_checkpoint,
                                      write_checkpoint)
-from data_load import DataError, fingerprint, load_dataset
+from data_load import DataError, load_dataset
 from evaluation import METRICS, evaluate_splits, full_split, selection_key
 from phr.training.hooks import hook_for
 from phr.training.losses import CANDIDATE_LOSSES, LOSSES, TrainingError
@@ -193,16 +193,11 @@ def resume(path, data, device, args, given):
     return model, ckpt, stored
 
 
-def resumed_into(resume_path, save_path):
-    """Whether ``save_path`` is where the run being resumed (``resume_path``) kept its best checkpoint: then a resume
-    may replace it, as the run itself would have."""
-    if not resume_path:
-        return False
-    try:
-        before = (read_checkpoint(resume_path).get('config') or {}).get('PATH_weight_save')
-    except CheckpointError:
-        return False   # the resume itself says what is wrong with the checkpoint
-    return bool(before) and os.path.abspath(before) == os.path.abspath(save_path)
+def resumed_into(before, save_path):
+    """Whether ``save_path`` is where the run being resumed (its run config ``before``) kept its best checkpoint: then
+    a resume may replace it, as the run itself would have."""
+    kept = before.get('PATH_weight_save')
+    return bool(kept) and os.path.abspath(kept) == os.path.abspath(save_path)
 
 
 # what selection depends on: a resume under another value would compare epochs measured differently
@@ -211,7 +206,8 @@ RUN_IDENTITY = ('protocol', 'select', 'topk', 'num_neg')
 
 def keep_run_identity(args, given):
     """A resume keeps the run's identity (``RUN_IDENTITY``: what selection depends on) from its checkpoint: a flag
-    given with another value is one clear error, a flag left out takes the checkpoint's value."""
+    given with another value is one clear error, a flag left out takes the checkpoint's value. Returns the
+    checkpoint's run config."""
     path = args.PATH_weight_load
     try:
         ckpt = read_checkpoint(path)
@@ -225,6 +221,7 @@ def keep_run_identity(args, given):
             raise SystemExit(f'error: {path} ran with --{flag} {before[flag]}; --{flag} {getattr(args, flag)} would '
                              f'select across epochs measured differently (leave it out to resume, or start a new run)')
         setattr(args, flag, before[flag])
+    return before
 
 
 def param_groups(model, weight_decay, decay_embeddings=False):
@@ -304,8 +301,7 @@ def fmt(m, k):
 def main(argv=None):
     # ---- flags, device, seed
     args, given = parse_args(argv)
-    if args.PATH_weight_load:
-        keep_run_identity(args, given)
+    before = keep_run_identity(args, given) if args.PATH_weight_load else {}   # the resumed run's config
     ks = parse_topk(args.topk)
     select = parse_select(args.select, ks)
     k_sel = int(select.rpartition('@')[2])
@@ -326,7 +322,7 @@ def main(argv=None):
     if rank0:   # the paths given: checked before anything is written (never through a link, never over data)
         if args.PATH_weight_save:   # a resume may write on over its own run's checkpoint, nothing else
             atomic.check_output(args.PATH_weight_save, '--PATH_weight_save',
-                                args.overwrite or resumed_into(args.PATH_weight_load, args.PATH_weight_save))
+                                args.overwrite or resumed_into(before, args.PATH_weight_save))
         if args.test_rows:
             atomic.check_output(args.test_rows, '--test_rows', args.overwrite)
     run_dir = distributed.broadcast(run_folder.choose_run_dir(args.save_dir, args.run_name or args.model_name,
@@ -365,7 +361,7 @@ def main(argv=None):
         args.loss = type(model).losses[0]   # a model that cannot take the authors' BPR trains with its own loss
     config = dict(vars(args), **{h.cli: used[h.name] for h in spec.hparams},    # the run config: plain values
                   data_fingerprint=data.fingerprint,                           # which data (checkpoint.check_data)
-                  data_fingerprint_ids=fingerprint(args.data_path, legacy=True))   # the same, posts' texts left out
+                  data_fingerprint_ids=data.fingerprint_ids)                   # the same, posts' texts left out
     if args.protocol == 'full':
         splits = {'val': full_split(data, data.val).to(device), 'test': full_split(data, data.test).to(device)}
     else:

@@ -653,7 +653,8 @@ def test_a_stale_history_file_is_written_again(tiny_copy, tmp_path):
     from phr.sweep import runner
     out = str(tmp_path / 'history.npz')
     np.savez(out, seen=np.zeros(3), fingerprint=np.array('another dataset'))
-    runner.write_history(tiny_copy, out)
+    from data_load import fingerprints
+    runner.write_history(tiny_copy, out, fingerprints(tiny_copy))
     got = np.load(out)
     assert len(got['seen']) != 3 and str(got['fingerprint']) != 'another dataset'
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from phr.util import atomic
 from phr.training import run_folder
-from data_load import DataError, fingerprint
+from data_load import DataError, fingerprints as data_fingerprints
 from evaluation import best_by_validation
 from phr.sweep import records
 from phr.models.registry import MODELS
@@ -42,18 +42,21 @@ def history_shares(data):
     return seen.sum(1) / t.pos_mask.numpy().sum(1)
 
 
-def write_history(path, out):
+def write_history(path, out, known):
     """``history.npz`` beside a dataset's per-row files: what the report's history table splits on, so that the
     table, like the rest of RESULTS.md, is rebuilt from ``results/`` alone. Written once per dataset, with the
-    dataset's fingerprint: a regenerated or re-imported dataset gets it written again (a file of before the
-    fingerprint was kept in it stays while its row count is the test split's)."""
+    dataset's fingerprint (``known``: its ``fingerprints``): a regenerated or re-imported dataset gets it written again
+    (a file of before the fingerprint was kept in it stays while its row count is the test split's)."""
     from data_load import load_dataset, matches
-    data = load_dataset(path, verbose=False)
+    kept = None
     if os.path.exists(out):
         with np.load(out, allow_pickle=False) as old:
-            kept = str(old['fingerprint']) if 'fingerprint' in old.files else None
-            same = matches(kept, path, data.fingerprint) if kept else len(old['seen']) == len(data.test)
-        if same:
+            kept = str(old['fingerprint']) if 'fingerprint' in old.files else len(old['seen'])
+        if isinstance(kept, str) and matches(kept, path, known):
+            return
+    data = load_dataset(path, verbose=False)
+    if kept is not None:
+        if kept == len(data.test):
             return
         print(f'{out}: of another version of {path}; written again')
     atomic.atomic_write(out, lambda tmp: np.savez(tmp, seen=history_shares(data), fingerprint=np.array(
@@ -192,9 +195,10 @@ def execute(ctx, plan, results, on_dataset_done=None):
             first = dataset not in paths
             if first:
                 paths[dataset] = prepare(dataset)
-                fingerprints[dataset] = (fingerprint(paths[dataset]), fingerprint(paths[dataset], legacy=True))
+                fingerprints[dataset] = data_fingerprints(paths[dataset])
                 try:
-                    write_history(paths[dataset], os.path.join(rows_folder(ctx.rows_dir, dataset), 'history.npz'))
+                    write_history(paths[dataset], os.path.join(rows_folder(ctx.rows_dir, dataset), 'history.npz'),
+                                  fingerprints[dataset])
                 except DataError as e:   # e.g. the authors' pickled layout: convert it once, then sweep
                     raise SystemExit(f'error: dataset {dataset}: {e}') from None
             left, n = todo(dataset)

@@ -6,7 +6,7 @@ import zipfile
 
 import torch
 
-from data_load import POSTS_FILE, fingerprint, matches
+from data_load import POSTS_FILE, matches
 
 from phr.util import atomic
 from phr.models import registry
@@ -59,11 +59,11 @@ def check_data(path, ckpt, data):
     config = ckpt.get('config') if isinstance(ckpt.get('config'), dict) else {}
     theirs, ours = config.get('data_fingerprint'), getattr(data, 'fingerprint', None)
     ids = config.get('data_fingerprint_ids')
-    if theirs and ours and theirs != ours and ids and ids == fingerprint(data.path, legacy=True):
+    if theirs and ours and theirs != ours and ids and ids == data.fingerprint_ids:
         raise CheckpointError(f'{path}: {os.path.join(data.path, POSTS_FILE)} changed since this checkpoint was '
                               f'trained (the rest of the dataset is the same): import the posts again, or restore the '
                               f'file')
-    if theirs and ours and not matches(theirs, data.path, ours):
+    if theirs and ours and not matches(theirs, data.path, (ours, data.fingerprint_ids)):
         raise CheckpointError(f'{path} was trained on another dataset ({config.get("data_path")}, fingerprint '
                               f'{theirs}) than {getattr(data, "path", "this one")} (fingerprint {ours}): its ids '
                               f'would name other users, posts and hashtags here; use the dataset it was trained on')
