@@ -18,14 +18,14 @@ def test_validation_posts_are_scored_out_of_fold_and_test_posts_by_the_mean(rank
     m, v, t = ranked, tiny_data.val, tiny_data.test
     assert len(m.rankers) == 4 and 0 < m.recall_of_candidates <= 1
     with torch.no_grad():
-        r, c, x, _ = m._features(v.users, Posts(ids=v.videos))
+        r, c, x, _ = m._features({}, v.users, Posts(ids=v.videos))
         fold = torch.randperm(len(v), generator=torch.Generator().manual_seed(0)) % 4
         want = np.zeros(len(x))
         for f, b in enumerate(m.rankers):
             mine = (fold[r] == f).numpy()
             want[mine] = b.predict(x[mine], num_iteration=b.best_iteration or None)
         assert np.allclose(m._out_of_fold(v.videos, r, c).numpy(), want, atol=1e-6)
-        r, c, x, _ = m._features(t.users, Posts(ids=t.videos))
+        r, c, x, _ = m._features({}, t.users, Posts(ids=t.videos))
         s = m.score_all({}, t.users, Posts(ids=t.videos))
         mean = np.mean([b.predict(x, num_iteration=b.best_iteration or None) for b in m.rankers], axis=0)
     order = lambda a: np.argsort(-a, kind='stable')  # noqa: E731

@@ -220,10 +220,13 @@ class TagBlend(SparseTables, Recommender):
             out = torch.where(own, loo, out)
         return out
 
-    def score_all(self, enc, users, posts):
-        """[B] users and their posts -> [B, H] scores of every hashtag."""
-        terms = self.terms(users, posts)
-        s = torch.zeros(len(users), self.num_hashtag, device=users.device)
+    def combine(self, terms):
+        """The blend of the terms' [B, H] tables: the sum of each weighted by its ``mix``."""
+        s = torch.zeros_like(terms['counts'])
         for t, x in terms.items():
             s = s + self.mix[t] * x
         return s
+
+    def score_all(self, enc, users, posts):
+        """[B] users and their posts -> [B, H] scores of every hashtag."""
+        return self.combine(self.terms(users, posts))

@@ -107,12 +107,14 @@ class TagRank(Recommender):
         rank.scatter_(1, order, torch.arange(x.size(1), device=x.device).expand_as(order))
         return torch.log1p(rank.float())
 
-    def _features(self, users, posts):
+    def encode(self):
+        """The scoring model's propagation (``score_checkpoint``), once per pass: its score is a feature."""
+        return {'other': self.other.encode()} if self.other is not None else {}
+
+    def _features(self, enc, users, posts):
         """(flat row [E], hashtag [E], features [E, F] float32 numpy, blend [B, H]) of the candidates of a batch."""
         terms = self.blend.terms(users, posts)
-        blend = torch.zeros(len(users), self.num_hashtag, device=users.device)
-        for t, x in terms.items():
-            blend = blend + self.blend.mix[t] * x
+        blend = self.blend.combine(terms)
         r, c = self._candidates(terms, blend).nonzero(as_tuple=True)
         cols, names = [], []
         for t in sorted(terms):
@@ -126,7 +128,7 @@ class TagRank(Recommender):
                   'hashtag users']
         if self.other is not None:
             with torch.no_grad():
-                s = self.other.score_all(self.other.encode(), users, posts).float()
+                s = self.other.score_all(enc['other'], users, posts).float()
             cols += [s[r, c], self._log_rank(s)[r, c]]
             names += ['model score', 'model rank']
         self.feature_names = names
@@ -152,9 +154,10 @@ class TagRank(Recommender):
             return
         rows, cols, feats, labels = [], [], [], []
         with torch.no_grad():
+            enc = self.encode()
             for lo in range(0, n, block):
                 users, videos = val.users[lo:lo + block], val.videos[lo:lo + block]
-                r, c, x, _ = self._features(users, Posts(ids=videos))
+                r, c, x, _ = self._features(enc, users, Posts(ids=videos))
                 rows.append(r + lo)
                 cols.append(c)
                 feats.append(x)
@@ -198,7 +201,7 @@ class TagRank(Recommender):
     # ---- scoring
 
     def score_all(self, enc, users, posts):
-        r, c, x, blend = self._features(users, posts)
+        r, c, x, blend = self._features(enc, users, posts)
         if not self.rankers:   # too few validation posts to fit on: the blend's order
             return blend
         if not posts.is_new and all(int(v) in self.val_pos for v in posts.ids.tolist()):
