@@ -13,8 +13,6 @@ import argparse
 import os
 import time
 
-import torch
-
 from data_load import load_dataset
 from evaluation import best_by_validation, evaluate_rows, full_split
 from phr import ROOT
@@ -22,6 +20,7 @@ from phr.sweep import datasets, records
 from phr.sweep.plan import dataset_path
 from phr.sweep.stats import paired_bootstrap, verdict
 from phr.training.checkpoint import build_model
+from phr.util import atomic
 
 
 def build_parser():
@@ -45,11 +44,9 @@ def selected_config(results, dataset):
 
 
 def run(args):
-    from phr.util import atomic
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     folder = os.path.splitext(args.out)[0]
     os.makedirs(folder, exist_ok=True)
-    done, record = [], {}
+    record = {}
     for item in args.dataset:
         name, _, ckpt = item.partition('=')
         if not ckpt or not os.path.exists(ckpt):
@@ -74,7 +71,6 @@ def run(args):
             a, b = runs['without']['rows'][m], runs['with']['rows'][m]
             d, lo, hi = paired_bootstrap(b[None], a[None])
             record[name][m] = dict(without=float(a.mean()), with_score=float(b.mean()), diff=d, lo=lo, hi=hi)
-        done.append(name)
     atomic.write_json(os.path.splitext(args.out)[0] + '.json', record, indent=1)
     atomic.write_text(args.out, page(args.label, record))
     print(f'wrote {args.out}')

@@ -22,6 +22,7 @@ from phr.util import atomic
 from phr.models.registry import MODELS, get_spec
 from phr.util.runtime import resolve_device
 from phr.sweep import pages, records, report, runner
+from phr.training import run_folder
 from phr.sweep.plan import DEFAULTS, FULL_DEFAULTS, Plan
 from phr import ROOT
 
@@ -152,14 +153,7 @@ def run(args):
                           jobs=args.jobs, threads=args.threads, devices=args.devices)
     check_paths(SimpleNamespace(**vars(ctx), report=args.report), committed_plan)
     for name in ('results', 'rows_dir', 'out'):   # a place that cannot be written is one line now, not a traceback later
-        folder = getattr(ctx, name) if name == 'rows_dir' else os.path.dirname(getattr(ctx, name))
-        try:
-            os.makedirs(folder, exist_ok=True)
-            probe = os.path.join(folder, f'.write_test_{os.getpid()}')
-            open(probe, 'w').close()
-            os.remove(probe)
-        except OSError as e:
-            raise SystemExit(f'error: --{name} {getattr(ctx, name)}: cannot write there ({e.strerror or e})') from None
+        run_folder.check_writable(getattr(ctx, name), f'--{name}', folder=name == 'rows_dir')
     if not args.report:   # one sweep per results file: a second would run the same runs and write the same records
         lock = os.path.join(os.path.dirname(ctx.results), f'.{os.path.basename(ctx.results)}.lock')
         atomic.hold(lock, lambda who: f'error: --results {os.path.relpath(ctx.results)}: another tune.py is running '

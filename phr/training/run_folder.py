@@ -15,9 +15,10 @@ FINISH = 'finish.json'            # what a model's hook did to the best checkpoi
 LOCK = '.lock'                   # held (flock) by the train.py writing the folder; it says that process's pid
 
 
-def check_writable(path, what):
-    """Fail now, not after an epoch: ``path``'s folder can be made and written (a probe file is made and removed)."""
-    folder = os.path.dirname(os.path.abspath(path))
+def check_writable(path, what, folder=False):
+    """Fail now, not after an epoch: ``path``'s folder (``path`` itself with ``folder``) can be made and written (a
+    probe file is made and removed)."""
+    path_is_folder, folder = folder, os.path.abspath(path) if folder else os.path.dirname(os.path.abspath(path))
     probe = os.path.join(folder, f'.write_test_{os.getpid()}')
     try:
         os.makedirs(folder, exist_ok=True)
@@ -26,7 +27,7 @@ def check_writable(path, what):
         os.remove(probe)
     except OSError as e:
         raise SystemExit(f'error: {what} {path}: cannot write there ({e.strerror or e})') from None
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not path_is_folder:
         raise SystemExit(f'error: {what} {path}: is a folder, expected a file path')
 
 
