@@ -299,6 +299,18 @@ def fmt(m, k):
 
 
 def main(argv=None):
+    """The command: trains and evaluates one run (``argv``: train.py's flags). Returns the run's best epoch."""
+    peers = distributed.Peers()   # under torchrun: one line when another process of the run is gone
+    try:
+        return train(argv, peers)
+    except RuntimeError as e:
+        stop = peers.lost(e)
+        if stop is None:
+            raise
+        raise stop from None
+
+
+def train(argv, peers):
     # ---- flags, device, seed
     args, given = parse_args(argv)
     before = keep_run_identity(args, given) if args.PATH_weight_load else {}   # the resumed run's config
@@ -307,6 +319,7 @@ def main(argv=None):
     k_sel = int(select.rpartition('@')[2])
     check_flags(args, given)
     ddp = distributed.init_distributed('cpu' if args.no_cuda else args.device, args.loss)   # None without torchrun
+    peers.watch(ddp)
     try:
         device = ddp[2] if ddp else resolve_device('cpu' if args.no_cuda else args.device)
     except ValueError as e:
@@ -331,6 +344,7 @@ def main(argv=None):
     if rank0:
         run_folder.lock(run_dir)   # one writer per run folder: a second train.py on it stops here
     best_path = args.PATH_weight_save or os.path.join(run_dir, run_folder.BEST)
+    peers.resume = os.path.join(run_dir, run_folder.LAST)
     metrics_path = os.path.join(run_dir, run_folder.METRICS)
     if rank0:
         run_folder.check_writable(metrics_path, 'run folder file')

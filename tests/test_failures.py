@@ -1,6 +1,6 @@
 """What a careless user hits (issue: nothing lost, nothing silent): each bad input ends in one line that names the
 file or flag and the problem, with a non-zero exit and no traceback, or is handled correctly; nothing a user made
-is lost."""
+is lost. A data-parallel run that loses a process (torchrun, a rank killed) is in tests/test_distributed.py."""
 import gzip
 import json
 import os
