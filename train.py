@@ -388,6 +388,14 @@ def train(argv, peers):
     if data.num_hashtag <= max(ks):
         print(f'note: {args.data_path} has {data.num_hashtag} hashtag(s): every one is in every top-{max(ks)}, so '
               f'Recall@{max(ks)} is 1 whatever the model; these metrics tell nothing here')
+    elif args.protocol == 'sampled':
+        short = sum(int((s.valid.sum(1) <= max(ks)).sum()) for s in (data.val, data.test))
+        if short:
+            rows = len(data.val) + len(data.test)
+            print(f'note: {short:,} of the {rows:,} validation and test rows of {args.data_path} rank no more than '
+                  f'{max(ks)} candidates (their positives and {data.val.num_neg} negatives): Recall@{max(ks)} is 1 on '
+                  f'them whatever the model' + ('; these metrics tell nothing here' if short == rows else '')
+                  + '; more negatives per row (scripts/partition.py --num_neg) or --protocol full rank more')
     n_params = sum(p.numel() for p in model.parameters())
     knobs = ' '.join(f'{h.cli}={used[h.name]}' for h in spec.hparams)
     print(f'model: {args.model_name} ({n_params:,} parameters) on {device}' + (f'; {knobs}' if knobs else '')

@@ -85,6 +85,7 @@ def test_each_file_reads_its_own_negative_count(tiny_copy, tmp_path):
     (['--l_r', 'nan'], ['--l_r must be a finite number']),
     (['--weight_decay', 'nan'], ['--weight_decay must be a finite number']),
     (['--num_train_neg', '0'], ['--num_train_neg must be positive']),
+    (['--eval_batch', '-5'], ['--eval_batch must be positive']),
 ])
 def test_bad_flags(tiny_dir, tmp_path, argv, words):
     one_line_error(lambda: train_floor(tiny_dir, tmp_path, *argv), *words)
@@ -769,3 +770,18 @@ def test_an_import_that_cannot_write_is_one_line_and_keeps_the_old_dataset(tmp_p
     one_line_error(lambda: cli(import_posts, [src, '--out', out, '--format', 'twitter', '--overwrite']),
                    'No space left on device', 'nothing was replaced')
     assert sorted(os.listdir(out)) == before
+
+
+def test_metrics_that_cannot_tell_models_apart_get_a_note(tmp_path, capsys):
+    """Rows that rank no more than K candidates make Recall@K 1 whatever the model: said, not printed as a result."""
+    from conftest import make_tiny
+    few = make_tiny(tmp_path / 'few', '--num_neg', '3', '--hashtags_per_topic', '1')
+    train_floor(few, tmp_path, '--overwrite')
+    out = capsys.readouterr().out
+    assert 'note: 89 of the 89 validation and test rows' in out and 'these metrics tell nothing here' in out, out
+    assert 'Recall@10 is 1 on them' in out
+    train_floor(few, tmp_path, '--overwrite', '--topk', '1', '--select', 'recall@1')   # top-1 of 4 or more candidates: no note
+    assert 'note:' not in capsys.readouterr().out
+    train_floor(few, tmp_path, '--overwrite', '--topk', '200', '--select', 'recall@200')   # more than its 110 tags
+    out = capsys.readouterr().out
+    assert 'has 110 hashtag(s): every one is in every top-200' in out and 'tell nothing here' in out, out
