@@ -625,6 +625,11 @@ def test_a_report_of_the_other_protocols_records_is_refused(tmp_path):
                                       tmp_path / 'R.md', '--datasets', 'd', '--models', 'kNN']),
                    'full runs only', '--protocol full')
     assert not (tmp_path / 'R.md').exists()
+    # the committed full-ranking results under the default (sampled) protocol: the flag missing is named
+    one_line_error(lambda: cli(tune, ['--report', '--results', tune.COMMITTED['full']['results'], '--rows_dir',
+                                      tune.COMMITTED['full']['rows_dir'], '--out', tmp_path / 'R.md']),
+                   'committed full-protocol', 'give --protocol full')
+    assert not (tmp_path / 'R.md').exists()
 
 
 def test_hashtags_keep_their_zero_width_joiners_and_lose_invisible_spaces(tmp_path):
@@ -679,7 +684,7 @@ def test_sweep_inputs_that_cannot_work_are_one_line(tmp_path):
     blocker.write_text('x')
     one_line_error(lambda: cli(tune, ['--datasets', 'demo=0.1', '--models', 'kNN', '--results', blocker / 'r.jsonl',
                                       '--rows_dir', tmp_path / 'rows', '--out', tmp_path / 'R.md']),
-                   '--results', 'cannot write there')
+                   '--results', 'cannot write there', f'{blocker} is a file, not a folder')
 
 
 def test_bench_flags_are_checked(capsys):

@@ -109,6 +109,11 @@ def check_paths(args, committed_plan):
         path = getattr(args, name)
         if name != 'rows_dir' and os.path.isdir(path):
             raise SystemExit(f'error: --{name} {path}: is a folder, expected a file')
+        other = [p for p, c in COMMITTED.items() if p != args.protocol and name in c
+                 and os.path.abspath(path) == os.path.abspath(c[name])]
+        if other:   # the other protocol's committed file: the flag missing is --protocol, not a file of its own
+            raise SystemExit(f'error: --{name} {os.path.relpath(path, ROOT)} is the committed {other[0]}-protocol '
+                             f'plan\'s; give --protocol {other[0]} (this is --protocol {args.protocol})')
         if not committed_plan and os.path.abspath(path) in committed[name] and not (args.report and name == 'rows_dir'):
             raise SystemExit(f'error: this is not the committed plan (other datasets, models, budget or --fixed), '
                              f'so it would mix its runs into {os.path.relpath(path, ROOT)}: give --results, '
@@ -151,7 +156,7 @@ def run(args):
                                        for k, v in base.items())
     ctx = SimpleNamespace(**{k: os.path.abspath(getattr(args, k)) for k in ('results', 'rows_dir', 'save_dir', 'out')},
                           jobs=args.jobs, threads=args.threads, devices=args.devices)
-    check_paths(SimpleNamespace(**vars(ctx), report=args.report), committed_plan)
+    check_paths(SimpleNamespace(**vars(ctx), report=args.report, protocol=args.protocol), committed_plan)
     for name in ('results', 'rows_dir', 'out'):   # a place that cannot be written is one line now, not a traceback later
         run_folder.check_writable(getattr(ctx, name), f'--{name}', folder=name == 'rows_dir')
     if not args.report:   # one sweep per results file: a second would run the same runs and write the same records

@@ -26,7 +26,11 @@ def check_writable(path, what, folder=False):
             pass
         os.remove(probe)
     except OSError as e:
-        raise SystemExit(f'error: {what} {path}: cannot write there ({e.strerror or e})') from None
+        above = folder
+        while not os.path.exists(above) and os.path.dirname(above) != above:
+            above = os.path.dirname(above)
+        why = f'{above} is a file, not a folder' if not os.path.isdir(above) else e.strerror or e
+        raise SystemExit(f'error: {what} {path}: cannot write there ({why})') from None
     if os.path.isdir(path) and not path_is_folder:
         raise SystemExit(f'error: {what} {path}: is a folder, expected a file path')
 
