@@ -65,9 +65,10 @@ class TagRank(Recommender):
                              f'phr.training.checkpoint.build_model, which loads the checkpoints a model reads)')
         self.num_hashtag, self.num_video = data.num_hashtag, data.num_video
         self.n_candidates = int(candidates)
-        # the classic evidence: every TagBlend term on (the centroid term too), weights at TagBlend's defaults
-        self.blend = TagBlend(data, votes_k=50, power=2.0, peers_k=50, mix=2.0, grams_mix=2.0, own_mix=1.0,
-                              peers_mix=0.1, centroid_mix=1.0, grams='auto', text=text)
+        # the classic evidence: every TagBlend term on (the centroid term too, which TagBlend leaves off), weights at
+        # TagBlend's declared defaults
+        blend_knobs = {h.name: h.default for h in TagBlend.hparams}
+        self.blend = TagBlend(data, **dict(blend_knobs, centroid_mix=1.0, text=text))
         self.reads_tfidf, self.reads_text = self.blend.reads_tfidf, self.blend.reads_text
         self.other = score_checkpoint_model.eval() if score_checkpoint_model is not None else None
         if self.other is not None and (self.other.reads_tfidf or self.other.reads_text):
