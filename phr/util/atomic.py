@@ -46,16 +46,22 @@ def torch_save(path, obj):
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def open_no_follow(path, flags, mode, doing):
+    """``path`` opened for reading and writing, made if missing, never through a link (``O_NOFOLLOW``: what is
+    written would change the file the link points to); ``flags``: more ``os.O_*``, ``mode``: ``os.fdopen``'s. A link
+    or any other failure is one ``SystemExit`` saying what could not be done (``doing``)."""
+    try:
+        return os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | flags, 0o644), mode)
+    except OSError as e:
+        why = 'it is a link: remove it' if os.path.islink(path) else (e.strerror or e)
+        raise SystemExit(f'error: {path}: cannot {doing} ({why})') from None
+
+
 def append_line(path, record):
     """Append ``record`` as one JSON line to the log at ``path`` in one write; a last line without its newline (cut
     by a kill) is closed first, so the new record never joins it."""
     line = json.dumps(record) + '\n'
-    try:   # never through a link: appending would change the file it points to
-        f = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644), 'ab+')
-    except OSError as e:
-        why = 'it is a link: remove it' if os.path.islink(path) else (e.strerror or e)
-        raise SystemExit(f'error: {path}: cannot append to it ({why})') from None
-    with f:
+    with open_no_follow(path, os.O_APPEND, 'ab+', 'append to it') as f:   # appending would change a link's target
         if f.seek(0, os.SEEK_END) > 0:
             f.seek(-1, os.SEEK_END)
             if f.read(1) != b'\n':
@@ -79,11 +85,7 @@ def hold(lock_path, busy):
     key = os.path.realpath(lock_path)
     if key in _held:        # this process took it before (a main() called again): it is ours
         _held.pop(key).close()
-    try:   # never through a link: a lock that is a symlink would truncate the file it points to
-        f = os.fdopen(os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644), 'a+')
-    except OSError as e:
-        why = 'it is a link: remove it' if os.path.islink(lock_path) else (e.strerror or e)
-        raise SystemExit(f'error: {lock_path}: cannot take this lock ({why})') from None
+    f = open_no_follow(lock_path, 0, 'a+', 'take this lock')   # a lock that is a link would truncate its target
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
