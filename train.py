@@ -75,7 +75,8 @@ def build_parser():
                    help='the validation metric that selects the epoch and stops early, METRIC@K of a registered metric '
                         '(evaluation.METRICS: precision, recall, ndcg, hit) and a K of --topk; exact ties broken by '
                         'NDCG@K (by Recall@K when it is NDCG)')
-    p.add_argument('--patience', type=int, default=10, help='stop after this many epochs without a better val R@10')
+    p.add_argument('--patience', type=int, default=10,
+                   help='stop after this many epochs without a better validation --select metric')
     p.add_argument('--eval_batch', type=int, default=None, help='val/test rows scored at once (default 256 on CPU, '
                                                                '2048 on GPU)')
     p.add_argument('--protocol', default='sampled', choices=('sampled', 'full'),
@@ -478,14 +479,17 @@ def train(argv, peers):
     best['epochs_run'] = epochs_run
 
     # ---- after training: the model's hook on the best checkpoint (what it changes is written back), the rows
-    if rank0 and best['val'] is not None:
-        best = finish_run(hook, best_path, run_dir, data, splits, ks, args.eval_batch, device, select, epochs_run)
     if rank0 and best['val'] is not None and not os.path.exists(best_path):
         raise SystemExit(f'error: the best epoch ({best["epoch"]}, from the resumed checkpoint) has no weights in '
                          f'this run folder ({best_path} was not written: no later epoch beat it, and the resumed '
                          f'run\'s best.pt was not beside {args.PATH_weight_load}); resume into the original folder')
+    best_model = None   # the best checkpoint's model, once loaded
+    if rank0 and best['val'] is not None and hook.finishes(model):
+        best, best_model = finish_run(hook, best_path, run_dir, data, splits, ks, args.eval_batch, device, select,
+                                      epochs_run)
     if rank0 and args.test_rows and best['val'] is not None:
-        best_model, _ = load_checkpoint(best_path, data, device)
+        if best_model is None:
+            best_model, _ = load_checkpoint(best_path, data, device)
         run_folder.write_test_rows(args.test_rows, best_model, splits['test'], args.eval_batch)
     if best['val'] is not None:
         by = 'R@10, then N@10' if select == 'recall@10' else f'{select}, then its tie-break'
@@ -518,19 +522,20 @@ def carry_best(resumed, best_path, epoch):
 def finish_run(hook, best_path, run_dir, data, splits, ks, batch_size, device, by, epochs_run):
     """The best checkpoint's model through its hook's ``finish_run``; when that changes the model (a ``Finish``), the
     checkpoint is rewritten with it, its metrics and fields go into the checkpoint's ``best``, and the whole record to
-    the run folder's finish.json (what the sweep reads). Returns the run's best."""
+    the run folder's finish.json (what the sweep reads). Returns the run's best and the model as the checkpoint now
+    holds it."""
     model, ckpt = load_checkpoint(best_path, data, device)
     best = dict(ckpt.get('best') or {})
     done = hook.finish_run(model, splits, ks, batch_size, by, best)
     if done is None:
-        return dict(best, epochs_run=epochs_run)
+        return dict(best, epochs_run=epochs_run), model
     best.update(val=done.val, test=done.test, **done.fields)
     ckpt.update(model=model.state_dict(), best=best)
     write_checkpoint(best_path, ckpt)
     atomic.write_json(os.path.join(run_dir, run_folder.FINISH), {'epoch': best.get('epoch'), 'val': done.val,
                                                                  'test': done.test, 'fields': done.fields,
                                                                  **done.details}, indent=1)
-    return dict(best, epochs_run=epochs_run)
+    return dict(best, epochs_run=epochs_run), model
 
 
 if __name__ == '__main__':

@@ -448,6 +448,19 @@ def test_resume_into_a_new_folder_keeps_the_best_epochs_weights(tiny_dir, tmp_pa
     assert first['epoch'] == 1
 
 
+@pytest.mark.parametrize('model', [['--model_name', 'no_att'], ['--model_name', 'GCN_PHR_plus', '--calibrate_counts']])
+def test_a_resume_whose_best_epoch_has_no_weights_is_one_line(model, tiny_dir, tmp_path):
+    """Resumed into another folder with the best epoch's best.pt gone and no epoch left to run: the run cannot report
+    a checkpoint, and says so in one line, before any hook would read the missing file (GCN-PHR+'s calibration)."""
+    train.main(['--data_path', tiny_dir, '--save_dir', str(tmp_path / 'a'), '--no_progress', '--num_epoch', '2',
+                '--dim_latent', '8', *model])
+    run = tmp_path / 'a' / model[1]
+    (run / 'best.pt').unlink()
+    one_line_error(lambda: train.main(['--data_path', tiny_dir, '--save_dir', str(tmp_path / 'b'), '--no_progress',
+                                       '--num_epoch', '2', '--PATH_weight_load', str(run / 'last.pt')]),
+                   'has no weights in this run folder', 'resume into the original folder')
+
+
 def test_a_stop_in_the_first_epoch_after_a_resume_keeps_the_earlier_lines(tiny_dir, tmp_path, monkeypatch):
     """Issue 29 (4): the lines of the epochs before the checkpoint are written whole before the first resumed epoch
     starts, so a kill there (here: an exception out of that epoch) leaves them, and the next resume appends."""

@@ -210,8 +210,8 @@ def test_calibrate_counts_keeps_the_best_scale_on_validation(tiny_dir, tmp_path,
     assert abs(float(rows['recall@10'].mean()) - best['test']['recall@10']) < 1e-5
     # calibrating the calibrated checkpoint again starts from the trained weight: the same result
     splits = {'val': d.val, 'test': d.test}
-    again = train.finish_run(hooks.CountCalibration(), str(tmp_path / 'cal' / 'best.pt'), str(tmp_path / 'cal'), d,
-                             splits, (5, 10), None, 'cpu', 'recall@10', best['epochs_run'])
+    again, _ = train.finish_run(hooks.CountCalibration(), str(tmp_path / 'cal' / 'best.pt'), str(tmp_path / 'cal'), d,
+                                splits, (5, 10), None, 'cpu', 'recall@10', best['epochs_run'])
     assert (again['count_scale'], again['count_weight'], again['test']) == \
         (best['count_scale'], best['count_weight'], best['test'])
     # where validation cannot tell the factors apart, w stays as trained

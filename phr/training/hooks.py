@@ -2,6 +2,7 @@
 its hook (``Recommender.hook``) and ``train.py`` calls, for every model alike,
 
     hook.epoch_metrics(model, splits, ks, batch_size, shard, by) -> ({split: metrics}, {what to log with them})
+    hook.finishes(model)                                       -> whether finish_run has anything to do
     hook.finish_run(model, splits, ks, batch_size, by, best)    -> None, or a ``Finish`` for the best checkpoint
 
 The plain ``Hook`` evaluates and does nothing after training. ``CountCalibration`` is GCN-PHR+'s: its learned count
@@ -32,6 +33,10 @@ class Hook:
 
     def epoch_metrics(self, model, splits, ks, batch_size=None, shard=None, by='recall@10'):
         return evaluate_splits(model, splits, ks, batch_size, shard), {}
+
+    def finishes(self, model):
+        """Whether ``finish_run`` may change the best checkpoint: train.py loads that checkpoint only then."""
+        return False
 
     def finish_run(self, model, splits, ks, batch_size=None, by='recall@10', best=None):
         return None
@@ -100,6 +105,9 @@ class CountCalibration(Hook):
                                                                ks, batch_size, shard, enc)}
             model.count_weight.copy_(w0)
         return m, {'count_scale': factor}
+
+    def finishes(self, model):
+        return bool(model.calibrate_counts)
 
     def finish_run(self, model, splits, ks, batch_size=None, by='recall@10', best=None):
         """``calibrate_counts`` after training, on the best checkpoint's model: its count weight (the weight as
