@@ -159,15 +159,10 @@ def check_flags(args, given):
         if unused:
             raise SystemExit(f'error: {args.model_name} is not trained (evaluated as built): '
                              f'{", ".join("--" + f for f in unused)} would do nothing')
-    for h in spec.hparams:   # a model's own value checks, before any data is read
-        v = getattr(args, h.cli, h.default)
-        if isinstance(v, float) and not math.isfinite(v):
-            raise SystemExit(f'error: --{h.cli} must be a finite number, got {v}')
-        if h.positive and v <= 0:
-            raise SystemExit(f'error: --{h.cli} must be positive, got {v}')
-        if h.maximum is not None and v > h.maximum:
-            raise SystemExit(f'error: --{h.cli} must be at most {h.maximum:g}, got {v} (larger values mean nothing '
-                             f'here: {h.help})')
+    for h in spec.hparams:   # a model's own value checks (its declared ranges), before any data is read
+        why = h.problem(getattr(args, h.cli, h.default))
+        if why:
+            raise SystemExit(f'error: --{h.cli} {why}')
 
 
 def model_flags_given(args):

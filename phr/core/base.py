@@ -21,6 +21,7 @@ configurations from (keyed by train.py flag); ``ablations``, the switches the sw
 ``hook``, the name of its own training hook (``phr/training/hooks.py``), if it has one; ``record_fields``, what
 that hook adds to a run's record and how tables write it.
 """
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -42,6 +43,18 @@ class HParam:
     @property
     def cli(self):
         return self.flag or self.name
+
+    def problem(self, value):
+        """What is wrong with ``value`` for this knob (its declared range: finite, ``positive``, ``maximum``), or
+        None. train.py says it of the flag before any data is read; the registry of any model built (a
+        checkpoint's model_args too)."""
+        if isinstance(value, float) and not math.isfinite(value):
+            return f'must be a finite number, got {value!r}'
+        if self.positive and not (isinstance(value, (int, float)) and value > 0):
+            return f'must be positive, got {value!r}'
+        if self.maximum is not None and isinstance(value, (int, float)) and not value <= self.maximum:
+            return f'must be at most {self.maximum:g}, got {value!r} (larger values mean nothing here: {self.help})'
+        return None
 
     @property
     def type(self):

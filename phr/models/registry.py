@@ -76,11 +76,9 @@ def build_model(name, data, inputs=None, **hparams):
         raise ValueError(f'{name} has no hyperparameter {", ".join(unknown)} (its knobs: '
                          f'{", ".join(sorted(known)) or "none"})')
     for h in spec.hparams:   # a declared range holds however the model is built (flags, a checkpoint's model_args)
-        v = hparams.get(h.name, h.default)
-        if h.positive and not (isinstance(v, (int, float)) and v > 0):
-            raise ValueError(f'{name}: {h.name} must be positive, got {v!r}')
-        if h.maximum is not None and isinstance(v, (int, float)) and not v <= h.maximum:
-            raise ValueError(f'{name}: {h.name} must be at most {h.maximum:g}, got {v!r}')
+        why = h.problem(hparams.get(h.name, h.default))
+        if why:
+            raise ValueError(f'{name}: {h.name} {why}')
     extra = {f'{k}_model': m for k, m in (inputs or {}).items()}
     return spec.cls(data, **{h.name: hparams.get(h.name, h.default) for h in spec.hparams}, **spec.fixed, **extra)
 
