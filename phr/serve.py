@@ -101,6 +101,7 @@ def run(args):
             video = videos[args.video]
             true = set(data.vh_idx[data.vh_ptr[video]:data.vh_ptr[video + 1]].tolist())
         model, ckpt = load_checkpoint(args.checkpoint, data, device)   # checked even when it is not used below
+        name = ckpt.get('model_name') or ckpt['config']['model_name']   # the registry's name (kNN, not its class)
         if args.author not in users:
             if args.strict:
                 raise DataError(f'{os.path.join(args.data_path, "user_list.txt")}: no author named {args.author!r}')
@@ -116,18 +117,18 @@ def run(args):
                 # a new post: its feature row, and what a model that reads more of it needs (Posts.need_tfidf / texts)
                 feats = post_features(args, data)
                 if model.reads_tfidf and not args.text:   # kNN / TagMix / TagBlend with text=tfidf
-                    raise DataError(f'{args.checkpoint}: this {type(model).__name__} compares posts by their TF-IDF '
+                    raise DataError(f'{args.checkpoint}: this {name} compares posts by their TF-IDF '
                                     f'rows (text=tfidf), which a feature vector does not give; pass the post\'s '
                                     f'--text instead')
                 if model.reads_text and not args.text:   # TagBlend's n-gram term reads the text
-                    raise DataError(f'{args.checkpoint}: this {type(model).__name__} reads a new post\'s text (its '
+                    raise DataError(f'{args.checkpoint}: this {name} reads a new post\'s text (its '
                                     f'character n-gram term), which a feature vector does not give; pass the post\'s '
                                     f'--text instead, or a model built with --grams off')
                 post = Posts(features=feats,
                              tfidf=new_post_tfidf(data, [args.text]) if model.reads_tfidf else None,
                              texts=[args.text] if args.text else None)
             ids, scores = recommend(model, users[args.author], post, args.topk)
-            how = f'{ckpt.get("model_name") or ckpt["config"]["model_name"]} score'
+            how = f'{name} score'
     except (DataError, CheckpointError) as e:
         raise SystemExit(f'error: {e}')
     what = f'video {args.video}' if args.video is not None else ('new post (text)' if args.text else

@@ -404,3 +404,19 @@ def test_recommend_serves_a_new_post_with_every_model(tweets_dir, tmp_path, mode
     data = load_dataset(tweets_dir, verbose=False)
     assert len(ids) == min(10, data.num_hashtag) and torch.isfinite(scores).all()
     assert torch.all(scores[:-1] >= scores[1:])
+
+
+@pytest.mark.parametrize('model_name, knobs', [('kNN', ['--text', 'tfidf']), ('TagBlend', ['--grams', 'on'])])
+def test_recommend_a_feature_vector_to_a_model_that_reads_text_is_one_line(tweets_dir, tmp_path, model_name, knobs):
+    """A new post given by its feature vector to a model that reads more of it (its TF-IDF row, its raw text): one line
+    naming the checkpoint, the model and --text, before anything is scored."""
+    train.main(['--data_path', tweets_dir, '--model_name', model_name, '--save_dir', str(tmp_path), '--no_progress',
+                *knobs])
+    ckpt = str(tmp_path / model_name / 'best.pt')
+    data = load_dataset(tweets_dir, verbose=False)
+    np.save(tmp_path / 'post.npy', data.features[0].numpy())
+    with pytest.raises(SystemExit) as e:
+        cli(recommend, ['--checkpoint', ckpt, '--data_path', tweets_dir, '--author', 'ana_stats',
+                        '--features', str(tmp_path / 'post.npy')])
+    msg = str(e.value.code)
+    assert msg.startswith(f'error: {ckpt}: this {model_name} ') and '--text' in msg and '\n' not in msg, msg
